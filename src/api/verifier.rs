@@ -1,0 +1,60 @@
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+
+/// Internal, written only by the controller: what the token server needs to verify one
+/// `OAuthClient`. One per client, same name, owned by it (so it is garbage-collected with
+/// it). Holds argon2id hashes, never a secret.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[kube(
+    group = "oauth-operator.dev",
+    version = "v1alpha1",
+    kind = "OAuthClientVerifier",
+    namespaced,
+    category = "oauth-internal",
+    doc = "Internal state written by the oauth-operator controller for its token server: argon2id hashes and token settings of one OAuthClient.",
+    printcolumn(name = "Client ID", type_ = "string", json_path = ".spec.clientId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthClientVerifierSpec {
+    /// The client identifier the token server answers to.
+    pub client_id: String,
+    /// Scopes the client may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Audiences of issued tokens; empty means the operator's default.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Access-token lifetime in seconds.
+    pub access_token_lifetime_seconds: u32,
+    /// One entry per accepted client secret.
+    #[serde(default)]
+    pub secrets: Vec<SecretVerifier>,
+}
+
+/// How to verify one client secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVerifier {
+    /// The secret entry's name.
+    pub name: String,
+    /// The argon2id hash of the secret, in PHC string format.
+    pub hash: String,
+    /// The Secret key the hash was computed from. The controller compares it with the
+    /// Secret's current identity to know, without hashing again, that the hash is current.
+    pub source: SourceRef,
+}
+
+/// Identity of the Secret value a hash was computed from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    /// Secret name.
+    pub secret_name: String,
+    /// Key within the Secret.
+    pub key: String,
+    /// The Secret's UID when hashed.
+    pub uid: String,
+    /// The Secret's resourceVersion when hashed.
+    pub resource_version: String,
+}

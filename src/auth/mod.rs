@@ -1,0 +1,6 @@
+//! Secrets, hashing and signing: pure crypto, no HTTP, no Kubernetes.
+
+pub mod hash;
+pub mod keys;
+pub mod secret;
+pub mod token;

@@ -1,0 +1,95 @@
+//! The write path: reconciles `OAuthClient`s into credentials Secrets, verifiers for the
+//! token server, and status.
+
+mod credentials;
+mod error;
+mod oauth_client;
+mod signing_keys;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use tokio::sync::Semaphore;
+
+pub use credentials::{CLIENT_ID_KEY, CLIENT_SECRET_KEY, TOKEN_ENDPOINT_KEY};
+pub use error::Error;
+
+use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, OAuthClient, OAuthClientVerifier};
+
+/// Field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "oauth-operator-controller";
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Namespace of the signing-key Secret.
+    pub operator_namespace: String,
+    /// Name of the signing-key Secret.
+    pub signing_key_secret: String,
+    /// The token endpoint URL written into every credentials Secret.
+    pub token_endpoint: String,
+    /// How many argon2 hashes may run at once (each takes ~19 MiB).
+    pub max_concurrent_hashes: usize,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub config: Config,
+    pub hashing: Semaphore,
+}
+
+/// Runs until the watches end (on shutdown signal).
+pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+    signing_keys::ensure(&client, &config.operator_namespace, &config.signing_key_secret).await?;
+
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
+        client: client.clone(),
+        config: config.clone(),
+    });
+
+    // Only the Secrets we made, by label: never a watch on every Secret of the cluster.
+    let own_secrets = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let controllers = scopes.into_iter().map(|ns| {
+        let (clients, secrets, verifiers) = match &ns {
+            Some(ns) => (
+                Api::<OAuthClient>::namespaced(client.clone(), ns),
+                Api::<Secret>::namespaced(client.clone(), ns),
+                Api::<OAuthClientVerifier>::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        };
+        Controller::new(clients, watcher::Config::default().any_semantic())
+            .owns(secrets, own_secrets.clone())
+            .owns(verifiers, watcher::Config::default())
+            .shutdown_on_signal()
+            .run(oauth_client::reconcile, oauth_client::error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((obj, _)) => tracing::debug!(client = %obj, "reconciled"),
+                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The in-memory view the token server reads: client verifiers by client id, and the
+//! signing keys. Fed by watches (see [`watch`]); read on every request without any API
+//! call. Pure state with `apply` / `delete` / `reset`, so it is tested without a cluster.
+
+pub mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::api::OAuthClientVerifier;
+use crate::auth::keys::KeySet;
+
+/// What the token server knows of one client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEntry {
+    pub client_id: String,
+    pub namespace: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub access_token_lifetime_seconds: u32,
+    /// argon2id PHC strings of every accepted secret.
+    pub secret_hashes: Vec<String>,
+}
+
+impl ClientEntry {
+    fn from_verifier(v: &OAuthClientVerifier) -> Option<Self> {
+        Some(ClientEntry {
+            client_id: v.spec.client_id.clone(),
+            namespace: v.metadata.namespace.clone()?,
+            name: v.metadata.name.clone()?,
+            scopes: v.spec.scopes.clone(),
+            audiences: v.spec.audiences.clone(),
+            access_token_lifetime_seconds: v.spec.access_token_lifetime_seconds,
+            secret_hashes: v.spec.secrets.iter().map(|s| s.hash.clone()).collect(),
+        })
+    }
+}
+
+type ObjectKey = (String, String);
+
+#[derive(Default)]
+struct Clients {
+    by_id: HashMap<String, Arc<ClientEntry>>,
+    /// Which client id each verifier object serves, so a delete (or an id change) removes
+    /// the right entry.
+    by_object: HashMap<ObjectKey, String>,
+}
+
+impl Clients {
+    fn apply(&mut self, entry: ClientEntry) {
+        let key = (entry.namespace.clone(), entry.name.clone());
+        if let Some(old_id) = self.by_object.get(&key)
+            && *old_id != entry.client_id
+        {
+            self.by_id.remove(old_id);
+        }
+        self.by_object.insert(key, entry.client_id.clone());
+        self.by_id.insert(entry.client_id.clone(), Arc::new(entry));
+    }
+
+    fn delete(&mut self, namespace: &str, name: &str) {
+        if let Some(id) = self.by_object.remove(&(namespace.to_string(), name.to_string())) {
+            self.by_id.remove(&id);
+        }
+    }
+
+    /// Drops every entry of `scope` (a namespace, or all with `None`).
+    fn clear(&mut self, scope: Option<&str>) {
+        let doomed: Vec<ObjectKey> = self
+            .by_object
+            .keys()
+            .filter(|(ns, _)| scope.is_none_or(|s| s == ns))
+            .cloned()
+            .collect();
+        for (ns, name) in doomed {
+            self.delete(&ns, &name);
+        }
+    }
+}
+
+/// The index. Cheap to share (`Arc`), safe to read from every request.
+pub struct Index {
+    clients: RwLock<Clients>,
+    keys: RwLock<Option<Arc<KeySet>>>,
+    /// The watch scopes (namespaces, or `None` for all) expected to list before the index
+    /// is complete, and those that have.
+    scopes: Vec<Option<String>>,
+    synced_scopes: RwLock<HashSet<Option<String>>>,
+    keys_synced: AtomicBool,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index::with_scopes(vec![None])
+    }
+}
+
+impl Index {
+    /// An index fed by one watch of all namespaces.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Index::default())
+    }
+
+    /// An index fed by one watch per scope: a namespace, or `None` for all of them.
+    pub fn with_scopes(scopes: Vec<Option<String>>) -> Self {
+        Index {
+            clients: RwLock::default(),
+            keys: RwLock::default(),
+            scopes,
+            synced_scopes: RwLock::default(),
+            keys_synced: AtomicBool::new(false),
+        }
+    }
+
+    /// The client with this id, if the server should serve it.
+    pub fn client(&self, client_id: &str) -> Option<Arc<ClientEntry>> {
+        self.clients.read().ok()?.by_id.get(client_id).cloned()
+    }
+
+    /// How many clients are indexed.
+    pub fn len(&self) -> usize {
+        self.clients.read().map(|c| c.by_id.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds or replaces the entry of a verifier.
+    pub fn apply_verifier(&self, v: &OAuthClientVerifier) {
+        if let (Some(entry), Ok(mut clients)) = (ClientEntry::from_verifier(v), self.clients.write()) {
+            clients.apply(entry);
+        }
+    }
+
+    /// Removes the entry of a deleted verifier.
+    pub fn delete_verifier(&self, namespace: &str, name: &str) {
+        if let Ok(mut clients) = self.clients.write() {
+            clients.delete(namespace, name);
+        }
+    }
+
+    /// Replaces every entry of one watch scope at once, after a (re)list, and marks that
+    /// scope synced. Other scopes' entries stay.
+    pub fn reset_verifiers<'a>(
+        &self,
+        scope: Option<&str>,
+        all: impl IntoIterator<Item = &'a OAuthClientVerifier>,
+    ) {
+        if let Ok(mut clients) = self.clients.write() {
+            clients.clear(scope);
+            for entry in all.into_iter().filter_map(ClientEntry::from_verifier) {
+                clients.apply(entry);
+            }
+        }
+        if let Ok(mut synced) = self.synced_scopes.write() {
+            synced.insert(scope.map(str::to_string));
+        }
+    }
+
+    /// The signing keys, once loaded.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().ok()?.clone()
+    }
+
+    /// Installs (or, with `None`, withdraws) the signing keys, and marks them synced.
+    pub fn set_keys(&self, keys: Option<KeySet>) {
+        if let Ok(mut k) = self.keys.write() {
+            *k = keys.map(Arc::new);
+        }
+        self.keys_synced.store(true, Ordering::Release);
+    }
+
+    /// Ready to serve: both watches have listed once and a signing key is loaded.
+    pub fn is_ready(&self) -> bool {
+        let clients_synced = self
+            .synced_scopes
+            .read()
+            .map(|s| self.scopes.iter().all(|scope| s.contains(scope)))
+            .unwrap_or(false);
+        clients_synced
+            && self.keys_synced.load(Ordering::Acquire)
+            && self.keys().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{OAuthClientVerifierSpec, SecretVerifier, SourceRef};
+
+    fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
+        let mut v = OAuthClientVerifier::new(
+            name,
+            OAuthClientVerifierSpec {
+                client_id: id.into(),
+                scopes: vec!["read".into()],
+                audiences: vec![],
+                access_token_lifetime_seconds: 600,
+                secrets: vec![SecretVerifier {
+                    name: "default".into(),
+                    hash: "$argon2id$x".into(),
+                    source: SourceRef {
+                        secret_name: "s".into(),
+                        key: "k".into(),
+                        uid: "u".into(),
+                        resource_version: "1".into(),
+                    },
+                }],
+            },
+        );
+        v.metadata.namespace = Some(ns.into());
+        v
+    }
+
+    #[test]
+    fn apply_then_delete() {
+        let index = Index::default();
+        index.apply_verifier(&verifier("a", "one", "id-1"));
+        let e = index.client("id-1").expect("indexed");
+        assert_eq!(e.scopes, vec!["read".to_string()]);
+        assert_eq!(e.secret_hashes.len(), 1);
+        index.delete_verifier("a", "one");
+        assert!(index.client("id-1").is_none());
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn reset_drops_what_the_new_list_lacks() {
+        let index = Index::default();
+        index.apply_verifier(&verifier("a", "one", "id-1"));
+        let two = verifier("a", "two", "id-2");
+        index.reset_verifiers(None, [&two]);
+        assert!(index.client("id-1").is_none());
+        assert!(index.client("id-2").is_some());
+    }
+
+    #[test]
+    fn reset_of_one_namespace_keeps_the_others() {
+        let index = Index::with_scopes(vec![Some("a".into()), Some("b".into())]);
+        index.apply_verifier(&verifier("a", "one", "id-1"));
+        index.apply_verifier(&verifier("b", "two", "id-2"));
+        index.reset_verifiers(Some("a"), []);
+        assert!(index.client("id-1").is_none());
+        assert!(index.client("id-2").is_some());
+        index.set_keys(Some(KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen")).expect("load")));
+        assert!(!index.is_ready(), "namespace b has not listed yet");
+        index.reset_verifiers(Some("b"), []);
+        assert!(index.is_ready());
+    }
+
+    #[test]
+    fn a_changed_client_id_replaces_the_old_one() {
+        let index = Index::default();
+        index.apply_verifier(&verifier("a", "one", "id-1"));
+        index.apply_verifier(&verifier("a", "one", "id-9"));
+        assert!(index.client("id-1").is_none());
+        assert!(index.client("id-9").is_some());
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn not_ready_until_both_watches_synced_and_keys_loaded() {
+        let index = Index::default();
+        assert!(!index.is_ready());
+        index.reset_verifiers(None, []);
+        assert!(!index.is_ready());
+        index.set_keys(None);
+        assert!(!index.is_ready());
+        let keys = crate::auth::keys::StoredKeys::generate_es256().expect("gen");
+        index.set_keys(Some(KeySet::load(&keys).expect("load")));
+        assert!(index.is_ready());
+    }
+}

@@ -1,0 +1,84 @@
+//! Feeds the [`Index`] from kube-runtime watchers: verifiers in the watched namespaces and
+//! the one signing-key Secret. One way only: API server -> watch -> index.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+
+use super::Index;
+use crate::api::OAuthClientVerifier;
+use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
+
+/// Watches verifiers through `api` (scoped to `namespace`, or all) until the stream ends,
+/// keeping `index` current. Watch errors back off and retry; the index keeps serving what
+/// it knew meanwhile.
+pub async fn verifiers(api: Api<OAuthClientVerifier>, namespace: Option<String>, index: Arc<Index>) {
+    let mut buffer: Vec<OAuthClientVerifier> = Vec::new();
+    let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .map_err(|e| tracing::warn!(error = %e, "verifier watch failed; retrying"));
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(v)) => index.apply_verifier(&v),
+            Ok(Event::Delete(v)) => {
+                if let (Some(ns), Some(name)) = (&v.metadata.namespace, &v.metadata.name) {
+                    index.delete_verifier(ns, name);
+                }
+            }
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(v)) => buffer.push(v),
+            Ok(Event::InitDone) => {
+                index.reset_verifiers(namespace.as_deref(), buffer.iter());
+                tracing::info!(clients = index.len(), "client index synced");
+                buffer = Vec::new();
+            }
+            Err(()) => {}
+        }
+    }
+}
+
+/// Watches the signing-key Secret (by name only: the server may read no other Secret).
+pub async fn signing_keys(api: Api<Secret>, name: String, index: Arc<Index>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = watcher::watcher(api, config)
+        .default_backoff()
+        .map_err(|e| tracing::warn!(error = %e, "signing-key watch failed; retrying"));
+    futures::pin_mut!(stream);
+    let mut seen = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(s)) | Ok(Event::InitApply(s)) => {
+                seen = true;
+                index.set_keys(load(&s));
+            }
+            Ok(Event::Delete(_)) => index.set_keys(None),
+            Ok(Event::Init) => seen = false,
+            Ok(Event::InitDone) => {
+                if !seen {
+                    tracing::warn!(secret = %name, "signing-key Secret not found; is the controller running?");
+                    index.set_keys(None);
+                }
+            }
+            Err(()) => {}
+        }
+    }
+}
+
+fn load(secret: &Secret) -> Option<KeySet> {
+    let data = secret.data.as_ref()?.get(SECRET_KEY)?;
+    match StoredKeys::from_json(&data.0).and_then(|k| KeySet::load(&k)) {
+        Ok(keys) => {
+            tracing::info!(kid = %keys.signer.kid, published = keys.jwks.keys.len(), "signing keys loaded");
+            Some(keys)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "signing-key Secret is unusable");
+            None
+        }
+    }
+}

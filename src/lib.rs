@@ -1,0 +1,28 @@
+//! An operator that manages OAuth 2.0 clients as Kubernetes custom resources, and the
+//! token server that issues them access tokens.
+//!
+//! ```text
+//! write path (controller)                      read path (token server, every replica)
+//! OAuthClient --watch--> controller            OAuthClientVerifier --watch--> index --> POST /token
+//!    |-- Secret: client id + secret (create if absent, owned)        (argon2id check, JWT signing)
+//!    |-- OAuthClientVerifier: argon2id hashes (owned)
+//!    '-- status: clientId, Ready, observedGeneration
+//! signing-key Secret (created once) --watch--> keys --> JWT signing, GET /jwks
+//! ```
+//!
+//! Modules, by role:
+//! - [`api`]: the CRD types, no I/O.
+//! - [`controller`]: reconcilers that write Secrets, verifiers and status.
+//! - [`index`]: the in-memory view of verifiers and signing keys the server reads.
+//! - [`server`]: the HTTP surface (axum), reading only the index.
+//! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
+//! - [`envtest`]: a local control plane (etcd, kube-apiserver, kube-controller-manager)
+//!   for tests and the local run.
+
+pub mod api;
+pub mod auth;
+pub mod controller;
+pub mod envtest;
+pub mod index;
+pub mod server;
+pub mod telemetry;

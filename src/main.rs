@@ -1,0 +1,183 @@
+//! `oauth-operator`: the controller, the token server, the CRDs, or all of it locally.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use oauth_operator::telemetry::{self, LogFormat};
+use oauth_operator::{api, controller, envtest, server};
+
+#[derive(Parser)]
+#[command(version, about = "OAuth 2.0 clients as Kubernetes custom resources")]
+struct Cli {
+    /// Kubeconfig to use; otherwise in-cluster config or $KUBECONFIG / ~/.kube/config.
+    #[arg(long, global = true, env = "OAUTH_OPERATOR_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "OAUTH_OPERATOR_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller: reconcile OAuthClients into Secrets, verifiers and status.
+    Controller(ControllerArgs),
+    /// Run the token server.
+    Server(ServerArgs),
+    /// Print the CRDs as YAML (the content of crds/crds.yaml).
+    Crd,
+    /// Run everything locally: a control plane (unless --kubeconfig is given), the CRDs,
+    /// the controller and the token server, until Ctrl-C.
+    Local(LocalArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Namespace to watch (repeatable); all namespaces when omitted.
+    #[arg(long = "namespace", env = "OAUTH_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Namespace of the operator itself, where the signing-key Secret lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "oauth-operator-system")]
+    operator_namespace: String,
+    /// Name of the signing-key Secret.
+    #[arg(long, env = "OAUTH_OPERATOR_SIGNING_KEY_SECRET", default_value = "oauth-operator-signing-keys")]
+    signing_key_secret: String,
+    /// The issuer URL: `iss` of every token; the token endpoint is `<issuer>/token`.
+    #[arg(long, env = "OAUTH_OPERATOR_ISSUER", default_value = "http://127.0.0.1:8080")]
+    issuer: String,
+    /// How many argon2 computations may run at once (each needs ~19 MiB).
+    #[arg(long, env = "OAUTH_OPERATOR_MAX_CONCURRENT_HASHES", default_value_t = 4)]
+    max_concurrent_hashes: usize,
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on.
+    #[arg(long, env = "OAUTH_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// `aud` of tokens for clients that name no audience; the issuer when omitted.
+    #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_AUDIENCE")]
+    default_audience: Option<String>,
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address of the token server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the local control plane keeps its state; its admin kubeconfig is
+    /// `<dir>/kubeconfig`.
+    #[arg(long, default_value = "target/local-cluster")]
+    dir: PathBuf,
+}
+
+fn controller_config(c: &Common) -> controller::Config {
+    controller::Config {
+        namespaces: c.namespaces.clone(),
+        operator_namespace: c.operator_namespace.clone(),
+        signing_key_secret: c.signing_key_secret.clone(),
+        token_endpoint: format!("{}/token", c.issuer.trim_end_matches('/')),
+        max_concurrent_hashes: c.max_concurrent_hashes,
+    }
+}
+
+fn server_config(c: &Common, listen: SocketAddr, default_audience: Option<String>) -> server::Config {
+    server::Config {
+        listen,
+        default_audience: default_audience.unwrap_or_else(|| c.issuer.clone()),
+        issuer: c.issuer.clone(),
+        namespaces: c.namespaces.clone(),
+        operator_namespace: c.operator_namespace.clone(),
+        signing_key_secret: c.signing_key_secret.clone(),
+        max_concurrent_hashes: c.max_concurrent_hashes,
+    }
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    match kubeconfig {
+        Some(path) => Ok(envtest::client_from_kubeconfig(path).await?),
+        None => Ok(kube::Client::try_default().await?),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Crd) {
+        telemetry::init(cli.log_format);
+    }
+    match cli.command {
+        Command::Crd => {
+            print!("{}", api::crds_yaml()?);
+            Ok(())
+        }
+        Command::Controller(args) => {
+            let client = kube_client(cli.kubeconfig.as_ref()).await?;
+            controller::run(client, controller_config(&args.common)).await?;
+            Ok(())
+        }
+        Command::Server(args) => {
+            let client = kube_client(cli.kubeconfig.as_ref()).await?;
+            server::run(client, server_config(&args.common, args.listen, args.default_audience)).await
+        }
+        Command::Local(args) => local(cli.kubeconfig, args).await,
+    }
+}
+
+async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<()> {
+    // Keep the control plane alive for the whole run; dropping it stops every process.
+    let (_control_plane, client) = match kubeconfig {
+        Some(path) => {
+            let client = envtest::client_from_kubeconfig(&path).await?;
+            envtest::install_crds(&client, &api::crds()).await?;
+            (None, client)
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&args.dir);
+            tracing::info!(dir = %args.dir.display(), "starting a local control plane");
+            let cp = envtest::ControlPlane::start(envtest::Options {
+                dir: Some(args.dir.clone()),
+                crds: api::crds(),
+            })
+            .await
+            .context("starting the local control plane")?;
+            let client = cp.client().await?;
+            tracing::info!(kubeconfig = %cp.kubeconfig().display(), server = cp.server(), "local control plane ready");
+            (Some(cp), client)
+        }
+    };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta { name: Some(args.common.operator_namespace.clone()), ..ObjectMeta::default() },
+        ..Namespace::default()
+    };
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e).context("creating the operator namespace"),
+    }
+
+    let controller = controller::run(client.clone(), controller_config(&args.common));
+    let server = server::run(client, server_config(&args.common, args.listen, None));
+    tokio::select! {
+        r = controller => r?,
+        r = server => r?,
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! RFC 6749 section 5.2 error responses, the one place errors become HTTP.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error the token endpoint answers with. The descriptions are fixed strings: nothing
+/// from the request, and nothing that tells an attacker which check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    /// "The request is missing a required parameter, includes an unsupported parameter
+    /// value (other than grant type), repeats a parameter, includes multiple credentials,
+    /// utilizes more than one mechanism for authenticating the client, or is otherwise
+    /// malformed."
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    /// "Client authentication failed (e.g., unknown client, no client authentication
+    /// included, or unsupported authentication method)." `basic` says whether the client
+    /// tried HTTP Basic, which calls for a `WWW-Authenticate` header.
+    #[error("invalid_client")]
+    InvalidClient { basic: bool },
+    /// "The authorization grant type is not supported by the authorization server."
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// "The requested scope is invalid, unknown, malformed, or exceeds the scope granted
+    /// by the resource owner."
+    #[error("invalid_scope")]
+    InvalidScope,
+    /// The server cannot take the request now (overload, or keys not loaded yet).
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable,
+    /// Something failed on our side.
+    #[error("server_error")]
+    ServerError,
+}
+
+#[derive(Serialize)]
+struct Body {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'static str>,
+}
+
+impl OAuthError {
+    /// The RFC's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::ServerError => "server_error",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let description = match &self {
+            OAuthError::InvalidRequest(d) => Some(*d),
+            _ => None,
+        };
+        let mut res = (
+            self.status(),
+            Json(Body { error: self.code(), error_description: description }),
+        )
+            .into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        match self {
+            OAuthError::InvalidClient { basic: true } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"oauth-operator\", charset=\"UTF-8\""),
+                );
+            }
+            OAuthError::TemporarilyUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        res
+    }
+}

@@ -1,0 +1,118 @@
+//! The read path: an axum server answering from the [`Index`] only.
+
+mod client_auth;
+mod error;
+mod form;
+mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kube::api::Api;
+use tokio::sync::Semaphore;
+
+pub use error::OAuthError;
+
+use crate::api::OAuthClientVerifier;
+use crate::index::{self, Index};
+
+/// How the token server runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `iss` of every token, and the base of the endpoint URLs.
+    pub issuer: String,
+    /// `aud` of tokens for clients that name no audience.
+    pub default_audience: String,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Namespace and name of the signing-key Secret.
+    pub operator_namespace: String,
+    pub signing_key_secret: String,
+    /// How many argon2 checks may run at once (each takes ~19 MiB and ~25 ms of a core).
+    pub max_concurrent_hashes: usize,
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    pub index: Arc<Index>,
+    pub config: Arc<Config>,
+    pub hashing: Arc<Semaphore>,
+}
+
+/// Largest request body accepted; token requests are a few hundred bytes.
+const MAX_BODY: usize = 16 * 1024;
+
+/// The HTTP surface, apart from serving, so that tests drive it with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/token", post(token::token))
+        .route("/jwks", get(jwks))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    match state.index.keys() {
+        Some(keys) => (
+            [(header::CACHE_CONTROL, "public, max-age=60")],
+            Json(keys.jwks.clone()),
+        )
+            .into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.index.is_ready() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "index not synced").into_response()
+    }
+}
+
+/// Starts the watches feeding the index, then serves until a shutdown signal.
+pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let index = Arc::new(Index::with_scopes(scopes.clone()));
+    for scope in scopes {
+        let api: Api<OAuthClientVerifier> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        tokio::spawn(index::watch::verifiers(api, scope, index.clone()));
+    }
+    tokio::spawn(index::watch::signing_keys(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        config.signing_key_secret.clone(),
+        index.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, issuer = %config.issuer, "token server listening");
+    let state = AppState {
+        index,
+        hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+        config: Arc::new(config),
+    };
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(crate::telemetry::shutdown_signal())
+    .await?;
+    Ok(())
+}

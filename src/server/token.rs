@@ -1,0 +1,211 @@
+//! `POST /token`: the client-credentials grant (RFC 6749 section 4.4) issuing JWT access
+//! tokens (RFC 9068).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::AppState;
+use super::client_auth::{self, Presented};
+use super::error::OAuthError;
+use super::form::Form;
+use crate::auth::hash;
+use crate::auth::token::{self, AccessTokenClaims};
+use crate::index::ClientEntry;
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match issue(&state, &headers, body).await {
+        Ok((client_id, res)) => {
+            tracing::info!(target: "audit", event = "token_issued", client_id, source = %peer.ip());
+            res
+        }
+        Err((client_id, err)) => {
+            tracing::info!(
+                target: "audit",
+                event = "token_refused",
+                client_id = client_id.as_deref().unwrap_or("-"),
+                reason = err.code(),
+                source = %peer.ip()
+            );
+            err.into_response()
+        }
+    }
+}
+
+type Refusal = (Option<String>, OAuthError);
+
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, Response), Refusal> {
+    let anon = |e| (None, e);
+    if !is_form(headers) {
+        return Err(anon(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    let body = body.map_err(|_| anon(OAuthError::InvalidRequest("the body is too large or unreadable")))?;
+    let form = Form::parse(&body).map_err(anon)?;
+    match form.get("grant_type") {
+        None => return Err(anon(OAuthError::InvalidRequest("grant_type is missing"))),
+        Some("client_credentials") => {}
+        Some(_) => return Err(anon(OAuthError::UnsupportedGrantType)),
+    }
+    let requested = parse_scope(form.get("scope")).map_err(anon)?;
+    let presented = client_auth::presented(headers, &form).map_err(anon)?;
+    let id = Some(presented.client_id.clone());
+
+    let client = authenticate(state, presented).await.map_err(|e| (id.clone(), e))?;
+    let scope = granted_scope(&client, requested).map_err(|e| (id.clone(), e))?;
+
+    let keys = state.index.keys().ok_or((id.clone(), OAuthError::TemporarilyUnavailable))?;
+    let now = jiff::Timestamp::now().as_second();
+    let audiences = if client.audiences.is_empty() {
+        vec![state.config.default_audience.clone()]
+    } else {
+        client.audiences.clone()
+    };
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: client.client_id.clone(),
+        aud: audiences,
+        exp: now + i64::from(client.access_token_lifetime_seconds),
+        iat: now,
+        jti: crate::auth::secret::random_id().map_err(|_| (id.clone(), OAuthError::ServerError))?,
+        client_id: client.client_id.clone(),
+        scope: scope.clone(),
+    };
+    let jwt = token::sign(&claims, &keys.signer).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        (id.clone(), OAuthError::ServerError)
+    })?;
+    let mut res = Json(TokenResponse {
+        access_token: jwt,
+        token_type: "Bearer",
+        expires_in: client.access_token_lifetime_seconds,
+        scope,
+    })
+    .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok((client.client_id.clone(), res))
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// Checks the secret against every accepted hash, off the async workers and with a bounded
+/// number of checks at once. An unknown client id costs the same work as a wrong secret.
+async fn authenticate(state: &AppState, presented: Presented) -> Result<Arc<ClientEntry>, OAuthError> {
+    let invalid = OAuthError::InvalidClient { basic: presented.basic };
+    let client = state.index.client(&presented.client_id);
+    let hashes = client.as_ref().map(|c| c.secret_hashes.clone()).unwrap_or_default();
+    let _permit = state
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| OAuthError::TemporarilyUnavailable)?;
+    let secret = presented.secret;
+    let ok = tokio::task::spawn_blocking(move || {
+        if hashes.is_empty() {
+            return hash::verify_decoy(secret.expose());
+        }
+        hashes.iter().any(|h| hash::verify(secret.expose(), h))
+    })
+    .await
+    .map_err(|_| OAuthError::ServerError)?;
+    match client {
+        Some(c) if ok => Ok(c),
+        _ => Err(invalid),
+    }
+}
+
+/// RFC 6749 section 3.3 scope syntax: space-separated tokens of `%x21 / %x23-5B / %x5D-7E`.
+fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
+    let Some(scope) = scope else { return Ok(None) };
+    let tokens: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let valid = |t: &String| t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+    if tokens.is_empty() || !tokens.iter().all(valid) {
+        return Err(OAuthError::InvalidScope);
+    }
+    Ok(Some(tokens))
+}
+
+/// The scope of the token: what was asked if the client may have all of it, or every
+/// allowed scope when nothing was asked.
+fn granted_scope(client: &ClientEntry, requested: Option<Vec<String>>) -> Result<Option<String>, OAuthError> {
+    let granted = match requested {
+        Some(req) => {
+            if !req.iter().all(|s| client.scopes.contains(s)) {
+                return Err(OAuthError::InvalidScope);
+            }
+            req
+        }
+        None => client.scopes.clone(),
+    };
+    Ok((!granted.is_empty()).then(|| granted.join(" ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(scopes: &[&str]) -> ClientEntry {
+        ClientEntry {
+            client_id: "c".into(),
+            namespace: "n".into(),
+            name: "c".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: vec![],
+            access_token_lifetime_seconds: 60,
+            secret_hashes: vec![],
+        }
+    }
+
+    #[test]
+    fn scope_defaults_to_everything_allowed() {
+        assert_eq!(granted_scope(&entry(&["a", "b"]), None), Ok(Some("a b".into())));
+        assert_eq!(granted_scope(&entry(&[]), None), Ok(None));
+    }
+
+    #[test]
+    fn scope_outside_the_allowed_set_is_invalid_scope() {
+        let req = parse_scope(Some("a c")).expect("syntax");
+        assert_eq!(granted_scope(&entry(&["a", "b"]), req), Err(OAuthError::InvalidScope));
+    }
+
+    #[test]
+    fn malformed_scope_is_invalid_scope() {
+        assert_eq!(parse_scope(Some("a\"b")), Err(OAuthError::InvalidScope));
+        assert_eq!(parse_scope(Some("   ")), Err(OAuthError::InvalidScope));
+    }
+}
