@@ -40,19 +40,35 @@ enum Command {
 #[derive(Args, Clone)]
 struct Common {
     /// Namespace to watch (repeatable); all namespaces when omitted.
-    #[arg(long = "namespace", env = "OAUTH_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "namespace",
+        env = "OAUTH_OPERATOR_NAMESPACES",
+        value_delimiter = ','
+    )]
     namespaces: Vec<String>,
     /// Namespace of the operator itself, where the signing-key Secret lives.
     #[arg(long, env = "POD_NAMESPACE", default_value = "oauth-operator-system")]
     operator_namespace: String,
     /// Name of the signing-key Secret.
-    #[arg(long, env = "OAUTH_OPERATOR_SIGNING_KEY_SECRET", default_value = "oauth-operator-signing-keys")]
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_SIGNING_KEY_SECRET",
+        default_value = "oauth-operator-signing-keys"
+    )]
     signing_key_secret: String,
     /// The issuer URL: `iss` of every token; the token endpoint is `<issuer>/token`.
-    #[arg(long, env = "OAUTH_OPERATOR_ISSUER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_ISSUER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     issuer: String,
     /// How many argon2 computations may run at once (each needs ~19 MiB).
-    #[arg(long, env = "OAUTH_OPERATOR_MAX_CONCURRENT_HASHES", default_value_t = 4)]
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_MAX_CONCURRENT_HASHES",
+        default_value_t = 4
+    )]
     max_concurrent_hashes: usize,
 }
 
@@ -97,7 +113,11 @@ fn controller_config(c: &Common) -> controller::Config {
     }
 }
 
-fn server_config(c: &Common, listen: SocketAddr, default_audience: Option<String>) -> server::Config {
+fn server_config(
+    c: &Common,
+    listen: SocketAddr,
+    default_audience: Option<String>,
+) -> server::Config {
     server::Config {
         listen,
         default_audience: default_audience.unwrap_or_else(|| c.issuer.clone()),
@@ -134,7 +154,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Server(args) => {
             let client = kube_client(cli.kubeconfig.as_ref()).await?;
-            server::run(client, server_config(&args.common, args.listen, args.default_audience)).await
+            server::run(
+                client,
+                server_config(&args.common, args.listen, args.default_audience),
+            )
+            .await
         }
         Command::Local(args) => local(cli.kubeconfig, args).await,
     }
@@ -164,7 +188,10 @@ async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<(
     };
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
-        metadata: ObjectMeta { name: Some(args.common.operator_namespace.clone()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(args.common.operator_namespace.clone()),
+            ..ObjectMeta::default()
+        },
         ..Namespace::default()
     };
     match namespaces.create(&PostParams::default(), &ns).await {

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// An initial access token (RFC 7591 section 3): lets its holder register new clients,
 /// until it expires or has created `count` clients.
+// kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "oauth-operator.dev",
@@ -16,8 +18,16 @@ use serde::{Deserialize, Serialize};
     doc = "An initial access token: lets its holder register new OAuth clients (RFC 7591), limited by an expiry and a count.",
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(name = "Remaining", type_ = "integer", json_path = ".status.remaining"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("has(self.expiresAfter) != has(self.expiresAt)")
     .message("exactly one of spec.expiresAfter and spec.expiresAt must be set"))]

@@ -31,9 +31,14 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "oauth-operator";
 
 /// Every CRD of the operator, in a stable order, as `crds/` holds them.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![OAuthClient::crd(), InitialAccessToken::crd(), OAuthClientVerifier::crd()]
+    vec![
+        OAuthClient::crd(),
+        InitialAccessToken::crd(),
+        OAuthClientVerifier::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream: the content of `crds/crds.yaml`.

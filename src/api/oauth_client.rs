@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// An OAuth 2.0 client. The controller generates its secret into a Secret in the same
 /// namespace and the token server issues it access tokens.
+// kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "oauth-operator.dev",
@@ -17,8 +19,16 @@ use serde::{Deserialize, Serialize};
     doc = "An OAuth 2.0 client: the controller generates its credentials into a Secret and the token server issues it access tokens.",
     printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "has(self.clientId) == has(oldSelf.clientId) && (!has(self.clientId) || self.clientId == oldSelf.clientId)"
@@ -43,7 +53,13 @@ pub struct OAuthClientSpec {
     /// Scopes the client may request. A token request without `scope` gets all of them;
     /// one asking for anything else is refused with `invalid_scope`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"), length(min = 1, max = 128)))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"),
+            length(min = 1, max = 128)
+        )
+    )]
     pub scopes: Vec<String>,
 
     /// Audiences (`aud`) of the access tokens issued to this client. When empty, tokens are
@@ -63,7 +79,9 @@ fn default_lifetime() -> u32 {
 }
 
 /// RFC 6749 section 2.1 client types.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ClientType {
     /// Can keep a secret: authenticates with a client secret.

@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
     category = "oauth-internal",
     doc = "Internal state written by the oauth-operator controller for its token server: argon2id hashes and token settings of one OAuthClient.",
     printcolumn(name = "Client ID", type_ = "string", json_path = ".spec.clientId"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientVerifierSpec {

@@ -15,7 +15,10 @@ pub enum KeyError {
     #[error("generating a signing key: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("loading signing key {kid}: {source}")]
-    Load { kid: String, source: jsonwebtoken::errors::Error },
+    Load {
+        kid: String,
+        source: jsonwebtoken::errors::Error,
+    },
     #[error("the signing-key set names active key {0}, which it does not hold")]
     NoActiveKey(String),
     #[error("the signing-key set is not valid JSON: {0}")]
@@ -62,7 +65,11 @@ impl StoredKeys {
         let kid = kid_of(&pem, Algorithm::ES256)?;
         Ok(StoredKeys {
             active: kid.clone(),
-            keys: vec![StoredKey { kid, alg: Algorithm::ES256, private_key_pem: pem }],
+            keys: vec![StoredKey {
+                kid,
+                alg: Algorithm::ES256,
+                private_key_pem: pem,
+            }],
         })
     }
 
@@ -76,17 +83,24 @@ impl StoredKeys {
 }
 
 fn encoding_key(pem: &str, alg: Algorithm, kid: &str) -> Result<EncodingKey, KeyError> {
-    let load = |source| KeyError::Load { kid: kid.to_string(), source };
+    let load = |source| KeyError::Load {
+        kid: kid.to_string(),
+        source,
+    };
     match alg {
-        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()).map_err(load),
+        Algorithm::ES256 | Algorithm::ES384 => {
+            EncodingKey::from_ec_pem(pem.as_bytes()).map_err(load)
+        }
         Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()).map_err(load),
         _ => EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(load),
     }
 }
 
 fn public_jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Result<Jwk, KeyError> {
-    let mut jwk = Jwk::from_encoding_key(key, alg)
-        .map_err(|source| KeyError::Load { kid: kid.to_string(), source })?;
+    let mut jwk = Jwk::from_encoding_key(key, alg).map_err(|source| KeyError::Load {
+        kid: kid.to_string(),
+        source,
+    })?;
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_id = Some(kid.to_string());
     Ok(jwk)
@@ -96,7 +110,10 @@ fn kid_of(pem: &str, alg: Algorithm) -> Result<String, KeyError> {
     let key = encoding_key(pem, alg, "new")?;
     let jwk = public_jwk(&key, alg, "new")?;
     jwk.thumbprint(ThumbprintHash::SHA256)
-        .map_err(|source| KeyError::Load { kid: "new".into(), source })
+        .map_err(|source| KeyError::Load {
+            kid: "new".into(),
+            source,
+        })
 }
 
 /// The key that signs, ready to use.
@@ -130,7 +147,11 @@ impl KeySet {
             let key = encoding_key(&k.private_key_pem, k.alg, &k.kid)?;
             jwks.keys.push(public_jwk(&key, k.alg, &k.kid)?);
             if k.kid == stored.active {
-                signer = Some(SigningKey { kid: k.kid.clone(), alg: k.alg, key });
+                signer = Some(SigningKey {
+                    kid: k.kid.clone(),
+                    alg: k.alg,
+                    key,
+                });
             }
         }
         let signer = signer.ok_or_else(|| KeyError::NoActiveKey(stored.active.clone()))?;
@@ -145,14 +166,18 @@ mod tests {
     #[test]
     fn generated_keys_round_trip_and_publish_only_public_parts() {
         let stored = StoredKeys::generate_es256().expect("generate");
-        let again = StoredKeys::from_json(stored.to_json().expect("json").as_bytes()).expect("parse");
+        let again =
+            StoredKeys::from_json(stored.to_json().expect("json").as_bytes()).expect("parse");
         assert!(again == stored);
         let set = KeySet::load(&again).expect("load");
         assert_eq!(set.signer.kid, stored.active);
         let published = serde_json::to_string(&set.jwks).expect("jwks");
         assert!(published.contains(&stored.active));
         assert!(published.contains("\"crv\":\"P-256\""));
-        assert!(!published.contains("\"d\""), "private scalar must not be published");
+        assert!(
+            !published.contains("\"d\""),
+            "private scalar must not be published"
+        );
     }
 
     #[test]

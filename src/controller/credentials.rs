@@ -37,7 +37,10 @@ pub fn build(
         ),
     ]);
     let data = BTreeMap::from([
-        (CLIENT_ID_KEY.to_string(), ByteString(client_id.as_bytes().to_vec())),
+        (
+            CLIENT_ID_KEY.to_string(),
+            ByteString(client_id.as_bytes().to_vec()),
+        ),
         (
             CLIENT_SECRET_KEY.to_string(),
             ByteString(secret.expose().as_bytes().to_vec()),
@@ -104,7 +107,11 @@ mod tests {
         assert!(is_owned_by(&s, &c));
         assert_eq!(s.metadata.namespace.as_deref(), Some("team-a"));
         assert_eq!(
-            s.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str),
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .map(String::as_str),
             Some(MANAGED_BY)
         );
         assert_eq!(client_secret(&s), Some(value));

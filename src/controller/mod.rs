@@ -49,7 +49,12 @@ pub struct Context {
 
 /// Runs until the watches end (on shutdown signal).
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
-    signing_keys::ensure(&client, &config.operator_namespace, &config.signing_key_secret).await?;
+    signing_keys::ensure(
+        &client,
+        &config.operator_namespace,
+        &config.signing_key_secret,
+    )
+    .await?;
 
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
@@ -63,7 +68,8 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     });
 
     // Only the Secrets we made, by label: never a watch on every Secret of the cluster.
-    let own_secrets = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let own_secrets =
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
@@ -76,13 +82,21 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
                 Api::<Secret>::namespaced(client.clone(), ns),
                 Api::<OAuthClientVerifier>::namespaced(client.clone(), ns),
             ),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
         };
         Controller::new(clients, watcher::Config::default().any_semantic())
             .owns(secrets, own_secrets.clone())
             .owns(verifiers, watcher::Config::default())
             .shutdown_on_signal()
-            .run(oauth_client::reconcile, oauth_client::error_policy, ctx.clone())
+            .run(
+                oauth_client::reconcile,
+                oauth_client::error_policy,
+                ctx.clone(),
+            )
             .for_each(|res| async move {
                 match res {
                     Ok((obj, _)) => tracing::debug!(client = %obj, "reconciled"),

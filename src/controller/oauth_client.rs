@@ -38,14 +38,24 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     let secret = match secrets
         .get_opt(&secret_name)
         .await
-        .map_err(|source| Error::GetSecret { name: secret_name.clone(), source })?
-    {
+        .map_err(|source| Error::GetSecret {
+            name: secret_name.clone(),
+            source,
+        })? {
         Some(s) if credentials::is_owned_by(&s, &client) => s,
         Some(_) => {
             let msg = format!(
                 "Secret {secret_name} already exists and is not owned by this OAuthClient; it is left untouched. Delete it or choose another spec.credentialsSecret.name"
             );
-            return not_ready(&client, &ctx, &client_id, &secret_name, "SecretConflict", msg).await;
+            return not_ready(
+                &client,
+                &ctx,
+                &client_id,
+                &secret_name,
+                "SecretConflict",
+                msg,
+            )
+            .await;
         }
         None => match create_secret(&client, &ctx, &client_id, &secret_name).await? {
             Some(s) => s,
@@ -58,13 +68,30 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
         let msg = format!(
             "Secret {secret_name} has no {CLIENT_SECRET_KEY}; delete the Secret to have a new credential generated"
         );
-        return not_ready(&client, &ctx, &client_id, &secret_name, "SecretKeyMissing", msg).await;
+        return not_ready(
+            &client,
+            &ctx,
+            &client_id,
+            &secret_name,
+            "SecretKeyMissing",
+            msg,
+        )
+        .await;
     };
 
     apply_verifier(&client, &ctx, &client_id, &secret, &value).await?;
 
     let msg = format!("Secret {secret_name} holds the credentials; the token server accepts them");
-    patch_status(&client, &ctx, &client_id, &secret_name, true, "CredentialsReady", msg).await?;
+    patch_status(
+        &client,
+        &ctx,
+        &client_id,
+        &secret_name,
+        true,
+        "CredentialsReady",
+        msg,
+    )
+    .await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -87,8 +114,15 @@ async fn create_secret(
     secret_name: &str,
 ) -> Result<Option<Secret>, Error> {
     let value = crate::auth::secret::generate_secret()?;
-    let secret = credentials::build(client, client_id, secret_name, &value, &ctx.config.token_endpoint);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let secret = credentials::build(
+        client,
+        client_id,
+        secret_name,
+        &value,
+        &ctx.config.token_endpoint,
+    );
+    let api: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
     match api.create(&PostParams::default(), &secret).await {
         Ok(created) => {
             publish(
@@ -102,7 +136,10 @@ async fn create_secret(
             Ok(Some(created))
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
-        Err(source) => Err(Error::CreateSecret { name: secret_name.to_string(), source }),
+        Err(source) => Err(Error::CreateSecret {
+            name: secret_name.to_string(),
+            source,
+        }),
     }
 }
 
@@ -120,7 +157,10 @@ async fn apply_verifier(
     let existing = api
         .get_opt(&name)
         .await
-        .map_err(|source| Error::GetVerifier { name: name.clone(), source })?;
+        .map_err(|source| Error::GetVerifier {
+            name: name.clone(),
+            source,
+        })?;
 
     let source = SourceRef {
         secret_name: secret.name_any(),
@@ -128,23 +168,28 @@ async fn apply_verifier(
         uid: secret.metadata.uid.clone().unwrap_or_default(),
         resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
     };
-    let previous = existing
-        .as_ref()
-        .and_then(|v| v.spec.secrets.iter().find(|s| s.name == DEFAULT_SECRET_ENTRY));
+    let previous = existing.as_ref().and_then(|v| {
+        v.spec
+            .secrets
+            .iter()
+            .find(|s| s.name == DEFAULT_SECRET_ENTRY)
+    });
     let hash = match previous {
         // The hash was computed from this very Secret version: nothing to do.
         Some(p) if p.source == source => p.hash.clone(),
         // The Secret changed (labels, say) or was recreated: keep the hash if it still
         // matches the value, so a verifier is rewritten only when it must be.
-        Some(p) if blocking(ctx, {
-            let (v, h) = (value.clone(), p.hash.clone());
-            move || hash::verify(v.expose(), &h)
-        })
-        .await? =>
+        Some(p)
+            if {
+                tracing::debug!(client = %name, "argon2: verifying the stored hash against a changed Secret");
+                let (v, h) = (value.clone(), p.hash.clone());
+                blocking(ctx, move || hash::verify(v.expose(), &h)).await?
+            } =>
         {
             p.hash.clone()
         }
         _ => {
+            tracing::debug!(client = %name, "argon2: hashing the client secret");
             let v = value.clone();
             blocking(ctx, move || hash::hash(v.expose())).await??
         }
@@ -155,7 +200,11 @@ async fn apply_verifier(
         scopes: client.spec.scopes.clone(),
         audiences: client.spec.audiences.clone(),
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
-        secrets: vec![SecretVerifier { name: DEFAULT_SECRET_ENTRY.into(), hash, source }],
+        secrets: vec![SecretVerifier {
+            name: DEFAULT_SECRET_ENTRY.into(),
+            hash,
+            source,
+        }],
     };
     if existing.as_ref().map(|v| &v.spec) == Some(&spec) {
         return Ok(());
@@ -169,9 +218,13 @@ async fn apply_verifier(
         },
         spec,
     };
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&verifier))
-        .await
-        .map_err(|source| Error::ApplyVerifier { name, source })?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&verifier),
+    )
+    .await
+    .map_err(|source| Error::ApplyVerifier { name, source })?;
     Ok(())
 }
 
@@ -192,7 +245,16 @@ async fn not_ready(
     reason: &str,
     message: String,
 ) -> Result<Action, Error> {
-    let changed = patch_status(client, ctx, client_id, secret_name, false, reason, message.clone()).await?;
+    let changed = patch_status(
+        client,
+        ctx,
+        client_id,
+        secret_name,
+        false,
+        reason,
+        message.clone(),
+    )
+    .await?;
     if changed {
         publish(client, ctx, EventType::Warning, reason, message).await;
     }
@@ -215,21 +277,33 @@ async fn patch_status(
         client_id: Some(client_id.to_string()),
         secret_name: Some(secret_name.to_string()),
         observed_generation: client.metadata.generation,
-        conditions: vec![condition(&current.conditions, "Ready", ready, reason, message, client.metadata.generation)],
+        conditions: vec![condition(
+            &current.conditions,
+            "Ready",
+            ready,
+            reason,
+            message,
+            client.metadata.generation,
+        )],
     };
     if status == current {
         return Ok(false);
     }
     let name = client.name_any();
-    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let api: Api<OAuthClient> =
+        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": OAuthClient::api_version(&()),
         "kind": OAuthClient::kind(&()),
         "status": status,
     });
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::PatchStatus { name, source })?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus { name, source })?;
     Ok(true)
 }
 
@@ -258,7 +332,13 @@ fn condition(
     }
 }
 
-async fn publish(client: &OAuthClient, ctx: &Context, type_: EventType, reason: &str, note: String) {
+async fn publish(
+    client: &OAuthClient,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),

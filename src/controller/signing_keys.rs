@@ -14,7 +14,10 @@ use crate::auth::keys::{SECRET_KEY, StoredKeys};
 /// as it is, whatever it holds: tokens signed with its keys must keep verifying.
 pub async fn ensure(client: &kube::Client, namespace: &str, name: &str) -> Result<(), Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let wrap = |source| Error::EnsureSigningKeys { name: name.to_string(), source };
+    let wrap = |source| Error::EnsureSigningKeys {
+        name: name.to_string(),
+        source,
+    };
     if api.get_opt(name).await.map_err(wrap)?.is_some() {
         return Ok(());
     }

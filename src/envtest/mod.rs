@@ -28,15 +28,25 @@ pub enum Error {
     #[error("building the control-plane binaries failed: {0}")]
     Build(String),
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("generating certificates: {0}")]
     Pki(#[from] rcgen::Error),
     #[error("finding a free port: {0}")]
     Port(std::io::Error),
     #[error("starting {name}: {source}")]
-    Spawn { name: &'static str, source: std::io::Error },
+    Spawn {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("{name} exited early ({status}); its log is {log}")]
-    Exited { name: &'static str, status: String, log: PathBuf },
+    Exited {
+        name: &'static str,
+        status: String,
+        log: PathBuf,
+    },
     #[error("kube-apiserver was not ready after {0:?}")]
     NotReady(Duration),
     #[error("reading the admin kubeconfig: {0}")]
@@ -60,6 +70,7 @@ pub struct Options {
 
 /// A running control plane. Dropping it stops every process.
 pub struct ControlPlane {
+    bin: PathBuf,
     dir: PathBuf,
     _tempdir: Option<tempfile::TempDir>,
     processes: Vec<Managed>,
@@ -78,18 +89,26 @@ impl ControlPlane {
                 let t = tempfile::Builder::new()
                     .prefix("oauth-operator-envtest-")
                     .tempdir()
-                    .map_err(|source| Error::Write { path: std::env::temp_dir(), source })?;
+                    .map_err(|source| Error::Write {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
         };
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
 
         let pki = certs::generate()?;
         let file = |name: &str, content: &str| -> Result<PathBuf, Error> {
             let path = dir.join(name);
-            std::fs::write(&path, content)
-                .map_err(|source| Error::Write { path: path.clone(), source })?;
+            std::fs::write(&path, content).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
             Ok(path)
         };
         let ca = file("ca.crt", &pki.ca_cert)?;
@@ -105,6 +124,7 @@ impl ControlPlane {
         let kubeconfig = file("kubeconfig", &admin_kubeconfig(&server, &pki))?;
 
         let mut cp = ControlPlane {
+            bin: bin.clone(),
             dir: dir.clone(),
             _tempdir: tempdir,
             processes: Vec::new(),
@@ -192,6 +212,11 @@ impl ControlPlane {
         &self.server
     }
 
+    /// The kubectl built with the control plane.
+    pub fn kubectl(&self) -> PathBuf {
+        self.bin.join("kubectl")
+    }
+
     /// The directory with certificates, data and logs.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -263,7 +288,10 @@ pub async fn install_crds(
         let name = kube::ResourceExt::name_any(crd);
         api.patch(&name, &pp, &Patch::Apply(crd))
             .await
-            .map_err(|source| Error::InstallCrd { name: name.clone(), source })?;
+            .map_err(|source| Error::InstallCrd {
+                name: name.clone(),
+                source,
+            })?;
     }
     for crd in crds {
         let name = kube::ResourceExt::name_any(crd);
@@ -289,7 +317,11 @@ fn binaries() -> Result<PathBuf, Error> {
         .output()
         .map_err(|e| Error::Build(format!("{}: {e}", script.display())))?;
     if !out.status.success() {
-        return Err(Error::Build(format!("{} exited with {}", script.display(), out.status)));
+        return Err(Error::Build(format!(
+            "{} exited with {}",
+            script.display(),
+            out.status
+        )));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout

@@ -19,13 +19,21 @@ impl Managed {
     /// Spawns `bin` with its output in `<dir>/<name>.log`. Under `setpriv --pdeathsig` when
     /// available, so that the kernel kills it if this process dies without cleaning up
     /// (a test binary killed by a signal, say): no process is ever left behind.
-    pub fn spawn(name: &'static str, bin: &Path, args: &[String], dir: &Path) -> Result<Self, Error> {
+    pub fn spawn(
+        name: &'static str,
+        bin: &Path,
+        args: &[String],
+        dir: &Path,
+    ) -> Result<Self, Error> {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log)
-            .map_err(|source| Error::Write { path: log.clone(), source })?;
-        let err = out
-            .try_clone()
-            .map_err(|source| Error::Write { path: log.clone(), source })?;
+        let out = std::fs::File::create(&log).map_err(|source| Error::Write {
+            path: log.clone(),
+            source,
+        })?;
+        let err = out.try_clone().map_err(|source| Error::Write {
+            path: log.clone(),
+            source,
+        })?;
         let setpriv = Path::new("/usr/bin/setpriv");
         let mut cmd = if setpriv.exists() {
             let mut c = Command::new(setpriv);

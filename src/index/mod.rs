@@ -61,7 +61,10 @@ impl Clients {
     }
 
     fn delete(&mut self, namespace: &str, name: &str) {
-        if let Some(id) = self.by_object.remove(&(namespace.to_string(), name.to_string())) {
+        if let Some(id) = self
+            .by_object
+            .remove(&(namespace.to_string(), name.to_string()))
+        {
             self.by_id.remove(&id);
         }
     }
@@ -130,7 +133,9 @@ impl Index {
 
     /// Adds or replaces the entry of a verifier.
     pub fn apply_verifier(&self, v: &OAuthClientVerifier) {
-        if let (Some(entry), Ok(mut clients)) = (ClientEntry::from_verifier(v), self.clients.write()) {
+        if let (Some(entry), Ok(mut clients)) =
+            (ClientEntry::from_verifier(v), self.clients.write())
+        {
             clients.apply(entry);
         }
     }
@@ -180,9 +185,7 @@ impl Index {
             .read()
             .map(|s| self.scopes.iter().all(|scope| s.contains(scope)))
             .unwrap_or(false);
-        clients_synced
-            && self.keys_synced.load(Ordering::Acquire)
-            && self.keys().is_some()
+        clients_synced && self.keys_synced.load(Ordering::Acquire) && self.keys().is_some()
     }
 }
 
@@ -245,7 +248,10 @@ mod tests {
         index.reset_verifiers(Some("a"), []);
         assert!(index.client("id-1").is_none());
         assert!(index.client("id-2").is_some());
-        index.set_keys(Some(KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen")).expect("load")));
+        index.set_keys(Some(
+            KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen"))
+                .expect("load"),
+        ));
         assert!(!index.is_ready(), "namespace b has not listed yet");
         index.reset_verifiers(Some("b"), []);
         assert!(index.is_ready());

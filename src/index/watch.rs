@@ -6,8 +6,8 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 
 use super::Index;
 use crate::api::OAuthClientVerifier;
@@ -16,7 +16,11 @@ use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 /// Watches verifiers through `api` (scoped to `namespace`, or all) until the stream ends,
 /// keeping `index` current. Watch errors back off and retry; the index keeps serving what
 /// it knew meanwhile.
-pub async fn verifiers(api: Api<OAuthClientVerifier>, namespace: Option<String>, index: Arc<Index>) {
+pub async fn verifiers(
+    api: Api<OAuthClientVerifier>,
+    namespace: Option<String>,
+    index: Arc<Index>,
+) {
     let mut buffer: Vec<OAuthClientVerifier> = Vec::new();
     let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()

@@ -27,11 +27,18 @@ pub fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthErr
                 "more than one client authentication method was used",
             ));
         }
-        let (id, secret) = parse_basic(value.as_bytes()).ok_or(OAuthError::InvalidClient { basic: true })?;
+        let (id, secret) =
+            parse_basic(value.as_bytes()).ok_or(OAuthError::InvalidClient { basic: true })?;
         if form.get("client_id").is_some_and(|body_id| body_id != id) {
-            return Err(OAuthError::InvalidRequest("client_id does not match the Authorization header"));
+            return Err(OAuthError::InvalidRequest(
+                "client_id does not match the Authorization header",
+            ));
         }
-        return Ok(Presented { client_id: id, secret: SecretString::new(secret), basic: true });
+        return Ok(Presented {
+            client_id: id,
+            secret: SecretString::new(secret),
+            basic: true,
+        });
     }
     match (form.get("client_id"), form.get("client_secret")) {
         (Some(id), Some(secret)) => Ok(Presented {
@@ -71,7 +78,10 @@ mod tests {
     fn basic(id: &str, secret: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let v = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&v).expect("header"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&v).expect("header"),
+        );
         h
     }
 
@@ -81,7 +91,11 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_url_decoded() {
-        let p = presented(&basic("my%20id", "a%3Ab"), &form("grant_type=client_credentials")).expect("ok");
+        let p = presented(
+            &basic("my%20id", "a%3Ab"),
+            &form("grant_type=client_credentials"),
+        )
+        .expect("ok");
         assert_eq!(p.client_id, "my id");
         assert_eq!(p.secret.expose(), "a:b");
         assert!(p.basic);
@@ -102,9 +116,17 @@ mod tests {
 
     #[test]
     fn no_credentials_or_bad_basic_is_invalid_client() {
-        assert_eq!(presented(&HeaderMap::new(), &form("")).expect_err("x").code(), "invalid_client");
+        assert_eq!(
+            presented(&HeaderMap::new(), &form(""))
+                .expect_err("x")
+                .code(),
+            "invalid_client"
+        );
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
-        assert_eq!(presented(&h, &form("")).expect_err("x").code(), "invalid_client");
+        assert_eq!(
+            presented(&h, &form("")).expect_err("x").code(),
+            "invalid_client"
+        );
     }
 }

@@ -73,7 +73,10 @@ impl IntoResponse for OAuthError {
         };
         let mut res = (
             self.status(),
-            Json(Body { error: self.code(), error_description: description }),
+            Json(Body {
+                error: self.code(),
+                error_description: description,
+            }),
         )
             .into_response();
         let headers = res.headers_mut();

@@ -66,7 +66,11 @@ async fn issue(
             "the body must be application/x-www-form-urlencoded",
         )));
     }
-    let body = body.map_err(|_| anon(OAuthError::InvalidRequest("the body is too large or unreadable")))?;
+    let body = body.map_err(|_| {
+        anon(OAuthError::InvalidRequest(
+            "the body is too large or unreadable",
+        ))
+    })?;
     let form = Form::parse(&body).map_err(anon)?;
     match form.get("grant_type") {
         None => return Err(anon(OAuthError::InvalidRequest("grant_type is missing"))),
@@ -77,10 +81,15 @@ async fn issue(
     let presented = client_auth::presented(headers, &form).map_err(anon)?;
     let id = Some(presented.client_id.clone());
 
-    let client = authenticate(state, presented).await.map_err(|e| (id.clone(), e))?;
+    let client = authenticate(state, presented)
+        .await
+        .map_err(|e| (id.clone(), e))?;
     let scope = granted_scope(&client, requested).map_err(|e| (id.clone(), e))?;
 
-    let keys = state.index.keys().ok_or((id.clone(), OAuthError::TemporarilyUnavailable))?;
+    let keys = state
+        .index
+        .keys()
+        .ok_or((id.clone(), OAuthError::TemporarilyUnavailable))?;
     let now = jiff::Timestamp::now().as_second();
     let audiences = if client.audiences.is_empty() {
         vec![state.config.default_audience.clone()]
@@ -120,15 +129,26 @@ fn is_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// Checks the secret against every accepted hash, off the async workers and with a bounded
 /// number of checks at once. An unknown client id costs the same work as a wrong secret.
-async fn authenticate(state: &AppState, presented: Presented) -> Result<Arc<ClientEntry>, OAuthError> {
-    let invalid = OAuthError::InvalidClient { basic: presented.basic };
+async fn authenticate(
+    state: &AppState,
+    presented: Presented,
+) -> Result<Arc<ClientEntry>, OAuthError> {
+    let invalid = OAuthError::InvalidClient {
+        basic: presented.basic,
+    };
     let client = state.index.client(&presented.client_id);
-    let hashes = client.as_ref().map(|c| c.secret_hashes.clone()).unwrap_or_default();
+    let hashes = client
+        .as_ref()
+        .map(|c| c.secret_hashes.clone())
+        .unwrap_or_default();
     let _permit = state
         .hashing
         .acquire()
@@ -152,8 +172,15 @@ async fn authenticate(state: &AppState, presented: Presented) -> Result<Arc<Clie
 /// RFC 6749 section 3.3 scope syntax: space-separated tokens of `%x21 / %x23-5B / %x5D-7E`.
 fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
     let Some(scope) = scope else { return Ok(None) };
-    let tokens: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    let valid = |t: &String| t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+    let tokens: Vec<String> = scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let valid = |t: &String| {
+        t.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    };
     if tokens.is_empty() || !tokens.iter().all(valid) {
         return Err(OAuthError::InvalidScope);
     }
@@ -162,7 +189,10 @@ fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
 
 /// The scope of the token: what was asked if the client may have all of it, or every
 /// allowed scope when nothing was asked.
-fn granted_scope(client: &ClientEntry, requested: Option<Vec<String>>) -> Result<Option<String>, OAuthError> {
+fn granted_scope(
+    client: &ClientEntry,
+    requested: Option<Vec<String>>,
+) -> Result<Option<String>, OAuthError> {
     let granted = match requested {
         Some(req) => {
             if !req.iter().all(|s| client.scopes.contains(s)) {
@@ -193,14 +223,20 @@ mod tests {
 
     #[test]
     fn scope_defaults_to_everything_allowed() {
-        assert_eq!(granted_scope(&entry(&["a", "b"]), None), Ok(Some("a b".into())));
+        assert_eq!(
+            granted_scope(&entry(&["a", "b"]), None),
+            Ok(Some("a b".into()))
+        );
         assert_eq!(granted_scope(&entry(&[]), None), Ok(None));
     }
 
     #[test]
     fn scope_outside_the_allowed_set_is_invalid_scope() {
         let req = parse_scope(Some("a c")).expect("syntax");
-        assert_eq!(granted_scope(&entry(&["a", "b"]), req), Err(OAuthError::InvalidScope));
+        assert_eq!(
+            granted_scope(&entry(&["a", "b"]), req),
+            Err(OAuthError::InvalidScope)
+        );
     }
 
     #[test]

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs oauth-operator end to end on this machine:
+#   1. builds the operator and (once, cached) the local control plane,
+#   2. starts `oauth-operator local`: a control plane on 127.0.0.1 (or the cluster of
+#      --kubeconfig/$KUBECONFIG when given), the CRDs, the controller and the token server,
+#   3. applies examples/, waits for the client to be Ready,
+#   4. obtains a token with curl using the generated Secret, and prints its claims.
+# Then keeps running until Ctrl-C (or exits at once with --once).
+#
+# Usage: hack/run.sh [--once] [--kubeconfig PATH]     env: PORT (default 8080)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+once=false
+kubeconfig=${KUBECONFIG:-}
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --once) once=true ;;
+    --kubeconfig) kubeconfig=$2; shift ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+port=${PORT:-8080}
+issuer="http://127.0.0.1:$port"
+bin_dir=$(hack/controlplane/build.sh)
+kubectl_bin="$bin_dir/kubectl"
+cargo build --quiet --bin oauth-operator
+mkdir -p target
+log=target/local-run.log
+
+args=(local --listen "127.0.0.1:$port" --issuer "$issuer")
+if [[ -n "$kubeconfig" ]]; then
+  args=(--kubeconfig "$kubeconfig" "${args[@]}")
+else
+  kubeconfig=target/local-cluster/kubeconfig
+fi
+
+echo "==> starting oauth-operator local (log: $log)"
+target/debug/oauth-operator "${args[@]}" >"$log" 2>&1 &
+pid=$!
+cleanup() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+for _ in $(seq 1 240); do
+  if curl -fsS "$issuer/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$pid" 2>/dev/null; then echo "oauth-operator exited; see $log" >&2; tail -30 "$log" >&2; exit 1; fi
+  sleep 0.5
+done
+curl -fsS "$issuer/readyz" >/dev/null || { echo "token server not ready; see $log" >&2; exit 1; }
+
+kubectl() { "$kubectl_bin" --kubeconfig "$kubeconfig" "$@"; }
+
+echo "==> kubectl apply -f examples/"
+kubectl apply -n default -f examples/
+kubectl wait -n default --for=condition=Ready oauthclient/billing-service --timeout=120s
+kubectl get -n default oauthclients
+
+secret=billing-service-credentials
+client_id=$(kubectl get -n default secret "$secret" -o jsonpath='{.data.client_id}' | base64 -d)
+client_secret=$(kubectl get -n default secret "$secret" -o jsonpath='{.data.client_secret}' | base64 -d)
+token_endpoint=$(kubectl get -n default secret "$secret" -o jsonpath='{.data.token_endpoint}' | base64 -d)
+
+echo "==> curl -u \"\$CLIENT_ID:\$CLIENT_SECRET\" -d grant_type=client_credentials $token_endpoint"
+response=$(curl -fsS -u "$client_id:$client_secret" -d grant_type=client_credentials "$token_endpoint")
+echo "$response"
+access_token=$(printf '%s' "$response" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+payload=$(printf '%s' "$access_token" | cut -d. -f2 | tr '_-' '/+')
+while (( ${#payload} % 4 )); do payload+="="; done
+echo "==> token claims"
+printf '%s' "$payload" | base64 -d
+echo
+echo "==> verify it against $issuer/jwks"
+curl -fsS "$issuer/jwks"
+echo
+
+if [[ "$once" == true ]]; then
+  echo "==> done (--once)"
+  exit 0
+fi
+echo "==> running; kubeconfig: $kubeconfig; Ctrl-C to stop"
+wait "$pid"

@@ -1,0 +1,387 @@
+//! Test support: one real control plane per test binary, a namespace per test, and the
+//! real `oauth-operator` binary run as controller and token-server processes.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use oauth_operator::api::OAuthClient;
+use oauth_operator::envtest::{self, ControlPlane};
+
+/// Shared by every test of the binary.
+pub struct Env {
+    pub control_plane: ControlPlane,
+    pub client: kube::Client,
+}
+
+impl Env {
+    pub async fn start() -> anyhow::Result<Self> {
+        let crds = committed_crds()?;
+        let started = Instant::now();
+        let control_plane = ControlPlane::start(envtest::Options { dir: None, crds }).await?;
+        eprintln!(
+            "control plane ready in {:.1}s at {} (state in {})",
+            started.elapsed().as_secs_f64(),
+            control_plane.server(),
+            control_plane.dir().display()
+        );
+        let client = control_plane.client().await?;
+        Ok(Env {
+            control_plane,
+            client,
+        })
+    }
+}
+
+/// The CRDs exactly as committed in `crds/`: what users install.
+fn committed_crds() -> anyhow::Result<Vec<CustomResourceDefinition>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/crds.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut out = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc)?;
+        if !value.is_null() {
+            out.push(serde_yaml_ng::from_value(value)?);
+        }
+    }
+    Ok(out)
+}
+
+pub type TestFn = fn(Ctx) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Wraps an async test into a libtest-mimic trial with its own namespace.
+pub fn trial(
+    name: &'static str,
+    env: Option<Arc<Env>>,
+    rt: tokio::runtime::Handle,
+    f: TestFn,
+) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::test(name, move || {
+        let env = env.ok_or("no control plane")?;
+        rt.block_on(async move {
+            let ctx = Ctx::new(env.clone(), name)
+                .await
+                .map_err(|e| format!("setting up: {e:#}"))?;
+            let ns = ctx.ns.clone();
+            let workdir = ctx.workdir.path().to_path_buf();
+            let result = tokio::time::timeout(Duration::from_secs(300), f(ctx)).await;
+            let outcome = match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(_) => Err("timed out after 300s".to_string()),
+            };
+            if outcome.is_err() {
+                dump_logs(&workdir);
+            }
+            cleanup_namespace(&env.client, &ns).await;
+            outcome
+        })
+        .map_err(Into::into)
+    })
+}
+
+fn dump_logs(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                eprintln!("----- {} (last 60 lines) -----", e.path().display());
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+async fn cleanup_namespace(client: &kube::Client, ns: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let _ = api.delete(ns, &DeleteParams::background()).await;
+}
+
+/// One test's world: its namespace, a scratch directory, and the processes it started.
+pub struct Ctx {
+    pub env: Arc<Env>,
+    pub client: kube::Client,
+    pub ns: String,
+    pub workdir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Ctx {
+    async fn new(env: Arc<Env>, test: &str) -> anyhow::Result<Self> {
+        let suffix = oauth_operator::auth::secret::random_id()?
+            .to_lowercase()
+            .replace(['-', '_'], "");
+        let base: String = test.replace('_', "-").chars().take(40).collect();
+        let ns = format!("{}-{}", base.trim_end_matches('-'), &suffix[..6]);
+        let api: Api<Namespace> = Api::all(env.client.clone());
+        api.create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await?;
+        Ok(Ctx {
+            client: env.client.clone(),
+            env,
+            ns,
+            workdir: tempfile::Builder::new()
+                .prefix("oauth-operator-e2e-")
+                .tempdir()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        })
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Runs kubectl against the test control plane in the test namespace.
+    pub fn kubectl(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<std::process::Output> {
+        use std::io::Write;
+        let mut child = Command::new(self.env.control_plane.kubectl())
+            .arg(format!(
+                "--kubeconfig={}",
+                self.env.control_plane.kubeconfig().display()
+            ))
+            .arg(format!("--namespace={}", self.ns))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.unwrap_or("").as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// `kubectl apply -f -`; fails with kubectl's message if the apiserver refuses.
+    pub fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// `kubectl apply -f -` expected to be refused; returns kubectl's error output.
+    pub fn apply_refused(&self, yaml: &str) -> anyhow::Result<String> {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml))?;
+        if out.status.success() {
+            bail!("kubectl apply unexpectedly succeeded for:\n{yaml}");
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<Proc> {
+        // One log per process, numbered, so a restarted component's log is its own.
+        static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.workdir.path().join(format!("{name}-{n}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_oauth-operator"))
+            .arg(format!(
+                "--kubeconfig={}",
+                self.env.control_plane.kubeconfig().display()
+            ))
+            .args(args)
+            .env("RUST_LOG", "info,oauth_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        Ok(Proc {
+            child: Some(child),
+            log,
+        })
+    }
+
+    fn common_args(&self, issuer: &str) -> Vec<String> {
+        vec![
+            format!("--namespace={}", self.ns),
+            format!("--operator-namespace={}", self.ns),
+            format!("--issuer={issuer}"),
+        ]
+    }
+
+    /// Starts a controller scoped to the test namespace.
+    pub fn start_controller(&self, issuer: &str) -> anyhow::Result<Proc> {
+        let mut args = vec!["controller".to_string()];
+        args.extend(self.common_args(issuer));
+        self.spawn("controller", &args)
+    }
+
+    /// A controller and a token server for the test namespace, agreeing on the issuer.
+    pub async fn start_stack(&self) -> anyhow::Result<(Proc, Server)> {
+        let port = envtest::free_port()?;
+        let controller = self.start_controller(&format!("http://127.0.0.1:{port}"))?;
+        let server = self.start_server(port).await?;
+        Ok((controller, server))
+    }
+
+    /// Starts a token server on `port`, scoped to the test namespace, and waits until it
+    /// is ready (which needs the signing keys a controller creates).
+    pub async fn start_server(&self, port: u16) -> anyhow::Result<Server> {
+        let url = format!("http://127.0.0.1:{port}");
+        let mut args = vec!["server".to_string(), format!("--listen=127.0.0.1:{port}")];
+        args.extend(self.common_args(&url));
+        let proc = self.spawn(&format!("server-{port}"), &args)?;
+        let server = Server {
+            url,
+            _process: proc,
+        };
+        eventually(Duration::from_secs(60), "token server ready", || async {
+            let r = self
+                .http
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "readyz {}", r.status());
+            Ok(())
+        })
+        .await?;
+        Ok(server)
+    }
+
+    /// Waits until the client reports `Ready=True` and returns it.
+    pub async fn wait_ready(&self, name: &str) -> anyhow::Result<OAuthClient> {
+        let api: Api<OAuthClient> = self.api();
+        eventually(
+            Duration::from_secs(60),
+            &format!("OAuthClient {name} Ready"),
+            || async {
+                let c = api.get(name).await?;
+                let ready = c
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .is_some_and(|c| c.status == "True");
+                anyhow::ensure!(ready, "not ready: {:?}", c.status);
+                Ok(c)
+            },
+        )
+        .await
+    }
+
+    /// The credentials (client id, secret) in a client's Secret.
+    pub async fn credentials(&self, secret_name: &str) -> anyhow::Result<(String, String)> {
+        Ok((
+            self.credentials_key(secret_name, "client_id").await?,
+            self.credentials_key(secret_name, "client_secret").await?,
+        ))
+    }
+
+    /// One key of a Secret, as text.
+    pub async fn credentials_key(&self, secret_name: &str, key: &str) -> anyhow::Result<String> {
+        let s: Secret = self.api::<Secret>().get(secret_name).await?;
+        let data = s.data.context("secret has no data")?;
+        let value = data
+            .get(key)
+            .with_context(|| format!("Secret {secret_name} has no key {key}"))?;
+        Ok(String::from_utf8(value.0.clone())?)
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running token server.
+pub struct Server {
+    pub url: String,
+    /// Kept for its `Drop`: the server dies with this handle.
+    pub _process: Proc,
+}
+
+impl Server {
+    /// POSTs a token request: `basic` credentials in the header, `form` in the body.
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, serde_json::Value)> {
+        let mut req = http.post(format!("{}/token", self.url)).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, headers, body))
+    }
+}
+
+/// Retries `check` until it succeeds or `timeout` passes; the last error explains.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() > timeout => {
+                bail!("{what}: not reached after {timeout:?}: {e:#}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The token endpoint, end to end: YAML in, verifiable JWT out, RFC 6749 errors.
+
+use anyhow::{Context as _, ensure};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+use oauth_operator::auth::token::AccessTokenClaims;
+
+use crate::support::{Ctx, TestFn};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    vec![
+        ("token_issued_from_yaml_verifies_against_jwks", |c| {
+            Box::pin(issued_token_verifies(c))
+        }),
+        ("wrong_secret_and_unknown_client_look_the_same", |c| {
+            Box::pin(wrong_secret(c))
+        }),
+        ("malformed_token_requests_get_rfc6749_errors", |c| {
+            Box::pin(malformed(c))
+        }),
+    ]
+}
+
+const CLIENT: &str = r#"
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata:
+  name: billing
+spec:
+  clientId: billing-service
+  scopes: [invoices.read, invoices.write]
+  audiences: [https://api.example.test]
+  accessTokenLifetimeSeconds: 600
+"#;
+
+async fn issued_token_verifies(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    ctx.apply(CLIENT)?;
+    let client = ctx.wait_ready("billing").await?;
+    let status = client.status.context("status")?;
+    ensure!(status.client_id.as_deref() == Some("billing-service"));
+    ensure!(status.secret_name.as_deref() == Some("billing-credentials"));
+    ensure!(status.observed_generation == client.metadata.generation);
+
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    ensure!(id == "billing-service");
+    ensure!(secret.len() >= 43, "secret too short");
+    let endpoint = ctx
+        .credentials_key("billing-credentials", "token_endpoint")
+        .await?;
+    ensure!(
+        endpoint == format!("{}/token", server.url),
+        "token_endpoint {endpoint}"
+    );
+
+    // client_secret_basic, asking for one scope.
+    let (code, headers, body) = server
+        .token(
+            &ctx.http,
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "invoices.read"),
+            ],
+        )
+        .await?;
+    ensure!(code == 200, "token request failed: {code} {body}");
+    ensure!(
+        headers
+            .get("cache-control")
+            .is_some_and(|v| v == "no-store")
+    );
+    ensure!(body["token_type"] == "Bearer");
+    ensure!(body["expires_in"] == 600);
+    ensure!(body["scope"] == "invoices.read");
+    let jwt = body["access_token"].as_str().context("access_token")?;
+
+    let jwks: JwkSet = ctx
+        .http
+        .get(format!("{}/jwks", server.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let header = decode_header(jwt)?;
+    ensure!(header.typ.as_deref() == Some("at+jwt"));
+    let kid = header.kid.context("kid in header")?;
+    let jwk = jwks.find(&kid).context("kid published in /jwks")?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_audience(&["https://api.example.test"]);
+    validation.set_issuer(&[server.url.as_str()]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let claims =
+        decode::<AccessTokenClaims>(jwt, &DecodingKey::from_jwk(jwk)?, &validation)?.claims;
+    ensure!(claims.sub == "billing-service");
+    ensure!(claims.client_id == "billing-service");
+    ensure!(claims.scope.as_deref() == Some("invoices.read"));
+    ensure!(claims.exp - claims.iat == 600);
+    ensure!(claims.jti.len() >= 16);
+
+    // client_secret_post, no scope asked: every allowed scope.
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ],
+        )
+        .await?;
+    ensure!(code == 200, "post auth failed: {code} {body}");
+    ensure!(body["scope"] == "invoices.read invoices.write");
+
+    // A scope outside the allowed set.
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        )
+        .await?;
+    ensure!(
+        code == 400 && body["error"] == "invalid_scope",
+        "{code} {body}"
+    );
+
+    // The secret is nowhere in the client's status, and the verifier holds only a hash.
+    let raw = serde_json::to_string(
+        &ctx.api::<oauth_operator::api::OAuthClient>()
+            .get("billing")
+            .await?,
+    )?;
+    ensure!(!raw.contains(&secret), "secret leaked into the OAuthClient");
+    let verifier = ctx
+        .api::<oauth_operator::api::OAuthClientVerifier>()
+        .get("billing")
+        .await?;
+    let v = serde_json::to_string(&verifier)?;
+    ensure!(!v.contains(&secret), "secret leaked into the verifier");
+    ensure!(
+        verifier
+            .spec
+            .secrets
+            .iter()
+            .all(|s| s.hash.starts_with("$argon2id$"))
+    );
+    Ok(())
+}
+
+async fn wrong_secret(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    ctx.apply(CLIENT)?;
+    ctx.wait_ready("billing").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    let grant = [("grant_type", "client_credentials")];
+
+    let wrong = format!("{secret}x");
+    let (code, headers, wrong_body) = server.token(&ctx.http, Some((&id, &wrong)), &grant).await?;
+    ensure!(code == 401, "wrong secret gave {code}");
+    ensure!(wrong_body["error"] == "invalid_client");
+    ensure!(
+        headers
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().is_ok_and(|s| s.starts_with("Basic")))
+    );
+    ensure!(
+        headers
+            .get("cache-control")
+            .is_some_and(|v| v == "no-store")
+    );
+
+    let (code, _, unknown_body) = server
+        .token(&ctx.http, Some(("nobody", &secret)), &grant)
+        .await?;
+    ensure!(code == 401);
+    ensure!(
+        unknown_body == wrong_body,
+        "unknown client and wrong secret differ: {unknown_body} vs {wrong_body}"
+    );
+
+    // Post auth with a wrong secret: 401 too.
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", "nope"),
+            ],
+        )
+        .await?;
+    ensure!(code == 401 && body["error"] == "invalid_client");
+    // The right secret still works after the failures.
+    let (code, _, _) = server
+        .token(&ctx.http, Some((&id, &secret)), &grant)
+        .await?;
+    ensure!(code == 200);
+    Ok(())
+}
+
+async fn malformed(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    ctx.apply(CLIENT)?;
+    ctx.wait_ready("billing").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    let url = format!("{}/token", server.url);
+    let form = "application/x-www-form-urlencoded";
+
+    // (description, content type, body, basic auth, expected status, expected error)
+    let cases: Vec<(&str, &str, String, bool, u16, &str)> = vec![
+        (
+            "wrong content type",
+            "application/json",
+            r#"{"grant_type":"client_credentials"}"#.into(),
+            true,
+            400,
+            "invalid_request",
+        ),
+        (
+            "missing grant_type",
+            form,
+            String::new(),
+            true,
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown grant type",
+            form,
+            "grant_type=password".into(),
+            true,
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "repeated parameter",
+            form,
+            "grant_type=client_credentials&grant_type=client_credentials".into(),
+            true,
+            400,
+            "invalid_request",
+        ),
+        (
+            "two auth methods",
+            form,
+            format!("grant_type=client_credentials&client_secret={secret}"),
+            true,
+            400,
+            "invalid_request",
+        ),
+        (
+            "no credentials",
+            form,
+            "grant_type=client_credentials".into(),
+            false,
+            401,
+            "invalid_client",
+        ),
+        (
+            "oversized body",
+            form,
+            format!(
+                "grant_type=client_credentials&pad={}",
+                "a".repeat(64 * 1024)
+            ),
+            true,
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (what, ct, body, basic, status, error) in cases {
+        let mut req = ctx.http.post(&url).header("content-type", ct).body(body);
+        if basic {
+            req = req.basic_auth(&id, Some(&secret));
+        }
+        let res = req.send().await?;
+        let code = res.status().as_u16();
+        let no_store = res
+            .headers()
+            .get("cache-control")
+            .is_some_and(|v| v == "no-store");
+        let json: serde_json::Value = res.json().await.unwrap_or_default();
+        ensure!(
+            code == status,
+            "{what}: status {code}, expected {status} ({json})"
+        );
+        ensure!(
+            json["error"] == error,
+            "{what}: error {}, expected {error}",
+            json["error"]
+        );
+        ensure!(no_store, "{what}: no Cache-Control: no-store");
+        ensure!(!json.to_string().contains(&secret), "{what}: secret echoed");
+    }
+    Ok(())
+}
