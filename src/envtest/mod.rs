@@ -101,6 +101,11 @@ impl ControlPlane {
             path: dir.clone(),
             source,
         })?;
+        // Processes run inside `dir`, so every path handed to them must be absolute.
+        let dir = std::fs::canonicalize(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
 
         let pki = certs::generate()?;
         let file = |name: &str, content: &str| -> Result<PathBuf, Error> {
