@@ -72,10 +72,38 @@ struct Common {
     max_concurrent_hashes: usize,
 }
 
+#[derive(Args, Clone)]
+struct ControllerOptions {
+    /// The role every client has, first in its `roles` claim; clients cannot remove it.
+    #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_ROLE", default_value = "member")]
+    default_role: String,
+    /// The shortest access-token lifetime (seconds) a client may ask for.
+    #[arg(long, env = "OAUTH_OPERATOR_MIN_TOKEN_LIFETIME", default_value_t = 60)]
+    min_token_lifetime: u32,
+    /// The longest access-token lifetime (seconds) a client may ask for (the CRD caps it
+    /// at 3600).
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_MAX_TOKEN_LIFETIME",
+        default_value_t = 3600
+    )]
+    max_token_lifetime: u32,
+    /// How long before its expiry a secret counts as expiring soon, e.g. `7d`.
+    #[arg(long, env = "OAUTH_OPERATOR_SECRET_EXPIRY_WARNING", default_value = "7d", value_parser = parse_span)]
+    secret_expiry_warning: jiff::SignedDuration,
+}
+
+fn parse_span(s: &str) -> Result<jiff::SignedDuration, String> {
+    controller::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 7d, 12h or 30m"))
+}
+
 #[derive(Args)]
 struct ControllerArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    options: ControllerOptions,
 }
 
 #[derive(Args)]
@@ -94,6 +122,8 @@ struct ServerArgs {
 struct LocalArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    options: ControllerOptions,
     /// Address of the token server.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -103,8 +133,11 @@ struct LocalArgs {
     dir: PathBuf,
 }
 
-fn controller_config(c: &Common) -> controller::Config {
+fn controller_config(c: &Common, o: &ControllerOptions) -> controller::Config {
     controller::Config {
+        default_role: o.default_role.clone(),
+        lifetime_bounds: (o.min_token_lifetime, o.max_token_lifetime),
+        expiry_warning: o.secret_expiry_warning,
         namespaces: c.namespaces.clone(),
         operator_namespace: c.operator_namespace.clone(),
         signing_key_secret: c.signing_key_secret.clone(),
@@ -149,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Controller(args) => {
             let client = kube_client(cli.kubeconfig.as_ref()).await?;
-            controller::run(client, controller_config(&args.common)).await?;
+            controller::run(client, controller_config(&args.common, &args.options)).await?;
             Ok(())
         }
         Command::Server(args) => {
@@ -200,7 +233,10 @@ async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<(
         Err(e) => return Err(e).context("creating the operator namespace"),
     }
 
-    let controller = controller::run(client.clone(), controller_config(&args.common));
+    let controller = controller::run(
+        client.clone(),
+        controller_config(&args.common, &args.options),
+    );
     let server = server::run(client, server_config(&args.common, args.listen, None));
     tokio::select! {
         r = controller => r?,

@@ -13,7 +13,10 @@ mod verifier;
 pub use initial_access_token::{
     InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegistrationPolicy,
 };
-pub use oauth_client::{CredentialsSecret, OAuthClient, OAuthClientSpec, OAuthClientStatus};
+pub use oauth_client::{
+    ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient, OAuthClientSpec,
+    OAuthClientStatus, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
+};
 pub use verifier::{OAuthClientVerifier, OAuthClientVerifierSpec, SecretVerifier, SourceRef};
 
 use kube::CustomResourceExt;

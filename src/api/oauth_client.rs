@@ -1,8 +1,10 @@
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-/// An OAuth 2.0 client. The controller generates its secret into a Secret in the same
+/// An OAuth 2.0 client. The controller generates its secrets into a Secret in the same
 /// namespace and the token server issues it access tokens.
 // kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
 #[allow(clippy::duplicated_attributes)]
@@ -19,6 +21,12 @@ use serde::{Deserialize, Serialize};
     doc = "An OAuth 2.0 client: the controller generates its credentials into a Secret and the token server issues it access tokens.",
     printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Active", type_ = "boolean", json_path = ".spec.active"),
+    printcolumn(
+        name = "Secrets",
+        type_ = "integer",
+        json_path = ".status.validSecrets"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -33,22 +41,66 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new(
     "has(self.clientId) == has(oldSelf.clientId) && (!has(self.clientId) || self.clientId == oldSelf.clientId)"
 ).message("spec.clientId is immutable: it cannot be added, changed or removed once the client exists").field_path(".clientId"))]
+#[x_kube(validation = Rule::new(
+    "self.type != 'public' || !has(self.secrets) || size(self.secrets) == 0"
+).message("spec.secrets must be empty for a public client: public clients have no secret").field_path(".secrets"))]
+#[x_kube(validation = Rule::new(
+    "self.type != 'public' || !self.grantTypes.exists(g, g == 'client_credentials')"
+).message("spec.grantTypes: client_credentials needs a confidential client").field_path(".grantTypes"))]
+#[x_kube(validation = Rule::new(
+    "!self.grantTypes.exists(g, g == 'authorization_code') || (has(self.redirectUris) && size(self.redirectUris) > 0)"
+).message("spec.redirectUris must list at least one URI for the authorization_code grant").field_path(".redirectUris"))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
-    /// The client identifier presented at the token endpoint. Generated from the
-    /// resource's UID when omitted. Immutable.
+    /// A human-readable name of the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub display_name: Option<String>,
+
+    /// What the client is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub description: Option<String>,
+
+    /// The client's version, e.g. `1.2`; informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub version: Option<String>,
+
+    /// The client identifier presented at the token endpoint, unique in the cluster
+    /// (compared case-insensitively). Generated from the resource's UID when omitted.
+    /// Immutable.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._~-]+$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
 
-    /// The client type (RFC 6749 section 2.1). Only `confidential` clients, which hold a
-    /// secret, are served for now.
+    /// The client type (RFC 6749 section 2.1): `confidential` clients hold secrets,
+    /// `public` ones never do.
     #[serde(default, rename = "type")]
     pub client_type: ClientType,
 
-    /// The Secret the controller writes the credentials into.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret: Option<CredentialsSecret>,
+    /// Whether the client may obtain tokens. A deactivated client keeps its configuration
+    /// and secrets, is refused at the token endpoint, and every token issued to it before
+    /// stops being valid (see the README).
+    #[serde(default = "default_true")]
+    pub active: bool,
+
+    /// Grant types the client may use.
+    #[serde(default = "default_grants")]
+    #[schemars(length(min = 1, max = 3))]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h == g))").message("spec.grantTypes must not repeat a grant type"))]
+    pub grant_types: Vec<GrantType>,
+
+    /// Where the authorization server may redirect the user agent: absolute URIs without a
+    /// fragment, `https` except on loopback hosts. Required for `authorization_code`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 2048)))]
+    #[x_kube(validation = Rule::new("self.all(u, isURL(u) && url(u).getScheme() != '' && url(u).getHost() != '')").message("spec.redirectUris: each entry must be an absolute URI"))]
+    #[x_kube(validation = Rule::new("self.all(u, !u.contains('#'))").message("spec.redirectUris: a redirect URI must not have a fragment (#)"))]
+    #[x_kube(validation = Rule::new(
+        "self.all(u, !isURL(u) || url(u).getScheme() == 'https' || (url(u).getScheme() == 'http' && url(u).getHostname() in ['localhost', '127.0.0.1', '::1']))"
+    ).message("spec.redirectUris: a redirect URI must use https (http only for localhost, 127.0.0.1 and [::1])"))]
+    pub redirect_uris: Vec<String>,
 
     /// Scopes the client may request. A token request without `scope` gets all of them;
     /// one asking for anything else is refused with `invalid_scope`.
@@ -62,20 +114,46 @@ pub struct OAuthClientSpec {
     )]
     pub scopes: Vec<String>,
 
-    /// Audiences (`aud`) of the access tokens issued to this client. When empty, tokens are
-    /// issued for the operator's default audience.
+    /// Audiences (`aud`) the client may obtain tokens for. A token request may narrow
+    /// them with `audience`; when empty, tokens are issued for the operator's default
+    /// audience.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
     pub audiences: Vec<String>,
+
+    /// Roles carried in the token's `roles` claim, besides the operator's default role,
+    /// which every client has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
+    pub roles: Vec<String>,
 
     /// Lifetime of the access tokens issued to this client, in seconds.
     #[serde(default = "default_lifetime")]
     #[schemars(range(min = 60, max = 3600))]
     pub access_token_lifetime_seconds: u32,
+
+    /// The client's secrets (confidential clients only). Each works on its own, so adding
+    /// one and removing the old one later rotates without downtime. When empty, a
+    /// confidential client gets one generated secret named `default`, valid one year.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub secrets: Vec<ClientSecret>,
+
+    /// The Secret the controller writes the credentials into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<CredentialsSecret>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_lifetime() -> u32 {
     3600
+}
+
+fn default_grants() -> Vec<GrantType> {
+    vec![GrantType::ClientCredentials]
 }
 
 /// RFC 6749 section 2.1 client types.
@@ -87,16 +165,149 @@ pub enum ClientType {
     /// Can keep a secret: authenticates with a client secret.
     #[default]
     Confidential,
+    /// Cannot keep a secret (a browser or mobile app): never has one.
+    Public,
 }
 
-/// Where the controller writes a client's credentials.
+/// Grant types a client may be allowed. The token endpoint implements
+/// `client_credentials`; the others are declared for registration and redirect-URI
+/// validation, and the token endpoint answers them `unsupported_grant_type`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum GrantType {
+    /// RFC 6749 section 4.4.
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    /// RFC 6749 section 4.1; needs redirect URIs.
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    /// RFC 6749 section 6.
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+}
+
+impl GrantType {
+    /// The RFC's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// One client secret: generated by the controller, or taken from an existing Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "(has(self.expiresAfter) ? 1 : 0) + (has(self.expiresAt) ? 1 : 0) + (has(self.neverExpires) && self.neverExpires ? 1 : 0) <= 1"
+).message("set at most one of expiresAfter, expiresAt and neverExpires"))]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecret {
+    /// The entry's name, unique within the client; the secret is also written under
+    /// `<clientSecret key>.<name>` in the credentials Secret.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// What the secret is for, or who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub description: Option<String>,
+
+    /// Expires this long after the secret was created, e.g. `90d`, `12h`, `1w`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(s|m|h|d|w))+$"))]
+    pub expires_after: Option<String>,
+
+    /// Expires at this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+
+    /// Never expires. Without any of the three, a secret expires one year after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub never_expires: Option<bool>,
+
+    /// Take the value from a key of an existing Secret in the namespace (sealed-secrets,
+    /// external-secrets) instead of generating one. The controller hashes it and never
+    /// copies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the client's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within it.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Where and how the controller writes a client's credentials.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecret {
     /// Name of the Secret, in the client's namespace. Defaults to `<client name>-credentials`.
+    /// Immutable: renaming would orphan the credentials workloads mount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.credentialsSecret.name is immutable"))]
     pub name: Option<String>,
+
+    /// Extra labels on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra annotations on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Key names in the Secret.
+    #[serde(default)]
+    pub keys: SecretKeys,
+}
+
+/// Key names in the credentials Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeys {
+    /// Key of the client id.
+    #[serde(default = "key_client_id")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 200))]
+    pub client_id: String,
+    /// Key of the newest valid generated secret; each secret is also under
+    /// `<this>.<entry name>`.
+    #[serde(default = "key_client_secret")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 190))]
+    pub client_secret: String,
+    /// Key of the token endpoint URL.
+    #[serde(default = "key_token_endpoint")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 200))]
+    pub token_endpoint: String,
+}
+
+fn key_client_id() -> String {
+    "client_id".into()
+}
+fn key_client_secret() -> String {
+    "client_secret".into()
+}
+fn key_token_endpoint() -> String {
+    "token_endpoint".into()
+}
+
+impl Default for SecretKeys {
+    fn default() -> Self {
+        SecretKeys {
+            client_id: key_client_id(),
+            client_secret: key_client_secret(),
+            token_endpoint: key_token_endpoint(),
+        }
+    }
 }
 
 /// What the controller last observed and did.
@@ -109,12 +320,47 @@ pub struct OAuthClientStatus {
     /// The Secret holding the client's credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// How many secrets are valid now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_secrets: Option<u32>,
+    /// Each secret's metadata (never its value or hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretStatus>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` is `True` once the client can obtain tokens.
+    /// `Ready` (the client can obtain tokens), `SecretsExpiring`, `WaitingForSecret`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The state of one secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When the controller generated (or first hashed) the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// When it stops being accepted; absent for a secret that never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    pub state: SecretState,
+}
+
+/// Where a secret stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum SecretState {
+    /// Accepted.
+    Valid,
+    /// Accepted, but expires within the operator's warning threshold.
+    ExpiringSoon,
+    /// No longer accepted.
+    Expired,
+    /// Not usable yet: its source Secret is missing, or its expiry is already past.
+    Pending,
 }
 
 impl OAuthClient {
@@ -127,6 +373,15 @@ impl OAuthClient {
             .unwrap_or_else(|| format!("{}-credentials", kube::ResourceExt::name_any(self)))
     }
 
+    /// The key names of the credentials Secret.
+    pub fn secret_keys(&self) -> SecretKeys {
+        self.spec
+            .credentials_secret
+            .as_ref()
+            .map(|s| s.keys.clone())
+            .unwrap_or_default()
+    }
+
     /// The client id in force: the spec's, else one derived from the UID, which is stable
     /// for the resource's whole life, so a lost status or a restart never changes it.
     pub fn effective_client_id(&self) -> Option<String> {
@@ -134,5 +389,22 @@ impl OAuthClient {
             .client_id
             .clone()
             .or_else(|| self.metadata.uid.clone())
+    }
+
+    /// The secret entries in force: the spec's, or the implicit `default` of a
+    /// confidential client that lists none.
+    pub fn secret_entries(&self) -> Vec<ClientSecret> {
+        match self.spec.client_type {
+            ClientType::Public => Vec::new(),
+            ClientType::Confidential if self.spec.secrets.is_empty() => vec![ClientSecret {
+                name: "default".into(),
+                description: None,
+                expires_after: None,
+                expires_at: None,
+                never_expires: None,
+                secret_key_ref: None,
+            }],
+            ClientType::Confidential => self.spec.secrets.clone(),
+        }
     }
 }

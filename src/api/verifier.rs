@@ -1,5 +1,8 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
+
+use super::ClientType;
 
 /// Internal, written only by the controller: what the token server needs to verify one
 /// `OAuthClient`. One per client, same name, owned by it (so it is garbage-collected with
@@ -23,12 +26,27 @@ use serde::{Deserialize, Serialize};
 pub struct OAuthClientVerifierSpec {
     /// The client identifier the token server answers to.
     pub client_id: String,
+    /// Confidential or public.
+    #[serde(default, rename = "type")]
+    pub client_type: ClientType,
+    /// Whether the client may obtain tokens.
+    pub active: bool,
+    /// Tokens issued before this time are no longer valid (set when the client is
+    /// deactivated, kept when it is reactivated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Time>,
+    /// Grant types the client may use, by their RFC names.
+    #[serde(default)]
+    pub grant_types: Vec<String>,
     /// Scopes the client may request.
     #[serde(default)]
     pub scopes: Vec<String>,
-    /// Audiences of issued tokens; empty means the operator's default.
+    /// Audiences the client may obtain tokens for; empty means the operator's default.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// The `roles` claim: the operator's default role and the client's own.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// Access-token lifetime in seconds.
     pub access_token_lifetime_seconds: u32,
     /// One entry per accepted client secret.
@@ -44,9 +62,12 @@ pub struct SecretVerifier {
     pub name: String,
     /// The argon2id hash of the secret, in PHC string format.
     pub hash: String,
-    /// The Secret key the hash was computed from. The controller compares it with the
-    /// Secret's current identity to know, without hashing again, that the hash is current.
+    /// Where the hashed value came from. The controller compares it with the source's
+    /// current identity to know, without hashing again, that the hash is current.
     pub source: SourceRef,
+    /// When the secret stops being accepted; never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 /// Identity of the Secret value a hash was computed from.
@@ -59,6 +80,7 @@ pub struct SourceRef {
     pub key: String,
     /// The Secret's UID when hashed.
     pub uid: String,
-    /// The Secret's resourceVersion when hashed.
-    pub resource_version: String,
+    /// A version of the value: its creation time for a generated secret (which is never
+    /// rewritten), the Secret's resourceVersion for one brought by the user.
+    pub version: String,
 }

@@ -18,6 +18,9 @@ pub struct AccessTokenClaims {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The client's roles: the operator's default role first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,7 @@ mod tests {
             jti: "j".into(),
             client_id: "c1".into(),
             scope: Some("read".into()),
+            roles: vec!["member".into()],
         };
         let jwt = sign(&claims, &keys.signer).expect("sign");
         let header = decode_header(&jwt).expect("header");

@@ -26,6 +26,8 @@ pub enum Error {
     Hash(#[from] crate::auth::hash::HashError),
     #[error(transparent)]
     Keys(#[from] crate::auth::keys::KeyError),
+    #[error("the system clock is out of range")]
+    Clock,
     #[error("a hashing task failed: {0}")]
     HashTask(#[from] tokio::task::JoinError),
 }
@@ -45,6 +47,7 @@ impl Error {
             Error::Random(_) => "random",
             Error::Hash(_) | Error::HashTask(_) => "hash",
             Error::Keys(_) => "keys",
+            Error::Clock => "clock",
         }
     }
 

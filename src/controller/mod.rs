@@ -4,20 +4,23 @@
 mod credentials;
 mod error;
 mod oauth_client;
+mod secrets;
 mod signing_keys;
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::Controller;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
-pub use credentials::{CLIENT_ID_KEY, CLIENT_SECRET_KEY, TOKEN_ENDPOINT_KEY};
 pub use error::Error;
+pub use secrets::{CREATED_ANNOTATION, parse_duration};
 
 use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, OAuthClient, OAuthClientVerifier};
 
@@ -37,6 +40,12 @@ pub struct Config {
     pub token_endpoint: String,
     /// How many argon2 hashes may run at once (each takes ~19 MiB).
     pub max_concurrent_hashes: usize,
+    /// The role every client has, first in its `roles` claim.
+    pub default_role: String,
+    /// The access-token lifetimes (seconds, inclusive) this operator accepts.
+    pub lifetime_bounds: (u32, u32),
+    /// How long before expiry a secret counts as expiring soon (Event and condition).
+    pub expiry_warning: jiff::SignedDuration,
 }
 
 /// Shared by every reconcile.
@@ -45,6 +54,46 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub hashing: Semaphore,
+    /// Every watched OAuthClient, to settle who owns a client id.
+    stores: OnceCell<Vec<Store<OAuthClient>>>,
+}
+
+impl Context {
+    /// Waits until every client watch has listed once, so that id ownership is judged
+    /// with the whole picture.
+    pub async fn stores_ready(&self) {
+        if let Some(stores) = self.stores.get() {
+            for s in stores {
+                let _ = s.wait_until_ready().await;
+            }
+        }
+    }
+
+    /// The `namespace/name` of an older client claiming the same id (compared
+    /// case-insensitively), if there is one: that client owns the id.
+    pub fn client_id_owner(&self, client: &OAuthClient, client_id: &str) -> Option<String> {
+        let key = |c: &OAuthClient| {
+            (
+                c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                c.namespace().unwrap_or_default(),
+                c.name_any(),
+            )
+        };
+        let mine = key(client);
+        self.stores
+            .get()?
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|other| other.metadata.uid != client.metadata.uid)
+            .filter(|other| {
+                other
+                    .effective_client_id()
+                    .is_some_and(|id| id.eq_ignore_ascii_case(client_id))
+            })
+            .filter(|other| key(other) < mine)
+            .min_by_key(|other| key(other))
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+    }
 }
 
 /// Runs until the watches end (on shutdown signal).
@@ -65,6 +114,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
         client: client.clone(),
         config: config.clone(),
+        stores: OnceCell::new(),
     });
 
     // Only the Secrets we made, by label: never a watch on every Secret of the cluster.
@@ -75,34 +125,42 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let controllers = scopes.into_iter().map(|ns| {
-        let (clients, secrets, verifiers) = match &ns {
-            Some(ns) => (
-                Api::<OAuthClient>::namespaced(client.clone(), ns),
-                Api::<Secret>::namespaced(client.clone(), ns),
-                Api::<OAuthClientVerifier>::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-        Controller::new(clients, watcher::Config::default().any_semantic())
-            .owns(secrets, own_secrets.clone())
-            .owns(verifiers, watcher::Config::default())
-            .shutdown_on_signal()
-            .run(
-                oauth_client::reconcile,
-                oauth_client::error_policy,
-                ctx.clone(),
-            )
-            .for_each(|res| async move {
-                match res {
-                    Ok((obj, _)) => tracing::debug!(client = %obj, "reconciled"),
-                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-                }
-            })
+    let controllers: Vec<_> = scopes
+        .into_iter()
+        .map(|ns| {
+            let (clients, secrets, verifiers) = match &ns {
+                Some(ns) => (
+                    Api::<OAuthClient>::namespaced(client.clone(), ns),
+                    Api::<Secret>::namespaced(client.clone(), ns),
+                    Api::<OAuthClientVerifier>::namespaced(client.clone(), ns),
+                ),
+                None => (
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                ),
+            };
+            Controller::new(clients, watcher::Config::default().any_semantic())
+                .owns(secrets, own_secrets.clone())
+                .owns(verifiers, watcher::Config::default())
+                .shutdown_on_signal()
+        })
+        .collect();
+    let _ = ctx
+        .stores
+        .set(controllers.iter().map(Controller::store).collect());
+    let controllers = controllers.into_iter().map(|c| {
+        c.run(
+            oauth_client::reconcile,
+            oauth_client::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(client = %obj, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
     });
     futures::future::join_all(controllers).await;
     Ok(())

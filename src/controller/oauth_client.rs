@@ -1,98 +1,413 @@
-//! Reconciles one `OAuthClient`: credentials Secret, verifier, status.
+//! Reconciles one `OAuthClient`: credentials Secret, verifier, status, Events.
 //!
-//! The Secret is the source of truth for the secret value. It is created only when absent
-//! and never rewritten, so a restart, a re-apply or a lost status keeps every credential
-//! working. The verifier records which Secret version its hash came from, so that a
-//! reconcile over an unchanged client computes no hash and writes nothing.
+//! The credentials Secret is the source of truth for generated values. A value is written
+//! once, under its own key, and never rewritten; the Secret is replaced only with its
+//! resourceVersion, so two controllers racing cannot both generate a value for one entry.
+//! The verifier records which value version each hash came from, so a reconcile over an
+//! unchanged client computes no hash and writes nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
-use super::credentials::{self, CLIENT_SECRET_KEY};
+use super::credentials;
+use super::secrets::{self, bytes, entry_key};
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{
-    OAuthClient, OAuthClientStatus, OAuthClientVerifier, OAuthClientVerifierSpec, SecretVerifier,
-    SourceRef,
+    ClientSecret, OAuthClient, OAuthClientStatus, OAuthClientVerifier, OAuthClientVerifierSpec,
+    SecretState, SecretStatus, SecretVerifier, SourceRef,
 };
 use crate::auth::{hash, secret::SecretString};
 
-/// The single secret entry a client has until named secret lists arrive.
-const DEFAULT_SECRET_ENTRY: &str = "default";
-
 /// How often a healthy client is looked at again even without a change.
 const RESYNC: Duration = Duration::from_secs(30 * 60);
+/// How often a client waiting for something outside its watches looks again.
+const POLL: Duration = Duration::from_secs(5);
+
+/// One secret entry, resolved against the Secrets it lives in.
+struct Resolved {
+    spec: ClientSecret,
+    created: Option<Timestamp>,
+    expires: Option<Timestamp>,
+    /// The value and where it came from; `None` while pending.
+    value: Option<(SecretString, SourceRef)>,
+    state: SecretState,
+}
 
 pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = client.namespace().ok_or(Error::MissingNamespace)?;
     let client_id = client.effective_client_id().ok_or(Error::MissingUid)?;
     let secret_name = client.credentials_secret_name();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    // Whole seconds: Kubernetes times have no more, and a finer `now` would make every
+    // reconcile see a changed verifier.
+    let now = Timestamp::from_second(Timestamp::now().as_second()).map_err(|_| Error::Clock)?;
+    let mut report = Report::new(&client, &client_id, &secret_name);
 
-    let secret = match secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(|source| Error::GetSecret {
+    ctx.stores_ready().await;
+    if let Some(owner) = ctx.client_id_owner(&client, &client_id) {
+        // Stop serving this client before saying so: the token server must answer only
+        // to the owner of an id.
+        delete_verifier(&client, &ctx).await?;
+        report.ready(false, "ClientIdConflict", format!(
+            "client id {client_id} is already used by OAuthClient {owner}, which is older; choose another spec.clientId"
+        ));
+        report.event(
+            EventType::Warning,
+            "ClientIdConflict",
+            format!("client id {client_id} is already used by {owner}"),
+        );
+        return finish(&client, &ctx, report, Action::requeue(POLL)).await;
+    }
+
+    let lifetime = client.spec.access_token_lifetime_seconds;
+    let (min, max) = ctx.config.lifetime_bounds;
+    if lifetime < min || lifetime > max {
+        report.ready(false, "InvalidSpec", format!(
+            "spec.accessTokenLifetimeSeconds {lifetime} is outside this operator's bounds {min}..{max}"
+        ));
+        return finish(&client, &ctx, report, Action::await_change()).await;
+    }
+
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = match secrets_api.get_opt(&secret_name).await.map_err(|source| {
+        Error::GetSecret {
             name: secret_name.clone(),
             source,
-        })? {
-        Some(s) if credentials::is_owned_by(&s, &client) => s,
-        Some(_) => {
-            let msg = format!(
+        }
+    })? {
+        Some(s) if !credentials::is_owned_by(&s, &client) => {
+            report.ready(false, "SecretConflict", format!(
                 "Secret {secret_name} already exists and is not owned by this OAuthClient; it is left untouched. Delete it or choose another spec.credentialsSecret.name"
-            );
-            return not_ready(
+            ));
+            return finish(
                 &client,
                 &ctx,
-                &client_id,
-                &secret_name,
-                "SecretConflict",
-                msg,
+                report,
+                Action::requeue(Duration::from_secs(60)),
             )
             .await;
         }
-        None => match create_secret(&client, &ctx, &client_id, &secret_name).await? {
-            Some(s) => s,
-            // Someone created it between our read and our create: look again shortly.
-            None => return Ok(Action::requeue(Duration::from_secs(1))),
+        other => other,
+    };
+
+    // Plan the credentials Secret: keep every existing value, generate the missing ones.
+    let keys = client.secret_keys();
+    let mut created = secrets::created_times(current.as_ref());
+    let mut data = current
+        .as_ref()
+        .and_then(|s| s.data.clone())
+        .unwrap_or_default();
+    let entries = client.secret_entries();
+    let mut generated = Vec::new();
+    for e in entries.iter().filter(|e| e.secret_key_ref.is_none()) {
+        let key = entry_key(&keys.client_secret, &e.name);
+        if data.contains_key(&key) && created.contains_key(&e.name) {
+            continue;
+        }
+        if e.expires_at.as_ref().is_some_and(|t| t.0 <= now) {
+            report.invalid(format!(
+                "spec.secrets[{}].expiresAt is in the past; no secret was generated for it",
+                e.name
+            ));
+            continue;
+        }
+        let value = crate::auth::secret::generate_secret()?;
+        data.insert(key, bytes(value.expose()));
+        created.insert(e.name.clone(), now);
+        generated.push(e.name.clone());
+    }
+    // Entries removed from the spec: their values go (their hashes leave the verifier).
+    let prefix = format!("{}.", keys.client_secret);
+    let wanted: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let removed: Vec<String> = data
+        .keys()
+        .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+        .filter(|name| !wanted.contains(name))
+        .collect();
+    for name in &removed {
+        data.remove(&entry_key(&keys.client_secret, name));
+    }
+    created.retain(|name, _| wanted.contains(name));
+
+    // Bring-your-own entries: hashed from their Secret, never copied.
+    let mut byo: BTreeMap<String, (SecretString, SourceRef)> = BTreeMap::new();
+    for e in &entries {
+        let Some(r) = &e.secret_key_ref else { continue };
+        let source = secrets_api
+            .get_opt(&r.name)
+            .await
+            .map_err(|source| Error::GetSecret {
+                name: r.name.clone(),
+                source,
+            })?;
+        match source
+            .as_ref()
+            .and_then(|s| secrets::value(s, &r.key).map(|v| (s, v)))
+        {
+            Some((s, v)) => {
+                created.entry(e.name.clone()).or_insert(now);
+                let src = SourceRef {
+                    secret_name: r.name.clone(),
+                    key: r.key.clone(),
+                    uid: s.metadata.uid.clone().unwrap_or_default(),
+                    version: s.metadata.resource_version.clone().unwrap_or_default(),
+                };
+                byo.insert(e.name.clone(), (v, src));
+            }
+            None => report.waiting(format!(
+                "spec.secrets[{}] waits for key {} of Secret {}",
+                e.name, r.key, r.name
+            )),
+        }
+    }
+
+    // Expiry and state of every entry; the stable key holds the newest valid generated one.
+    let warn = ctx.config.expiry_warning;
+    let state_of = |e: &ClientSecret| {
+        let c = created.get(&e.name).copied();
+        let expires = c.and_then(|c| secrets::expiry(e, c));
+        let state = if c.is_none() {
+            SecretState::Pending
+        } else {
+            secrets::state(expires, now, warn)
+        };
+        (c, expires, state)
+    };
+    let newest = entries
+        .iter()
+        .filter(|e| e.secret_key_ref.is_none())
+        .filter(|e| {
+            matches!(
+                state_of(e).2,
+                SecretState::Valid | SecretState::ExpiringSoon
+            )
+        })
+        .max_by_key(|e| created.get(&e.name).copied());
+    match newest.and_then(|e| data.get(&entry_key(&keys.client_secret, &e.name)).cloned()) {
+        Some(v) => data.insert(keys.client_secret.clone(), v),
+        None => data.remove(&keys.client_secret),
+    };
+    data.insert(keys.client_id.clone(), bytes(&client_id));
+    data.insert(
+        keys.token_endpoint.clone(),
+        bytes(&ctx.config.token_endpoint),
+    );
+
+    let desired = credentials::build(&client, &secret_name, data, &created);
+    let written = match &current {
+        None => match secrets_api.create(&PostParams::default(), &desired).await {
+            Ok(s) => s,
+            // Another controller created it first: start over from its content.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(source) => {
+                return Err(Error::CreateSecret {
+                    name: secret_name,
+                    source,
+                });
+            }
         },
+        Some(cur) if credentials::differs(cur, &desired) => {
+            let mut next = cur.clone();
+            next.data = desired.data.clone();
+            next.metadata
+                .labels
+                .get_or_insert_default()
+                .extend(desired.metadata.labels.clone().unwrap_or_default());
+            next.metadata
+                .annotations
+                .get_or_insert_default()
+                .extend(desired.metadata.annotations.clone().unwrap_or_default());
+            // A replace carries the resourceVersion we read: if anyone wrote meanwhile, it
+            // fails and we start over, so no generated value is ever lost or doubled.
+            match secrets_api
+                .replace(&secret_name, &PostParams::default(), &next)
+                .await
+            {
+                Ok(s) => s,
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+                Err(source) => {
+                    return Err(Error::CreateSecret {
+                        name: secret_name,
+                        source,
+                    });
+                }
+            }
+        }
+        Some(cur) => cur.clone(),
     };
-
-    let Some(value) = credentials::client_secret(&secret) else {
-        let msg = format!(
-            "Secret {secret_name} has no {CLIENT_SECRET_KEY}; delete the Secret to have a new credential generated"
+    for name in &generated {
+        let verb = if current.is_none() {
+            "Generated"
+        } else {
+            "Generated a new"
+        };
+        report.event(
+            EventType::Normal,
+            "SecretCreated",
+            format!("{verb} client secret {name} into Secret {secret_name}"),
         );
-        return not_ready(
-            &client,
-            &ctx,
-            &client_id,
-            &secret_name,
-            "SecretKeyMissing",
-            msg,
-        )
-        .await;
+    }
+    for name in &removed {
+        report.event(
+            EventType::Normal,
+            "SecretRevoked",
+            format!("Client secret {name} was removed from the spec and no longer works"),
+        );
+    }
+
+    // Resolve every entry to its value and source.
+    let uid = written.metadata.uid.clone().unwrap_or_default();
+    let resolved: Vec<Resolved> = entries
+        .iter()
+        .map(|e| {
+            let (c, expires, state) = state_of(e);
+            let value = match &e.secret_key_ref {
+                Some(_) => byo.get(&e.name).cloned(),
+                None => {
+                    let key = entry_key(&keys.client_secret, &e.name);
+                    secrets::value(&written, &key).zip(c).map(|(v, c)| {
+                        let src = SourceRef {
+                            secret_name: secret_name.clone(),
+                            key,
+                            uid: uid.clone(),
+                            version: c.to_string(),
+                        };
+                        (v, src)
+                    })
+                }
+            };
+            let state = if value.is_none() {
+                SecretState::Pending
+            } else {
+                state
+            };
+            Resolved {
+                spec: e.clone(),
+                created: c,
+                expires,
+                value,
+                state,
+            }
+        })
+        .collect();
+
+    apply_verifier(&client, &ctx, &client_id, &resolved, now).await?;
+
+    // Status, conditions and the Events of state changes.
+    let previous: BTreeMap<String, SecretState> = client
+        .status
+        .iter()
+        .flat_map(|s| s.secrets.iter().map(|x| (x.name.clone(), x.state)))
+        .collect();
+    for r in &resolved {
+        let was = previous.get(&r.spec.name).copied();
+        match r.state {
+            SecretState::Expired if was != Some(SecretState::Expired) => report.event(
+                EventType::Warning,
+                "SecretExpired",
+                format!(
+                    "Client secret {} expired and is no longer accepted",
+                    r.spec.name
+                ),
+            ),
+            SecretState::ExpiringSoon if was != Some(SecretState::ExpiringSoon) => report.event(
+                EventType::Warning,
+                "SecretExpiringSoon",
+                format!(
+                    "Client secret {} expires at {}; add a new secret and roll it out",
+                    r.spec.name,
+                    r.expires.map(|t| t.to_string()).unwrap_or_default()
+                ),
+            ),
+            _ => {}
+        }
+    }
+    report.secrets = resolved
+        .iter()
+        .map(|r| SecretStatus {
+            name: r.spec.name.clone(),
+            description: r.spec.description.clone(),
+            created_at: r.created.map(Time),
+            expires_at: r.expires.map(Time),
+            state: r.state,
+        })
+        .collect();
+    let valid = resolved
+        .iter()
+        .filter(|r| matches!(r.state, SecretState::Valid | SecretState::ExpiringSoon))
+        .count();
+    report.valid_secrets = Some(u32::try_from(valid).unwrap_or(u32::MAX));
+    let expiring: Vec<&str> = resolved
+        .iter()
+        .filter(|r| r.state == SecretState::ExpiringSoon)
+        .map(|r| r.spec.name.as_str())
+        .collect();
+    report.condition(
+        "SecretsExpiring",
+        !expiring.is_empty(),
+        if expiring.is_empty() {
+            "NoneExpiring"
+        } else {
+            "ExpiringSoon"
+        },
+        if expiring.is_empty() {
+            "No secret expires within the warning window".into()
+        } else {
+            format!("Expiring soon: {}", expiring.join(", "))
+        },
+    );
+
+    let public = entries.is_empty();
+    if !client.spec.active {
+        report.ready(false, "Deactivated", "spec.active is false: the token endpoint refuses this client and the tokens issued to it before".into());
+    } else if !public && valid == 0 {
+        report.ready(
+            false,
+            "NoValidSecret",
+            "No secret of this client is valid: add one to spec.secrets".into(),
+        );
+    } else if report.ready.is_none() {
+        let msg = if public {
+            format!("Public client; Secret {secret_name} holds its client id")
+        } else {
+            format!(
+                "Secret {secret_name} holds the credentials; the token server accepts {valid} secret(s)"
+            )
+        };
+        report.ready(true, "CredentialsReady", msg);
+    }
+
+    // Look again when the next secret crosses into expiring-soon or expired.
+    let next = resolved
+        .iter()
+        .filter_map(|r| r.expires)
+        .flat_map(|t| [t.checked_sub(warn).ok(), Some(t)])
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+        .map(|t| {
+            Duration::from_secs(u64::try_from(t.as_second() - now.as_second()).unwrap_or(0) + 1)
+        })
+        .unwrap_or(RESYNC)
+        .min(RESYNC);
+    let action = if report.waiting.is_empty() {
+        Action::requeue(next)
+    } else {
+        Action::requeue(POLL)
     };
-
-    apply_verifier(&client, &ctx, &client_id, &secret, &value).await?;
-
-    let msg = format!("Secret {secret_name} holds the credentials; the token server accepts them");
-    patch_status(
-        &client,
-        &ctx,
-        &client_id,
-        &secret_name,
-        true,
-        "CredentialsReady",
-        msg,
-    )
-    .await?;
-    Ok(Action::requeue(RESYNC))
+    finish(&client, &ctx, report, action).await
 }
 
 pub fn error_policy(client: Arc<OAuthClient>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -106,50 +421,13 @@ pub fn error_policy(client: Arc<OAuthClient>, error: &Error, _ctx: Arc<Context>)
     error.retry()
 }
 
-/// Generates a secret and creates the Secret. `None` if it appeared meanwhile.
-async fn create_secret(
-    client: &OAuthClient,
-    ctx: &Context,
-    client_id: &str,
-    secret_name: &str,
-) -> Result<Option<Secret>, Error> {
-    let value = crate::auth::secret::generate_secret()?;
-    let secret = credentials::build(
-        client,
-        client_id,
-        secret_name,
-        &value,
-        &ctx.config.token_endpoint,
-    );
-    let api: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(created) => {
-            publish(
-                client,
-                ctx,
-                EventType::Normal,
-                "CredentialsCreated",
-                format!("Generated a client secret into Secret {secret_name}"),
-            )
-            .await;
-            Ok(Some(created))
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
-        Err(source) => Err(Error::CreateSecret {
-            name: secret_name.to_string(),
-            source,
-        }),
-    }
-}
-
-/// Writes the verifier the token server reads, hashing only when the Secret changed.
+/// Writes the verifier the token server reads, hashing only values it has not seen.
 async fn apply_verifier(
     client: &OAuthClient,
     ctx: &Context,
     client_id: &str,
-    secret: &Secret,
-    value: &SecretString,
+    resolved: &[Resolved],
+    now: Timestamp,
 ) -> Result<(), Error> {
     let name = client.name_any();
     let api: Api<OAuthClientVerifier> =
@@ -161,50 +439,74 @@ async fn apply_verifier(
             name: name.clone(),
             source,
         })?;
-
-    let source = SourceRef {
-        secret_name: secret.name_any(),
-        key: CLIENT_SECRET_KEY.to_string(),
-        uid: secret.metadata.uid.clone().unwrap_or_default(),
-        resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
-    };
-    let previous = existing.as_ref().and_then(|v| {
-        v.spec
-            .secrets
-            .iter()
-            .find(|s| s.name == DEFAULT_SECRET_ENTRY)
-    });
-    let hash = match previous {
-        // The hash was computed from this very Secret version: nothing to do.
-        Some(p) if p.source == source => p.hash.clone(),
-        // The Secret changed (labels, say) or was recreated: keep the hash if it still
-        // matches the value, so a verifier is rewritten only when it must be.
-        Some(p)
-            if {
-                tracing::debug!(client = %name, "argon2: verifying the stored hash against a changed Secret");
-                let (v, h) = (value.clone(), p.hash.clone());
-                blocking(ctx, move || hash::verify(v.expose(), &h)).await?
-            } =>
-        {
-            p.hash.clone()
-        }
-        _ => {
-            tracing::debug!(client = %name, "argon2: hashing the client secret");
-            let v = value.clone();
-            blocking(ctx, move || hash::hash(v.expose())).await??
-        }
+    let previous = |entry: &str| {
+        existing
+            .as_ref()
+            .and_then(|v| v.spec.secrets.iter().find(|s| s.name == entry))
     };
 
+    let mut verifiers = Vec::new();
+    for r in resolved {
+        let Some((value, source)) = &r.value else {
+            continue;
+        };
+        let hash = match previous(&r.spec.name) {
+            // Hashed from this very value version: nothing to do.
+            Some(p) if p.source == *source => p.hash.clone(),
+            // A brought Secret changed (its labels, say): keep the hash if it still
+            // matches, so the verifier is rewritten only when it must be.
+            Some(p)
+                if r.spec.secret_key_ref.is_some()
+                    && {
+                        tracing::debug!(client = %name, entry = %r.spec.name, "argon2: verifying a stored hash against a changed Secret");
+                        let (v, h) = (value.clone(), p.hash.clone());
+                        blocking(ctx, move || hash::verify(v.expose(), &h)).await?
+                    } =>
+            {
+                p.hash.clone()
+            }
+            _ => {
+                tracing::debug!(client = %name, entry = %r.spec.name, "argon2: hashing a client secret");
+                let v = value.clone();
+                blocking(ctx, move || hash::hash(v.expose())).await??
+            }
+        };
+        verifiers.push(SecretVerifier {
+            name: r.spec.name.clone(),
+            hash,
+            source: source.clone(),
+            expires_at: r.expires.map(Time),
+        });
+    }
+
+    let was_active = existing.as_ref().map(|v| v.spec.active);
+    let not_before = match (client.spec.active, was_active) {
+        // Deactivation: every token issued until now stops being valid, for good.
+        (false, Some(true) | None) => Some(Time(now)),
+        _ => existing.as_ref().and_then(|v| v.spec.not_before.clone()),
+    };
+    let mut roles = vec![ctx.config.default_role.clone()];
+    for r in &client.spec.roles {
+        if !roles.contains(r) {
+            roles.push(r.clone());
+        }
+    }
     let spec = OAuthClientVerifierSpec {
         client_id: client_id.to_string(),
+        client_type: client.spec.client_type,
+        active: client.spec.active,
+        not_before,
+        grant_types: client
+            .spec
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_string())
+            .collect(),
         scopes: client.spec.scopes.clone(),
         audiences: client.spec.audiences.clone(),
+        roles,
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
-        secrets: vec![SecretVerifier {
-            name: DEFAULT_SECRET_ENTRY.into(),
-            hash,
-            source,
-        }],
+        secrets: verifiers,
     };
     if existing.as_ref().map(|v| &v.spec) == Some(&spec) {
         return Ok(());
@@ -228,6 +530,17 @@ async fn apply_verifier(
     Ok(())
 }
 
+async fn delete_verifier(client: &OAuthClient, ctx: &Context) -> Result<(), Error> {
+    let name = client.name_any();
+    let api: Api<OAuthClientVerifier> =
+        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::ApplyVerifier { name, source }),
+    }
+}
+
 /// Runs argon2 work on a blocking thread, at most `max_concurrent_hashes` at once.
 async fn blocking<T: Send + 'static>(
     ctx: &Context,
@@ -237,74 +550,135 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await?)
 }
 
-async fn not_ready(
-    client: &OAuthClient,
-    ctx: &Context,
-    client_id: &str,
-    secret_name: &str,
-    reason: &str,
-    message: String,
-) -> Result<Action, Error> {
-    let changed = patch_status(
-        client,
-        ctx,
-        client_id,
-        secret_name,
-        false,
-        reason,
-        message.clone(),
-    )
-    .await?;
-    if changed {
-        publish(client, ctx, EventType::Warning, reason, message).await;
-    }
-    Ok(Action::requeue(Duration::from_secs(60)))
+/// What a reconcile found, turned into status and Events at the end, in one place.
+struct Report {
+    client_id: String,
+    secret_name: String,
+    ready: Option<(bool, String, String)>,
+    conditions: Vec<(String, bool, String, String)>,
+    invalid: Vec<String>,
+    waiting: Vec<String>,
+    events: Vec<(EventType, String, String)>,
+    secrets: Vec<SecretStatus>,
+    valid_secrets: Option<u32>,
 }
 
-/// Server-side applies the status if it differs from what is there. Returns whether it
-/// wrote.
-async fn patch_status(
+impl Report {
+    fn new(_client: &OAuthClient, client_id: &str, secret_name: &str) -> Self {
+        Report {
+            client_id: client_id.to_string(),
+            secret_name: secret_name.to_string(),
+            ready: None,
+            conditions: Vec::new(),
+            invalid: Vec::new(),
+            waiting: Vec::new(),
+            events: Vec::new(),
+            secrets: Vec::new(),
+            valid_secrets: None,
+        }
+    }
+
+    fn ready(&mut self, ok: bool, reason: &str, message: String) {
+        if self.ready.is_none() {
+            self.ready = Some((ok, reason.to_string(), message));
+        }
+    }
+
+    fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: String) {
+        self.conditions
+            .push((type_.to_string(), ok, reason.to_string(), message));
+    }
+
+    fn invalid(&mut self, message: String) {
+        self.invalid.push(message);
+    }
+
+    fn waiting(&mut self, message: String) {
+        self.waiting.push(message);
+    }
+
+    fn event(&mut self, type_: EventType, reason: &str, note: String) {
+        self.events.push((type_, reason.to_string(), note));
+    }
+}
+
+/// Writes the status (if it changed) and publishes the Events.
+async fn finish(
     client: &OAuthClient,
     ctx: &Context,
-    client_id: &str,
-    secret_name: &str,
-    ready: bool,
-    reason: &str,
-    message: String,
-) -> Result<bool, Error> {
-    let current = client.status.clone().unwrap_or_default();
-    let status = OAuthClientStatus {
-        client_id: Some(client_id.to_string()),
-        secret_name: Some(secret_name.to_string()),
-        observed_generation: client.metadata.generation,
-        conditions: vec![condition(
-            &current.conditions,
-            "Ready",
-            ready,
-            reason,
-            message,
-            client.metadata.generation,
-        )],
-    };
-    if status == current {
-        return Ok(false);
+    mut report: Report,
+    action: Action,
+) -> Result<Action, Error> {
+    if !report.invalid.is_empty() {
+        let msg = report.invalid.join("; ");
+        report.condition("SpecValid", false, "InvalidSecretSpec", msg.clone());
+        report.event(EventType::Warning, "InvalidSecretSpec", msg);
     }
-    let name = client.name_any();
-    let api: Api<OAuthClient> =
-        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": OAuthClient::api_version(&()),
-        "kind": OAuthClient::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::PatchStatus { name, source })?;
-    Ok(true)
+    if !report.waiting.is_empty() {
+        let msg = report.waiting.join("; ");
+        report.condition("WaitingForSecret", true, "SecretNotFound", msg.clone());
+        if report.ready.is_none() && report.valid_secrets.unwrap_or(0) == 0 {
+            report.ready(false, "WaitingForSecret", msg);
+        }
+    }
+    let current = client.status.clone().unwrap_or_default();
+    let generation = client.metadata.generation;
+    let (ok, reason, message) =
+        report
+            .ready
+            .clone()
+            .unwrap_or((false, "Unknown".into(), String::new()));
+    let mut conditions = vec![condition(
+        &current.conditions,
+        "Ready",
+        ok,
+        &reason,
+        message,
+        generation,
+    )];
+    for (t, ok, reason, message) in &report.conditions {
+        conditions.push(condition(
+            &current.conditions,
+            t,
+            *ok,
+            reason,
+            message.clone(),
+            generation,
+        ));
+    }
+    let status = OAuthClientStatus {
+        client_id: Some(report.client_id.clone()),
+        secret_name: Some(report.secret_name.clone()),
+        valid_secrets: report.valid_secrets,
+        secrets: report.secrets.clone(),
+        observed_generation: generation,
+        conditions,
+    };
+    let changed = status != current;
+    if changed {
+        let name = client.name_any();
+        let api: Api<OAuthClient> =
+            Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": OAuthClient::api_version(&()),
+            "kind": OAuthClient::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus { name, source })?;
+    }
+    // Events only with a status change, so a periodic resync does not repeat them.
+    if changed {
+        for (type_, reason, note) in report.events {
+            publish(client, ctx, type_, &reason, note).await;
+        }
+    }
+    Ok(action)
 }
 
 /// A condition that keeps its `lastTransitionTime` while its status stays the same.
@@ -321,7 +695,7 @@ fn condition(
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+        .unwrap_or_else(|| Time(Timestamp::now()));
     Condition {
         type_: type_.to_string(),
         status,

@@ -17,23 +17,55 @@ pub struct ClientEntry {
     pub client_id: String,
     pub namespace: String,
     pub name: String,
+    pub active: bool,
+    /// Tokens issued before this (Unix seconds) are no longer valid.
+    pub not_before: Option<i64>,
+    pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
+    pub roles: Vec<String>,
     pub access_token_lifetime_seconds: u32,
-    /// argon2id PHC strings of every accepted secret.
-    pub secret_hashes: Vec<String>,
+    /// Every secret the client may authenticate with.
+    pub secrets: Vec<SecretHash>,
+}
+
+/// One accepted secret: its argon2id PHC string and when it stops being accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretHash {
+    pub hash: String,
+    /// Unix seconds; never when `None`.
+    pub expires_at: Option<i64>,
+}
+
+impl SecretHash {
+    /// Whether the secret is still accepted at `now` (Unix seconds).
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
 }
 
 impl ClientEntry {
     fn from_verifier(v: &OAuthClientVerifier) -> Option<Self> {
+        let spec = &v.spec;
         Some(ClientEntry {
-            client_id: v.spec.client_id.clone(),
+            client_id: spec.client_id.clone(),
             namespace: v.metadata.namespace.clone()?,
             name: v.metadata.name.clone()?,
-            scopes: v.spec.scopes.clone(),
-            audiences: v.spec.audiences.clone(),
-            access_token_lifetime_seconds: v.spec.access_token_lifetime_seconds,
-            secret_hashes: v.spec.secrets.iter().map(|s| s.hash.clone()).collect(),
+            active: spec.active,
+            not_before: spec.not_before.as_ref().map(|t| t.0.as_second()),
+            grant_types: spec.grant_types.clone(),
+            scopes: spec.scopes.clone(),
+            audiences: spec.audiences.clone(),
+            roles: spec.roles.clone(),
+            access_token_lifetime_seconds: spec.access_token_lifetime_seconds,
+            secrets: spec
+                .secrets
+                .iter()
+                .map(|s| SecretHash {
+                    hash: s.hash.clone(),
+                    expires_at: s.expires_at.as_ref().map(|t| t.0.as_second()),
+                })
+                .collect(),
         })
     }
 }
@@ -199,8 +231,13 @@ mod tests {
             name,
             OAuthClientVerifierSpec {
                 client_id: id.into(),
+                client_type: Default::default(),
+                active: true,
+                not_before: None,
+                grant_types: vec!["client_credentials".into()],
                 scopes: vec!["read".into()],
                 audiences: vec![],
+                roles: vec!["member".into()],
                 access_token_lifetime_seconds: 600,
                 secrets: vec![SecretVerifier {
                     name: "default".into(),
@@ -209,8 +246,9 @@ mod tests {
                         secret_name: "s".into(),
                         key: "k".into(),
                         uid: "u".into(),
-                        resource_version: "1".into(),
+                        version: "1".into(),
                     },
+                    expires_at: None,
                 }],
             },
         );
@@ -224,7 +262,8 @@ mod tests {
         index.apply_verifier(&verifier("a", "one", "id-1"));
         let e = index.client("id-1").expect("indexed");
         assert_eq!(e.scopes, vec!["read".to_string()]);
-        assert_eq!(e.secret_hashes.len(), 1);
+        assert_eq!(e.secrets.len(), 1);
+        assert!(e.secrets[0].is_valid_at(0));
         index.delete_verifier("a", "one");
         assert!(index.client("id-1").is_none());
         assert!(index.is_empty());

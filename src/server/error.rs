@@ -20,6 +20,9 @@ pub enum OAuthError {
     /// tried HTTP Basic, which calls for a `WWW-Authenticate` header.
     #[error("invalid_client")]
     InvalidClient { basic: bool },
+    /// "The authenticated client is not authorized to use this authorization grant type."
+    #[error("unauthorized_client")]
+    UnauthorizedClient,
     /// "The authorization grant type is not supported by the authorization server."
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
@@ -48,6 +51,7 @@ impl OAuthError {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
             OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",

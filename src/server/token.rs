@@ -78,24 +78,33 @@ async fn issue(
         Some(_) => return Err(anon(OAuthError::UnsupportedGrantType)),
     }
     let requested = parse_scope(form.get("scope")).map_err(anon)?;
+    let requested_audience = parse_scope(form.get("audience")).map_err(anon)?;
     let presented = client_auth::presented(headers, &form).map_err(anon)?;
     let id = Some(presented.client_id.clone());
 
     let client = authenticate(state, presented)
         .await
         .map_err(|e| (id.clone(), e))?;
+    if !client.grant_types.iter().any(|g| g == "client_credentials") {
+        return Err((id, OAuthError::UnauthorizedClient));
+    }
     let scope = granted_scope(&client, requested).map_err(|e| (id.clone(), e))?;
+    let allowed_audiences = if client.audiences.is_empty() {
+        vec![state.config.default_audience.clone()]
+    } else {
+        client.audiences.clone()
+    };
+    let audiences = match requested_audience {
+        Some(req) if req.iter().all(|a| allowed_audiences.contains(a)) => req,
+        Some(_) => return Err((id, OAuthError::InvalidScope)),
+        None => allowed_audiences,
+    };
 
     let keys = state
         .index
         .keys()
         .ok_or((id.clone(), OAuthError::TemporarilyUnavailable))?;
     let now = jiff::Timestamp::now().as_second();
-    let audiences = if client.audiences.is_empty() {
-        vec![state.config.default_audience.clone()]
-    } else {
-        client.audiences.clone()
-    };
     let claims = AccessTokenClaims {
         iss: state.config.issuer.clone(),
         sub: client.client_id.clone(),
@@ -105,6 +114,7 @@ async fn issue(
         jti: crate::auth::secret::random_id().map_err(|_| (id.clone(), OAuthError::ServerError))?,
         client_id: client.client_id.clone(),
         scope: scope.clone(),
+        roles: client.roles.clone(),
     };
     let jwt = token::sign(&claims, &keys.signer).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
@@ -136,7 +146,8 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 /// Checks the secret against every accepted hash, off the async workers and with a bounded
-/// number of checks at once. An unknown client id costs the same work as a wrong secret.
+/// number of checks at once. An unknown client id, a deactivated client and an expired
+/// secret cost the same work as a wrong secret, and get the same answer.
 async fn authenticate(
     state: &AppState,
     presented: Presented,
@@ -145,10 +156,17 @@ async fn authenticate(
         basic: presented.basic,
     };
     let client = state.index.client(&presented.client_id);
-    let hashes = client
-        .as_ref()
-        .map(|c| c.secret_hashes.clone())
-        .unwrap_or_default();
+    let now = jiff::Timestamp::now().as_second();
+    let hashes: Vec<String> = client
+        .iter()
+        .filter(|c| c.active)
+        .flat_map(|c| {
+            c.secrets
+                .iter()
+                .filter(|s| s.is_valid_at(now))
+                .map(|s| s.hash.clone())
+        })
+        .collect();
     let _permit = state
         .hashing
         .acquire()
@@ -214,10 +232,14 @@ mod tests {
             client_id: "c".into(),
             namespace: "n".into(),
             name: "c".into(),
+            active: true,
+            not_before: None,
+            grant_types: vec!["client_credentials".into()],
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             audiences: vec![],
+            roles: vec![],
             access_token_lifetime_seconds: 60,
-            secret_hashes: vec![],
+            secrets: vec![],
         }
     }
 
