@@ -372,6 +372,9 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     let public = entries.is_empty();
     if !client.spec.active {
         report.ready(false, "Deactivated", "spec.active is false: the token endpoint refuses this client and the tokens issued to it before".into());
+    } else if !public && valid == 0 && !report.waiting.is_empty() {
+        let msg = report.waiting.join("; ");
+        report.ready(false, "WaitingForSecret", msg);
     } else if !public && valid == 0 {
         report.ready(
             false,

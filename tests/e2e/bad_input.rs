@@ -29,6 +29,58 @@ async fn refused(ctx: Ctx) -> anyhow::Result<()> {
         ("scope with a quote", client("  scopes: [\"a\\\"b\"]"), "spec.scopes[0]"),
         ("unknown client type", client("  type: weird"), "spec.type"),
         (
+            "public client with secrets",
+            client("  type: public\n  grantTypes: [authorization_code]\n  redirectUris: [https://a.test/cb]\n  secrets: [{name: s}]"),
+            "spec.secrets must be empty for a public client",
+        ),
+        (
+            "public client with client_credentials",
+            client("  type: public\n  grantTypes: [client_credentials]"),
+            "client_credentials needs a confidential client",
+        ),
+        (
+            "authorization_code without redirect URI",
+            client("  grantTypes: [authorization_code]"),
+            "spec.redirectUris must list at least one URI for the authorization_code grant",
+        ),
+        (
+            "redirect URI with a fragment",
+            client("  grantTypes: [authorization_code]\n  redirectUris: [\"https://a.test/cb#frag\"]"),
+            "must not have a fragment",
+        ),
+        (
+            "malformed redirect URI",
+            client("  grantTypes: [authorization_code]\n  redirectUris: [\"not a uri\"]"),
+            "spec.redirectUris: each entry must be an absolute URI",
+        ),
+        (
+            "plain http redirect URI off loopback",
+            client("  grantTypes: [authorization_code]\n  redirectUris: [\"http://app.example.test/cb\"]"),
+            "a redirect URI must use https",
+        ),
+        ("unknown grant type", client("  grantTypes: [password]"), "spec.grantTypes[0]"),
+        ("repeated grant type", client("  grantTypes: [client_credentials, client_credentials]"), "must not repeat a grant type"),
+        (
+            "duplicate secret names",
+            client("  secrets: [{name: a}, {name: a}]"),
+            "spec.secrets[1]",
+        ),
+        (
+            "two expiries on one secret",
+            client("  secrets: [{name: a, expiresAfter: 30d, neverExpires: true}]"),
+            "set at most one of expiresAfter, expiresAt and neverExpires",
+        ),
+        (
+            "malformed expiry duration",
+            client("  secrets: [{name: a, expiresAfter: 3 months}]"),
+            "spec.secrets[0].expiresAfter",
+        ),
+        (
+            "secret name not a DNS label",
+            client("  secrets: [{name: Has_Caps}]"),
+            "spec.secrets[0].name",
+        ),
+        (
             "token without expiry",
             "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: t\nspec:\n  count: 1\n".to_string(),
             "exactly one of spec.expiresAfter and spec.expiresAt",

@@ -3,6 +3,7 @@
 //! binary and stopped after the last test.
 
 mod bad_input;
+mod client_model;
 mod lifecycle;
 mod support;
 mod token_endpoint;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         token_endpoint::tests(),
         lifecycle::tests(),
         bad_input::tests(),
+        client_model::tests(),
     ]
     .concat();
     let trials = tests

@@ -276,6 +276,35 @@ impl Ctx {
         Ok(server)
     }
 
+    /// Waits until the client's condition `type_` has `status` (and `reason`, if given).
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<OAuthClient> {
+        let api: Api<OAuthClient> = self.api();
+        eventually(
+            Duration::from_secs(60),
+            &format!("{name}: {type_}={status} {reason:?}"),
+            || async {
+                let c = api.get(name).await?;
+                let cond = c
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+                    .cloned();
+                let ok = cond
+                    .as_ref()
+                    .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r));
+                anyhow::ensure!(ok, "condition now: {cond:?}");
+                Ok(c)
+            },
+        )
+        .await
+    }
+
     /// Waits until the client reports `Ready=True` and returns it.
     pub async fn wait_ready(&self, name: &str) -> anyhow::Result<OAuthClient> {
         let api: Api<OAuthClient> = self.api();
@@ -313,6 +342,29 @@ impl Ctx {
             .with_context(|| format!("Secret {secret_name} has no key {key}"))?;
         Ok(String::from_utf8(value.0.clone())?)
     }
+}
+
+/// Verifies `jwt` against the server's `/jwks` and returns its claims.
+pub async fn verify_token(
+    http: &reqwest::Client,
+    server: &Server,
+    jwt: &str,
+    audience: &str,
+) -> anyhow::Result<oauth_operator::auth::token::AccessTokenClaims> {
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
+    let jwks: JwkSet = http
+        .get(format!("{}/jwks", server.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let header = decode_header(jwt)?;
+    let kid = header.kid.context("kid")?;
+    let jwk = jwks.find(&kid).context("kid not in /jwks")?;
+    let mut v = Validation::new(header.alg);
+    v.set_audience(&[audience]);
+    v.set_issuer(&[server.url.as_str()]);
+    Ok(decode(jwt, &DecodingKey::from_jwk(jwk)?, &v)?.claims)
 }
 
 /// A child process killed when dropped.
