@@ -116,6 +116,13 @@ struct ServerArgs {
     /// `aud` of tokens for clients that name no audience; the issuer when omitted.
     #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_AUDIENCE")]
     default_audience: Option<String>,
+    /// How many verified secrets the warm-path cache remembers (about 100 bytes each).
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_VERIFIED_CACHE_SIZE",
+        default_value_t = 50_000
+    )]
+    verified_cache_size: usize,
 }
 
 #[derive(Args)]
@@ -150,6 +157,7 @@ fn server_config(
     c: &Common,
     listen: SocketAddr,
     default_audience: Option<String>,
+    verified_cache_size: usize,
 ) -> server::Config {
     server::Config {
         listen,
@@ -159,6 +167,7 @@ fn server_config(
         operator_namespace: c.operator_namespace.clone(),
         signing_key_secret: c.signing_key_secret.clone(),
         max_concurrent_hashes: c.max_concurrent_hashes,
+        verified_cache_size,
     }
 }
 
@@ -189,7 +198,12 @@ async fn main() -> anyhow::Result<()> {
             let client = kube_client(cli.kubeconfig.as_ref()).await?;
             server::run(
                 client,
-                server_config(&args.common, args.listen, args.default_audience),
+                server_config(
+                    &args.common,
+                    args.listen,
+                    args.default_audience,
+                    args.verified_cache_size,
+                ),
             )
             .await
         }
@@ -237,7 +251,10 @@ async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<(
         client.clone(),
         controller_config(&args.common, &args.options),
     );
-    let server = server::run(client, server_config(&args.common, args.listen, None));
+    let server = server::run(
+        client,
+        server_config(&args.common, args.listen, None, 50_000),
+    );
     tokio::select! {
         r = controller => r?,
         r = server => r?,

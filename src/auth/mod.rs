@@ -4,3 +4,4 @@ pub mod hash;
 pub mod keys;
 pub mod secret;
 pub mod token;
+pub mod verified_cache;

@@ -1,8 +1,10 @@
 //! The read path: an axum server answering from the [`Index`] only.
 
 mod client_auth;
+mod discovery;
 mod error;
 mod form;
+mod metrics;
 mod token;
 
 use std::net::SocketAddr;
@@ -17,8 +19,10 @@ use kube::api::Api;
 use tokio::sync::Semaphore;
 
 pub use error::OAuthError;
+pub use metrics::Metrics;
 
 use crate::api::OAuthClientVerifier;
+use crate::auth::verified_cache::VerifiedCache;
 use crate::index::{self, Index};
 
 /// How the token server runs.
@@ -36,6 +40,8 @@ pub struct Config {
     pub signing_key_secret: String,
     /// How many argon2 checks may run at once (each takes ~19 MiB and ~25 ms of a core).
     pub max_concurrent_hashes: usize,
+    /// How many verified secrets the warm-path cache remembers.
+    pub verified_cache_size: usize,
 }
 
 /// What every handler sees.
@@ -44,6 +50,8 @@ pub struct AppState {
     pub index: Arc<Index>,
     pub config: Arc<Config>,
     pub hashing: Arc<Semaphore>,
+    pub cache: Arc<VerifiedCache>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Largest request body accepted; token requests are a few hundred bytes.
@@ -54,6 +62,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/token", post(token::token))
         .route("/jwks", get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(discovery))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -70,6 +81,38 @@ async fn jwks(State(state): State<AppState>) -> Response {
             .into_response(),
         None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    let mut algorithms: Vec<String> = state
+        .index
+        .keys()
+        .map(|k| {
+            k.jwks
+                .keys
+                .iter()
+                .filter_map(|j| j.common.key_algorithm.map(|a| a.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    algorithms.dedup();
+    Json(discovery::metadata(&state.config.issuer, algorithms)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    m.indexed_clients
+        .set(i64::try_from(state.index.len()).unwrap_or(i64::MAX));
+    m.remembered_secrets
+        .set(i64::try_from(state.cache.len()).unwrap_or(i64::MAX));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -106,6 +149,8 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let state = AppState {
         index,
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+        cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
+        metrics: Arc::new(Metrics::default()),
         config: Arc::new(config),
     };
     axum::serve(

@@ -16,6 +16,7 @@ use super::AppState;
 use super::client_auth::{self, Presented};
 use super::error::OAuthError;
 use super::form::Form;
+use super::metrics::Reason;
 use crate::auth::hash;
 use crate::auth::token::{self, AccessTokenClaims};
 use crate::index::ClientEntry;
@@ -35,12 +36,24 @@ pub async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match issue(&state, &headers, body).await {
+    let started = std::time::Instant::now();
+    let outcome = issue(&state, &headers, body).await;
+    state
+        .metrics
+        .token_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
         Ok((client_id, res)) => {
+            state.metrics.tokens_issued.inc();
             tracing::info!(target: "audit", event = "token_issued", client_id, source = %peer.ip());
             res
         }
         Err((client_id, err)) => {
+            state
+                .metrics
+                .refusals
+                .get_or_create(&Reason { reason: err.code() })
+                .inc();
             tracing::info!(
                 target: "audit",
                 event = "token_refused",
@@ -167,22 +180,43 @@ async fn authenticate(
                 .map(|s| s.hash.clone())
         })
         .collect();
+    // Warm path: a secret that already passed argon2 against one of these hashes.
+    if let Some(c) = &client
+        && hashes.iter().any(|h| {
+            state
+                .cache
+                .check(&c.client_id, h, presented.secret.expose())
+        })
+    {
+        state.metrics.cache_hits.inc();
+        return Ok(c.clone());
+    }
+    state.metrics.cache_misses.inc();
+
     let _permit = state
         .hashing
         .acquire()
         .await
         .map_err(|_| OAuthError::TemporarilyUnavailable)?;
-    let secret = presented.secret;
-    let ok = tokio::task::spawn_blocking(move || {
+    let secret = presented.secret.clone();
+    let matched = tokio::task::spawn_blocking(move || {
         if hashes.is_empty() {
-            return hash::verify_decoy(secret.expose());
+            hash::verify_decoy(secret.expose());
+            return None;
         }
-        hashes.iter().any(|h| hash::verify(secret.expose(), h))
+        hashes
+            .into_iter()
+            .find(|h| hash::verify(secret.expose(), h))
     })
     .await
     .map_err(|_| OAuthError::ServerError)?;
-    match client {
-        Some(c) if ok => Ok(c),
+    match (client, matched) {
+        (Some(c), Some(h)) => {
+            state
+                .cache
+                .remember(&c.client_id, &h, presented.secret.expose());
+            Ok(c)
+        }
         _ => Err(invalid),
     }
 }

@@ -18,6 +18,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("malformed_token_requests_get_rfc6749_errors", |c| {
             Box::pin(malformed(c))
         }),
+        ("discovery_and_metrics_describe_the_server", |c| {
+            Box::pin(discovery_and_metrics(c))
+        }),
     ]
 }
 
@@ -295,5 +298,91 @@ async fn malformed(ctx: Ctx) -> anyhow::Result<()> {
         ensure!(no_store, "{what}: no Cache-Control: no-store");
         ensure!(!json.to_string().contains(&secret), "{what}: secret echoed");
     }
+    Ok(())
+}
+
+async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let doc: serde_json::Value = ctx
+            .http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ensure!(doc["issuer"] == server.url.as_str(), "{path}: {doc}");
+        ensure!(doc["token_endpoint"] == format!("{}/token", server.url));
+        ensure!(doc["jwks_uri"] == format!("{}/jwks", server.url));
+        ensure!(doc["grant_types_supported"] == serde_json::json!(["client_credentials"]));
+        ensure!(
+            doc["token_endpoint_auth_methods_supported"]
+                == serde_json::json!(["client_secret_basic", "client_secret_post"])
+        );
+        ensure!(doc["access_token_signing_alg_values_supported"] == serde_json::json!(["ES256"]));
+        ensure!(
+            doc.get("introspection_endpoint").is_none(),
+            "advertises only what exists"
+        );
+    }
+
+    ctx.apply(CLIENT)?;
+    ctx.wait_ready("billing").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    let grant = [("grant_type", "client_credentials")];
+    for _ in 0..3 {
+        ensure!(
+            server
+                .token(&ctx.http, Some((&id, &secret)), &grant)
+                .await?
+                .0
+                == 200
+        );
+    }
+    ensure!(
+        server
+            .token(&ctx.http, Some((&id, "wrong")), &grant)
+            .await?
+            .0
+            == 401
+    );
+
+    let text = ctx
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    ensure!(value("oauth_operator_tokens_issued_total") == 3.0, "{text}");
+    ensure!(
+        value("oauth_operator_token_refusals_total{reason=\"invalid_client\"}") == 1.0,
+        "{text}"
+    );
+    // The first success pays argon2; the next two come from the warm cache.
+    ensure!(
+        value("oauth_operator_verified_cache_hits_total") == 2.0,
+        "{text}"
+    );
+    ensure!(
+        value("oauth_operator_verified_cache_misses_total") == 2.0,
+        "{text}"
+    );
+    ensure!(value("oauth_operator_indexed_clients") == 1.0, "{text}");
+    ensure!(
+        value("oauth_operator_token_request_seconds_count") == 4.0,
+        "{text}"
+    );
+    ensure!(!text.contains(&secret));
     Ok(())
 }

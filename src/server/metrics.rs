@@ -1,0 +1,94 @@
+//! Prometheus metrics of the token server, served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The refusal reason: an RFC 6749 error code, a bounded set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub tokens_issued: Counter,
+    pub refusals: Family<Reason, Counter>,
+    pub token_seconds: Histogram,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub indexed_clients: Gauge,
+    pub remembered_secrets: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("oauth_operator");
+        let tokens_issued = Counter::default();
+        let refusals = Family::<Reason, Counter>::default();
+        let token_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let indexed_clients = Gauge::default();
+        let remembered_secrets = Gauge::default();
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "token_refusals",
+            "Token requests refused, by RFC 6749 error",
+            refusals.clone(),
+        );
+        registry.register(
+            "token_request_seconds",
+            "Time to answer a token request",
+            token_seconds.clone(),
+        );
+        registry.register(
+            "verified_cache_hits",
+            "Token requests authenticated from the verified-secret cache, without argon2",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "verified_cache_misses",
+            "Token requests that needed an argon2 check",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "indexed_clients",
+            "Clients in the token server's index",
+            indexed_clients.clone(),
+        );
+        registry.register(
+            "verified_cache_entries",
+            "Secrets remembered by the verified-secret cache",
+            remembered_secrets.clone(),
+        );
+        Metrics {
+            registry,
+            tokens_issued,
+            refusals,
+            token_seconds,
+            cache_hits,
+            cache_misses,
+            indexed_clients,
+            remembered_secrets,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
