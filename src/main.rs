@@ -35,6 +35,16 @@ enum Command {
     /// Run everything locally: a control plane (unless --kubeconfig is given), the CRDs,
     /// the controller and the token server, until Ctrl-C.
     Local(LocalArgs),
+    /// Run only a local control plane with the CRDs installed, until Ctrl-C; its admin
+    /// kubeconfig is `<dir>/kubeconfig`.
+    ControlPlane(ControlPlaneArgs),
+}
+
+#[derive(Args)]
+struct ControlPlaneArgs {
+    /// Where the control plane keeps its state.
+    #[arg(long, default_value = "target/local-cluster")]
+    dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -208,6 +218,19 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Local(args) => local(cli.kubeconfig, args).await,
+        Command::ControlPlane(args) => {
+            let _ = std::fs::remove_dir_all(&args.dir);
+            let cp = envtest::ControlPlane::start(envtest::Options {
+                dir: Some(args.dir.clone()),
+                crds: api::crds(),
+            })
+            .await
+            .context("starting the local control plane")?;
+            tracing::info!(kubeconfig = %cp.kubeconfig().display(), server = cp.server(), "control plane ready");
+            telemetry::shutdown_signal().await;
+            drop(cp);
+            Ok(())
+        }
     }
 }
 

@@ -78,8 +78,12 @@ impl VerifiedCache {
         remembered.is_some_and(|t| bool::from(t.ct_eq(&self.tag(client_id, phc, secret))))
     }
 
-    /// Remembers that `secret` passed argon2id against `phc` for `client_id`.
+    /// Remembers that `secret` passed argon2id against `phc` for `client_id`. A cache of
+    /// capacity 0 remembers nothing (every check pays argon2).
     pub fn remember(&self, client_id: &str, phc: &str, secret: &str) {
+        if self.capacity == 0 {
+            return;
+        }
         let (slot, tag) = (self.slot(client_id, phc), self.tag(client_id, phc, secret));
         if let Ok(mut m) = self.entries.lock() {
             if m.len() >= self.capacity && !m.contains_key(&slot) {
@@ -123,6 +127,13 @@ mod tests {
             c.remember("a", &format!("$h{i}"), "s");
         }
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn capacity_zero_disables_it() {
+        let c = VerifiedCache::new(0).expect("random");
+        c.remember("a", "$h", "s");
+        assert!(!c.check("a", "$h", "s"));
     }
 
     #[test]

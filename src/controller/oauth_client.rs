@@ -31,6 +31,8 @@ use crate::auth::{hash, secret::SecretString};
 const RESYNC: Duration = Duration::from_secs(30 * 60);
 /// How often a client waiting for something outside its watches looks again.
 const POLL: Duration = Duration::from_secs(5);
+/// How often a client with a brought-your-own secret re-reads it.
+const BYO_RESYNC: Duration = Duration::from_secs(30);
 
 /// One secret entry, resolved against the Secrets it lives in.
 struct Resolved {
@@ -405,6 +407,13 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
         })
         .unwrap_or(RESYNC)
         .min(RESYNC);
+    // A brought Secret is not watched (the controller watches only its own Secrets), so a
+    // client using one looks again often enough to follow an external rotation.
+    let next = if entries.iter().any(|e| e.secret_key_ref.is_some()) {
+        next.min(BYO_RESYNC)
+    } else {
+        next
+    };
     let action = if report.waiting.is_empty() {
         Action::requeue(next)
     } else {

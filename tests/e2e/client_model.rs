@@ -354,7 +354,34 @@ async fn byo(ctx: Ctx) -> anyhow::Result<()> {
         !copied,
         "the brought secret was copied into the credentials Secret"
     );
-    Ok(())
+
+    // The external system rotates the value: the new one works, the old one stops.
+    let rotated = "the-vault-rotated-it-4c3b2a";
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, rotated);
+    let patch = serde_json::json!({"data": {"password": encoded}});
+    ctx.api::<Secret>()
+        .patch(
+            "from-vault",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    eventually(
+        Duration::from_secs(60),
+        "rotated external value followed",
+        || async {
+            ensure!(
+                code(&ctx, &server, "ext", rotated).await? == 200,
+                "new value not accepted yet"
+            );
+            ensure!(
+                code(&ctx, &server, "ext", value).await? == 401,
+                "old value still accepted"
+            );
+            Ok(())
+        },
+    )
+    .await
 }
 
 async fn conflict(ctx: Ctx) -> anyhow::Result<()> {

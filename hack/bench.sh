@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests: they print figures and assert nothing about speed).
+#
+#   hack/bench.sh token   # /token throughput, p50/p99 latency and server RSS, warm and cold secrets
+#   hack/bench.sh scale   # time until SCALE clients (default 1000) are Ready with Secrets, memory,
+#                         # and a controller restart over them (writes and hash computations)
+#   hack/bench.sh         # both
+#
+# Everything runs on this machine: a local control plane, the release build of the operator
+# as separate controller and server processes, and wrk (Debian) as the load generator,
+# all on 127.0.0.1. env: CLIENTS (token bench, default 100), SCALE (default 1000),
+# DURATION (wrk seconds, default 10), CONNECTIONS (default 32).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+what=${1:-all}
+CLIENTS=${CLIENTS:-100}
+SCALE=${SCALE:-1000}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+
+if ! command -v wrk >/dev/null; then
+  echo "==> installing wrk (Debian package)"
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+bin_dir=$(hack/controlplane/build.sh)
+echo "==> cargo build --release"
+cargo build --release --quiet --bin oauth-operator
+B=$PWD/target/release/oauth-operator
+work=$(mktemp -d /tmp/oauth-operator-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+echo "==> starting a local control plane"
+"$B" control-plane --dir "$work/cp" >"$work/cp.log" 2>&1 &
+pids+=($!)
+KC=$work/cp/kubeconfig
+kubectl() { "$bin_dir/kubectl" --kubeconfig "$KC" "$@"; }
+for _ in $(seq 1 240); do
+  [[ -f $KC ]] && kubectl get --raw /readyz >/dev/null 2>&1 && kubectl get crd oauthclients.oauth-operator.dev >/dev/null 2>&1 && break
+  sleep 0.5
+done
+kubectl create namespace bench >/dev/null
+
+port=$(free_port)
+issuer="http://127.0.0.1:$port"
+common=(--namespace bench --operator-namespace bench --issuer "$issuer")
+
+start_controller() {
+  RUST_LOG=${1:-info} "$B" --kubeconfig "$KC" controller "${common[@]}" >>"$work/controller.log" 2>&1 &
+  controller=$!
+  pids+=("$controller")
+}
+start_server() { # $1: extra args; pinned to core 0, wrk gets core 1
+  taskset -c 0 "$B" --kubeconfig "$KC" server "${common[@]}" --listen "127.0.0.1:$port" $1 >>"$work/server.log" 2>&1 &
+  server=$!
+  pids+=("$server")
+  for _ in $(seq 1 120); do curl -fsS "$issuer/readyz" >/dev/null 2>&1 && return; sleep 0.25; done
+  echo "server not ready" >&2; exit 1
+}
+
+apply_clients() { # $1: count, $2: name prefix
+  for i in $(seq 1 "$1"); do
+    printf 'apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: %s-%d\nspec:\n  scopes: [read]\n---\n' "$2" "$i"
+  done | kubectl apply -n bench --server-side -f - >/dev/null
+}
+
+wait_ready() { # $1: expected count of Ready clients
+  while true; do
+    ready=$(kubectl get oauthclients -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
+    [[ $ready -ge $1 ]] && return
+    sleep 0.5
+  done
+}
+
+token_bench() {
+  echo "==> token bench: $CLIENTS clients"
+  apply_clients "$CLIENTS" tok
+  wait_ready "$CLIENTS"
+  kubectl get secrets -n bench -l app.kubernetes.io/managed-by=oauth-operator,oauth-operator.dev/client \
+    -o jsonpath='{range .items[*]}{.data.client_id}{" "}{.data.client_secret}{"\n"}{end}' |
+    while read -r id secret; do
+      printf '%s:%s' "$(echo "$id" | base64 -d)" "$(echo "$secret" | base64 -d)" | base64 -w0; echo
+    done >"$work/basic.txt"
+  cat >"$work/token.lua" <<'LUA'
+local creds, i = {}, 0
+for line in io.lines(os.getenv("BASIC_FILE")) do creds[#creds + 1] = line end
+request = function()
+  i = i % #creds + 1
+  return wrk.format("POST", "/token", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Authorization"] = "Basic " .. creds[i],
+  }, "grant_type=client_credentials")
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d non2xx=%d requests=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.requests))
+end
+LUA
+  export BASIC_FILE=$work/basic.txt
+
+  start_server ""
+  # Warm every client once (one argon2 check each), then measure the warm path.
+  while read -r b; do curl -fsS -o /dev/null -H "Authorization: Basic $b" -d grant_type=client_credentials "$issuer/token"; done <"$work/basic.txt"
+  echo "--- warm secrets, ES256, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+
+  start_server "--verified-cache-size 0"
+  echo "--- cold secrets (every request pays argon2id), ES256, 1 connection"
+  taskset -c 1 wrk -t1 -c1 -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  echo "--- cold secrets, 4 connections (argon2 bounded by --max-concurrent-hashes 4, one core)"
+  taskset -c 1 wrk -t1 -c4 -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  kubectl delete oauthclients -n bench --all --wait=true >/dev/null
+}
+
+scale_bench() {
+  echo "==> scale bench: $SCALE clients applied at once"
+  start=$(date +%s.%N)
+  apply_clients "$SCALE" scale
+  wait_ready "$SCALE"
+  while [[ $(kubectl get secrets -n bench -l oauth-operator.dev/client -o name | wc -l) -lt $SCALE ]]; do sleep 0.5; done
+  end=$(date +%s.%N)
+  printf -- "--- %d clients Ready with their Secrets in %s s\n" "$SCALE" "$(python3 -c "print(round($end - $start, 1))")"
+  curl -fsS "$issuer/metrics" | grep '^oauth_operator_indexed_clients' || true
+  echo "    controller RSS: $(rss_mib "$controller") MiB (peak $(hwm_mib "$controller") MiB)"
+  echo "    server RSS:     $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+
+  echo "--- controller restart over $SCALE Ready clients"
+  before=$(kubectl get secrets,oauthclientverifiers,oauthclients -n bench -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort)
+  kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
+  : >"$work/controller.log"
+  start_controller "info,oauth_operator=debug"
+  # Wait until the new controller has reconciled every client once.
+  while [[ $(grep -c 'reconciled' "$work/controller.log" || true) -lt $SCALE ]]; do sleep 0.5; done
+  after=$(kubectl get secrets,oauthclientverifiers,oauthclients -n bench -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort)
+  changed=$(diff <(echo "$before") <(echo "$after") | grep -c '^>' || true)
+  hashes=$(grep -c 'argon2:' "$work/controller.log" || true)
+  echo "    objects rewritten: $changed; argon2 computations: $hashes"
+}
+
+start_controller
+if [[ $what == token || $what == all ]]; then token_bench; fi
+if [[ $what == scale || $what == all ]]; then
+  [[ -n ${server:-} ]] && kill -0 "$server" 2>/dev/null || start_server ""
+  scale_bench
+fi
