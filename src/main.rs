@@ -133,6 +133,37 @@ struct ServerArgs {
         default_value_t = 50_000
     )]
     verified_cache_size: usize,
+    #[command(flatten)]
+    lockout: LockoutArgs,
+}
+
+/// Brute-force protection, after Keycloak's brute-force detection.
+#[derive(Args, Clone)]
+struct LockoutArgs {
+    /// Consecutive failures of a client id before a temporary lock; 0 disables locking.
+    #[arg(long, env = "OAUTH_OPERATOR_LOCKOUT_FAILURES", default_value_t = 10)]
+    lockout_failures: u32,
+    /// Lock duration for every `--lockout-failures` failures, e.g. `60s`.
+    #[arg(long, env = "OAUTH_OPERATOR_LOCKOUT_WAIT", default_value = "60s", value_parser = parse_span)]
+    lockout_wait: jiff::SignedDuration,
+    /// The longest lock.
+    #[arg(long, env = "OAUTH_OPERATOR_LOCKOUT_MAX_WAIT", default_value = "15m", value_parser = parse_span)]
+    lockout_max_wait: jiff::SignedDuration,
+    /// Failures older than this are forgotten.
+    #[arg(long, env = "OAUTH_OPERATOR_LOCKOUT_RESET", default_value = "12h", value_parser = parse_span)]
+    lockout_reset: jiff::SignedDuration,
+}
+
+impl LockoutArgs {
+    fn config(&self) -> server::LockoutConfig {
+        let std = |d: jiff::SignedDuration| std::time::Duration::try_from(d).unwrap_or_default();
+        server::LockoutConfig {
+            max_failures: self.lockout_failures,
+            wait: std(self.lockout_wait),
+            max_wait: std(self.lockout_max_wait),
+            reset_after: std(self.lockout_reset),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -168,6 +199,7 @@ fn server_config(
     listen: SocketAddr,
     default_audience: Option<String>,
     verified_cache_size: usize,
+    lockout: server::LockoutConfig,
 ) -> server::Config {
     server::Config {
         listen,
@@ -178,6 +210,7 @@ fn server_config(
         signing_key_secret: c.signing_key_secret.clone(),
         max_concurrent_hashes: c.max_concurrent_hashes,
         verified_cache_size,
+        lockout,
     }
 }
 
@@ -213,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
                     args.listen,
                     args.default_audience,
                     args.verified_cache_size,
+                    args.lockout.config(),
                 ),
             )
             .await
@@ -276,7 +310,13 @@ async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<(
     );
     let server = server::run(
         client,
-        server_config(&args.common, args.listen, None, 50_000),
+        server_config(
+            &args.common,
+            args.listen,
+            None,
+            50_000,
+            server::LockoutConfig::default(),
+        ),
     );
     tokio::select! {
         r = controller => r?,

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub indexed_clients: Gauge,
     pub remembered_secrets: Gauge,
+    pub lockouts: Counter,
+    pub locked_refusals: Counter,
 }
 
 impl Default for Metrics {
@@ -34,6 +36,18 @@ impl Default for Metrics {
         let cache_misses = Counter::default();
         let indexed_clients = Gauge::default();
         let remembered_secrets = Gauge::default();
+        let lockouts = Counter::default();
+        let locked_refusals = Counter::default();
+        registry.register(
+            "client_lockouts",
+            "Temporary lockouts after repeated failures",
+            lockouts.clone(),
+        );
+        registry.register(
+            "locked_refusals",
+            "Token requests refused without a secret check because the client was locked",
+            locked_refusals.clone(),
+        );
         registry.register(
             "tokens_issued",
             "Access tokens issued",
@@ -78,6 +92,8 @@ impl Default for Metrics {
             cache_misses,
             indexed_clients,
             remembered_secrets,
+            lockouts,
+            locked_refusals,
         }
     }
 }

@@ -4,6 +4,7 @@ mod client_auth;
 mod discovery;
 mod error;
 mod form;
+mod lockout;
 mod metrics;
 mod token;
 
@@ -19,6 +20,7 @@ use kube::api::Api;
 use tokio::sync::Semaphore;
 
 pub use error::OAuthError;
+pub use lockout::LockoutConfig;
 pub use metrics::Metrics;
 
 use crate::api::OAuthClientVerifier;
@@ -42,6 +44,8 @@ pub struct Config {
     pub max_concurrent_hashes: usize,
     /// How many verified secrets the warm-path cache remembers.
     pub verified_cache_size: usize,
+    /// Brute-force protection.
+    pub lockout: LockoutConfig,
 }
 
 /// What every handler sees.
@@ -52,6 +56,7 @@ pub struct AppState {
     pub hashing: Arc<Semaphore>,
     pub cache: Arc<VerifiedCache>,
     pub metrics: Arc<Metrics>,
+    pub lockout: Arc<lockout::Lockout>,
 }
 
 /// Largest request body accepted; token requests are a few hundred bytes.
@@ -151,8 +156,18 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
         cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
         metrics: Arc::new(Metrics::default()),
+        lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
         config: Arc::new(config),
     };
+    // Forget the failures of clients that left the index, so memory follows the index.
+    let (lockout, index) = (state.lockout.clone(), state.index.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            lockout.retain(|id| index.client(id).is_some());
+        }
+    });
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),

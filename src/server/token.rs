@@ -193,6 +193,19 @@ async fn authenticate(
     }
     state.metrics.cache_misses.inc();
 
+    // A locked client's secrets are not even checked: guessing costs nothing and learns
+    // nothing (the answer is the same as for a wrong secret).
+    let started = std::time::Instant::now();
+    if client.is_some()
+        && state
+            .lockout
+            .locked(&presented.client_id, started)
+            .is_some()
+    {
+        state.metrics.locked_refusals.inc();
+        return Err(invalid);
+    }
+
     let _permit = state
         .hashing
         .acquire()
@@ -212,12 +225,26 @@ async fn authenticate(
     .map_err(|_| OAuthError::ServerError)?;
     match (client, matched) {
         (Some(c), Some(h)) => {
+            state.lockout.success(&c.client_id);
             state
                 .cache
                 .remember(&c.client_id, &h, presented.secret.expose());
             Ok(c)
         }
-        _ => Err(invalid),
+        (Some(c), None) => {
+            if let Some(wait) = state.lockout.failure(&c.client_id, started) {
+                state.metrics.lockouts.inc();
+                tracing::warn!(
+                    target: "audit",
+                    event = "client_locked",
+                    client_id = %c.client_id,
+                    seconds = wait.as_secs(),
+                    "too many failed authentications"
+                );
+            }
+            Err(invalid)
+        }
+        (None, _) => Err(invalid),
     }
 }
 

@@ -366,17 +366,19 @@ async fn byo(ctx: Ctx) -> anyhow::Result<()> {
             &kube::api::Patch::Merge(&patch),
         )
         .await?;
+    // Poll with the old value until it is refused, and only then try the new one: polling
+    // with a value not yet accepted would count as failed guesses and trip the lockout.
     eventually(
         Duration::from_secs(60),
         "rotated external value followed",
         || async {
             ensure!(
-                code(&ctx, &server, "ext", rotated).await? == 200,
-                "new value not accepted yet"
-            );
-            ensure!(
                 code(&ctx, &server, "ext", value).await? == 401,
                 "old value still accepted"
+            );
+            ensure!(
+                code(&ctx, &server, "ext", rotated).await? == 200,
+                "new value not accepted"
             );
             Ok(())
         },

@@ -246,18 +246,29 @@ impl Ctx {
 
     /// A controller and a token server for the test namespace, agreeing on the issuer.
     pub async fn start_stack(&self) -> anyhow::Result<(Proc, Server)> {
+        self.start_stack_with(&[]).await
+    }
+
+    /// Like [`Ctx::start_stack`], with extra flags for the token server.
+    pub async fn start_stack_with(&self, server_args: &[&str]) -> anyhow::Result<(Proc, Server)> {
         let port = envtest::free_port()?;
         let controller = self.start_controller(&format!("http://127.0.0.1:{port}"))?;
-        let server = self.start_server(port).await?;
+        let server = self.start_server_with(port, server_args).await?;
         Ok((controller, server))
     }
 
     /// Starts a token server on `port`, scoped to the test namespace, and waits until it
     /// is ready (which needs the signing keys a controller creates).
     pub async fn start_server(&self, port: u16) -> anyhow::Result<Server> {
+        self.start_server_with(port, &[]).await
+    }
+
+    /// Like [`Ctx::start_server`], with extra flags.
+    pub async fn start_server_with(&self, port: u16, extra: &[&str]) -> anyhow::Result<Server> {
         let url = format!("http://127.0.0.1:{port}");
         let mut args = vec!["server".to_string(), format!("--listen=127.0.0.1:{port}")];
         args.extend(self.common_args(&url));
+        args.extend(extra.iter().map(|a| a.to_string()));
         let proc = self.spawn(&format!("server-{port}"), &args)?;
         let server = Server {
             url,

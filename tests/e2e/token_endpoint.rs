@@ -21,6 +21,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("discovery_and_metrics_describe_the_server", |c| {
             Box::pin(discovery_and_metrics(c))
         }),
+        ("repeated_failures_lock_a_client_temporarily", |c| {
+            Box::pin(lockout(c))
+        }),
     ]
 }
 
@@ -385,4 +388,95 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
     );
     ensure!(!text.contains(&secret));
     Ok(())
+}
+
+async fn lockout(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx
+        .start_stack_with(&[
+            "--lockout-failures=3",
+            "--lockout-wait=4s",
+            "--lockout-max-wait=4s",
+        ])
+        .await?;
+    let two = format!(
+        "{CLIENT}---\n{}",
+        CLIENT
+            .replace("name: billing", "name: warm")
+            .replace("clientId: billing-service", "clientId: warm-service")
+    );
+    ctx.apply(&two)?;
+    ctx.wait_ready("billing").await?;
+    ctx.wait_ready("warm").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    let (warm_id, warm_secret) = ctx.credentials("warm-credentials").await?;
+    let grant = [("grant_type", "client_credentials")];
+    // The warm client authenticates once, so its secret is in the verified cache.
+    ensure!(
+        server
+            .token(&ctx.http, Some((&warm_id, &warm_secret)), &grant)
+            .await?
+            .0
+            == 200
+    );
+
+    for c in [&id, &warm_id] {
+        for _ in 0..3 {
+            ensure!(server.token(&ctx.http, Some((c, "guess")), &grant).await?.0 == 401);
+        }
+    }
+    // Locked: even the right secret is refused, exactly like a wrong one.
+    let (code, _, body) = server
+        .token(&ctx.http, Some((&id, &secret)), &grant)
+        .await?;
+    ensure!(
+        code == 401 && body["error"] == "invalid_client",
+        "not locked: {code} {body}"
+    );
+    // A secret that already passed argon2 still works: the lock stops guessing only.
+    ensure!(
+        server
+            .token(&ctx.http, Some((&warm_id, &warm_secret)), &grant)
+            .await?
+            .0
+            == 200
+    );
+    // Unknown ids are never tracked, so they cannot grow the lockout state.
+    for _ in 0..5 {
+        ensure!(
+            server
+                .token(&ctx.http, Some(("nobody", "guess")), &grant)
+                .await?
+                .0
+                == 401
+        );
+    }
+    let metrics = ctx
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("oauth_operator_client_lockouts_total 2"),
+        "{metrics}"
+    );
+    ensure!(
+        metrics.contains("oauth_operator_locked_refusals_total 1"),
+        "{metrics}"
+    );
+
+    // The lock lasts the configured wait, no longer.
+    crate::support::eventually(
+        std::time::Duration::from_secs(15),
+        "lock expired",
+        || async {
+            let (code, _, _) = server
+                .token(&ctx.http, Some((&id, &secret)), &grant)
+                .await?;
+            ensure!(code == 200, "still locked: {code}");
+            Ok(())
+        },
+    )
+    .await
 }
