@@ -26,7 +26,8 @@ port=${PORT:-8080}
 issuer="http://127.0.0.1:$port"
 bin_dir=$(hack/controlplane/build.sh)
 kubectl_bin="$bin_dir/kubectl"
-cargo build --quiet --bin oauth-operator
+# --all-targets: the same feature set as `cargo test`, so the test build is reused.
+cargo build --quiet --all-targets
 mkdir -p target
 log=target/local-run.log
 
