@@ -243,6 +243,25 @@ async fn expiry(ctx: Ctx) -> anyhow::Result<()> {
     );
     ctx.wait_condition("late", "Ready", "False", Some("NoValidSecret"))
         .await?;
+    let events = ctx.kubectl(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=late",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    )?;
+    let reasons = String::from_utf8(events.stdout)?;
+    ensure!(reasons.contains("InvalidSecretSpec"), "events: {reasons}");
+    ensure!(
+        !ctx.credentials_key("late-credentials", "client_secret.old")
+            .await
+            .is_ok(),
+        "nothing generated for an entry that expired before it existed"
+    );
     Ok(())
 }
 

@@ -112,7 +112,9 @@ async fn restart(ctx: Ctx) -> anyhow::Result<()> {
     let controller = ctx.start_controller(&issuer)?;
     wait_for_reconcile(&controller, 1).await?;
 
-    // 2. A re-apply of the same YAML.
+    // 2. A re-apply of the same YAML, and an edit of unrelated fields and back.
+    ctx.apply(CLIENT)?;
+    ctx.apply(&CLIENT.replace("[reports.read]", "[reports.read, reports.export]"))?;
     ctx.apply(CLIENT)?;
     // 3. A lost status.
     let clients = ctx.api::<OAuthClient>();
@@ -136,10 +138,12 @@ async fn restart(ctx: Ctx) -> anyhow::Result<()> {
         "the Secret was rewritten"
     );
     let verifier_after = verifiers.get("reports").await?;
+    // The scope edit rewrote the verifier's scopes, but no hash changed.
     ensure!(
-        verifier_after.metadata.resource_version == verifier_before.metadata.resource_version,
-        "the verifier was rewritten (a hash recomputed)"
+        verifier_after.spec.secrets == verifier_before.spec.secrets,
+        "a hash was recomputed"
     );
+    ensure!(verifier_after.spec.scopes == vec!["reports.read".to_string()]);
     ensure!(
         !controller.log_text().contains("argon2:"),
         "the restarted controller computed a hash over an unchanged client"
@@ -210,13 +214,26 @@ async fn printer_columns(ctx: Ctx) -> anyhow::Result<()> {
     let out = ctx.kubectl(&["get", "oauthclients"], None)?;
     let text = String::from_utf8(out.stdout)?;
     let header = text.lines().next().context("no output")?;
-    for col in ["NAME", "CLIENT ID", "TYPE", "READY", "AGE"] {
+    for col in [
+        "NAME",
+        "CLIENT ID",
+        "TYPE",
+        "ACTIVE",
+        "SECRETS",
+        "READY",
+        "AGE",
+    ] {
         ensure!(header.contains(col), "column {col} missing in: {header}");
     }
     let row = text.lines().nth(1).context("no row")?;
     ensure!(
-        row.contains("confidential") && row.contains("True"),
+        row.contains("confidential") && row.contains("true") && row.contains("True"),
         "row: {row}"
+    );
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    ensure!(
+        cells.get(4) == Some(&"1"),
+        "one valid secret in the SECRETS column: {row}"
     );
     Ok(())
 }
