@@ -257,9 +257,9 @@ async fn expiry(ctx: Ctx) -> anyhow::Result<()> {
     let reasons = String::from_utf8(events.stdout)?;
     ensure!(reasons.contains("InvalidSecretSpec"), "events: {reasons}");
     ensure!(
-        !ctx.credentials_key("late-credentials", "client_secret.old")
+        ctx.credentials_key("late-credentials", "client_secret.old")
             .await
-            .is_ok(),
+            .is_err(),
         "nothing generated for an entry that expired before it existed"
     );
     Ok(())
