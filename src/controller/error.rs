@@ -10,8 +10,8 @@ pub enum Error {
     MissingUid,
     #[error("reading Secret {name}: {source}")]
     GetSecret { name: String, source: kube::Error },
-    #[error("creating Secret {name}: {source}")]
-    CreateSecret { name: String, source: kube::Error },
+    #[error("writing Secret {name}: {source}")]
+    WriteSecret { name: String, source: kube::Error },
     #[error("reading OAuthClientVerifier {name}: {source}")]
     GetVerifier { name: String, source: kube::Error },
     #[error("writing OAuthClientVerifier {name}: {source}")]
@@ -39,7 +39,7 @@ impl Error {
             Error::MissingNamespace => "missing_namespace",
             Error::MissingUid => "missing_uid",
             Error::GetSecret { .. } => "get_secret",
-            Error::CreateSecret { .. } => "create_secret",
+            Error::WriteSecret { .. } => "write_secret",
             Error::GetVerifier { .. } => "get_verifier",
             Error::ApplyVerifier { .. } => "apply_verifier",
             Error::PatchStatus { .. } => "patch_status",

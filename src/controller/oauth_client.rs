@@ -51,7 +51,7 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     // Whole seconds: Kubernetes times have no more, and a finer `now` would make every
     // reconcile see a changed verifier.
     let now = Timestamp::from_second(Timestamp::now().as_second()).map_err(|_| Error::Clock)?;
-    let mut report = Report::new(&client, &client_id, &secret_name);
+    let mut report = Report::new(&client_id, &secret_name);
 
     ctx.stores_ready().await;
     if let Some(owner) = ctx.client_id_owner(&client, &client_id) {
@@ -204,50 +204,9 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     );
 
     let desired = credentials::build(&client, &secret_name, data, &created);
-    let written = match &current {
-        None => match secrets_api.create(&PostParams::default(), &desired).await {
-            Ok(s) => s,
-            // Another controller created it first: start over from its content.
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            Err(source) => {
-                return Err(Error::CreateSecret {
-                    name: secret_name,
-                    source,
-                });
-            }
-        },
-        Some(cur) if credentials::differs(cur, &desired) => {
-            let mut next = cur.clone();
-            next.data = desired.data.clone();
-            next.metadata
-                .labels
-                .get_or_insert_default()
-                .extend(desired.metadata.labels.clone().unwrap_or_default());
-            next.metadata
-                .annotations
-                .get_or_insert_default()
-                .extend(desired.metadata.annotations.clone().unwrap_or_default());
-            // A replace carries the resourceVersion we read: if anyone wrote meanwhile, it
-            // fails and we start over, so no generated value is ever lost or doubled.
-            match secrets_api
-                .replace(&secret_name, &PostParams::default(), &next)
-                .await
-            {
-                Ok(s) => s,
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    return Ok(Action::requeue(Duration::from_secs(1)));
-                }
-                Err(source) => {
-                    return Err(Error::CreateSecret {
-                        name: secret_name,
-                        source,
-                    });
-                }
-            }
-        }
-        Some(cur) => cur.clone(),
+    let Some(written) = write_secret(&secrets_api, current.as_ref(), desired).await? else {
+        // Someone else wrote it first: start over from their content.
+        return Ok(Action::requeue(Duration::from_secs(1)));
     };
     for name in &generated {
         let verb = if current.is_none() {
@@ -433,6 +392,39 @@ pub fn error_policy(client: Arc<OAuthClient>, error: &Error, _ctx: Arc<Context>)
     error.retry()
 }
 
+/// Creates the credentials Secret, or replaces it carrying the resourceVersion that was
+/// read, so that if anyone wrote meanwhile the write fails and the reconcile starts over:
+/// no generated value is ever lost or generated twice. `None` on such a conflict.
+async fn write_secret(
+    api: &Api<Secret>,
+    current: Option<&Secret>,
+    desired: Secret,
+) -> Result<Option<Secret>, Error> {
+    let name = desired.name_any();
+    let result = match current {
+        None => api.create(&PostParams::default(), &desired).await,
+        Some(cur) if credentials::differs(cur, &desired) => {
+            let mut next = cur.clone();
+            next.data = desired.data;
+            next.metadata
+                .labels
+                .get_or_insert_default()
+                .extend(desired.metadata.labels.unwrap_or_default());
+            next.metadata
+                .annotations
+                .get_or_insert_default()
+                .extend(desired.metadata.annotations.unwrap_or_default());
+            api.replace(&name, &PostParams::default(), &next).await
+        }
+        Some(cur) => return Ok(Some(cur.clone())),
+    };
+    match result {
+        Ok(s) => Ok(Some(s)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(source) => Err(Error::WriteSecret { name, source }),
+    }
+}
+
 /// Writes the verifier the token server reads, hashing only values it has not seen.
 async fn apply_verifier(
     client: &OAuthClient,
@@ -576,7 +568,7 @@ struct Report {
 }
 
 impl Report {
-    fn new(_client: &OAuthClient, client_id: &str, secret_name: &str) -> Self {
+    fn new(client_id: &str, secret_name: &str) -> Self {
         Report {
             client_id: client_id.to_string(),
             secret_name: secret_name.to_string(),

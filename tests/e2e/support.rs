@@ -375,6 +375,7 @@ pub async fn verify_token(
     let mut v = Validation::new(header.alg);
     v.set_audience(&[audience]);
     v.set_issuer(&[server.url.as_str()]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     Ok(decode(jwt, &DecodingKey::from_jwk(jwk)?, &v)?.claims)
 }
 
@@ -412,6 +413,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// The `/metrics` text.
+    pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
+        Ok(http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// POSTs a token request: `basic` credentials in the header, `form` in the body.
     pub async fn token(
         &self,

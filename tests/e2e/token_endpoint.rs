@@ -1,11 +1,9 @@
 //! The token endpoint, end to end: YAML in, verifiable JWT out, RFC 6749 errors.
 
 use anyhow::{Context as _, ensure};
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
-use oauth_operator::auth::token::AccessTokenClaims;
+use jsonwebtoken::decode_header;
 
-use crate::support::{Ctx, TestFn};
+use crate::support::{Ctx, TestFn, verify_token};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
@@ -81,23 +79,10 @@ async fn issued_token_verifies(ctx: Ctx) -> anyhow::Result<()> {
     ensure!(body["scope"] == "invoices.read");
     let jwt = body["access_token"].as_str().context("access_token")?;
 
-    let jwks: JwkSet = ctx
-        .http
-        .get(format!("{}/jwks", server.url))
-        .send()
-        .await?
-        .json()
-        .await?;
     let header = decode_header(jwt)?;
     ensure!(header.typ.as_deref() == Some("at+jwt"));
-    let kid = header.kid.context("kid in header")?;
-    let jwk = jwks.find(&kid).context("kid published in /jwks")?;
-    let mut validation = Validation::new(header.alg);
-    validation.set_audience(&["https://api.example.test"]);
-    validation.set_issuer(&[server.url.as_str()]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    let claims =
-        decode::<AccessTokenClaims>(jwt, &DecodingKey::from_jwk(jwk)?, &validation)?.claims;
+    ensure!(header.kid.is_some(), "kid in header");
+    let claims = verify_token(&ctx.http, &server, jwt, "https://api.example.test").await?;
     ensure!(claims.sub == "billing-service");
     ensure!(claims.client_id == "billing-service");
     ensure!(claims.scope.as_deref() == Some("invoices.read"));
@@ -353,13 +338,7 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
             == 401
     );
 
-    let text = ctx
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = server.metrics(&ctx.http).await?;
     let value = |name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -450,13 +429,7 @@ async fn lockout(ctx: Ctx) -> anyhow::Result<()> {
                 == 401
         );
     }
-    let metrics = ctx
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = server.metrics(&ctx.http).await?;
     ensure!(
         metrics.contains("oauth_operator_client_lockouts_total 2"),
         "{metrics}"
