@@ -11,6 +11,13 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use oauth_operator::telemetry::{self, LogFormat};
 use oauth_operator::{api, controller, envtest, server};
 
+// Every argon2 computation allocates ~19 MiB. glibc's allocator keeps such freed blocks in
+// per-thread arenas, so RSS grew to hundreds of MiB after a burst of checks (measured:
+// 643 MiB for the server, 1.3 GiB for the controller over 1000 clients); mimalloc returns
+// them to the OS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "OAuth 2.0 clients as Kubernetes custom resources")]
 struct Cli {

@@ -1,10 +1,11 @@
 //! JWT signing keys: generated once by the controller into a Secret, loaded by the token
 //! server, published as a JWK Set.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 /// The key in the signing-key Secret's `data` that holds [`StoredKeys`] as JSON.
@@ -123,6 +124,15 @@ pub struct SigningKey {
     pub key: EncodingKey,
 }
 
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("signer", &self.signer)
+            .field("published", &self.jwks.keys.len())
+            .finish()
+    }
+}
+
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningKey")
@@ -133,19 +143,27 @@ impl fmt::Debug for SigningKey {
 }
 
 /// Loaded keys: the active signer and the public JWK Set of every key.
-#[derive(Debug)]
 pub struct KeySet {
     pub signer: SigningKey,
     pub jwks: JwkSet,
+    /// Verification keys by `kid`, for introspection.
+    verifiers: HashMap<String, (Algorithm, DecodingKey)>,
 }
 
 impl KeySet {
     pub fn load(stored: &StoredKeys) -> Result<Self, KeyError> {
         let mut signer = None;
         let mut jwks = JwkSet { keys: Vec::new() };
+        let mut verifiers = HashMap::new();
         for k in &stored.keys {
             let key = encoding_key(&k.private_key_pem, k.alg, &k.kid)?;
-            jwks.keys.push(public_jwk(&key, k.alg, &k.kid)?);
+            let jwk = public_jwk(&key, k.alg, &k.kid)?;
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|source| KeyError::Load {
+                kid: k.kid.clone(),
+                source,
+            })?;
+            verifiers.insert(k.kid.clone(), (k.alg, decoding));
+            jwks.keys.push(jwk);
             if k.kid == stored.active {
                 signer = Some(SigningKey {
                     kid: k.kid.clone(),
@@ -155,7 +173,29 @@ impl KeySet {
             }
         }
         let signer = signer.ok_or_else(|| KeyError::NoActiveKey(stored.active.clone()))?;
-        Ok(KeySet { signer, jwks })
+        Ok(KeySet {
+            signer,
+            jwks,
+            verifiers,
+        })
+    }
+
+    /// Verifies a JWT signed by one of these keys and issued by `issuer` (signature, `exp`,
+    /// `iss`; not `aud`, which is the resource server's to judge) and returns its claims.
+    pub fn verify<T: serde::de::DeserializeOwned>(&self, jwt: &str, issuer: &str) -> Option<T> {
+        let header = jsonwebtoken::decode_header(jwt).ok()?;
+        let (alg, key) = self.verifiers.get(header.kid.as_deref()?)?;
+        if header.alg != *alg {
+            return None;
+        }
+        let mut validation = Validation::new(*alg);
+        validation.set_issuer(&[issuer]);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        jsonwebtoken::decode::<T>(jwt, key, &validation)
+            .ok()
+            .map(|d| d.claims)
     }
 }
 

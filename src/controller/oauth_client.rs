@@ -485,8 +485,13 @@ async fn apply_verifier(
 
     let was_active = existing.as_ref().map(|v| v.spec.active);
     let not_before = match (client.spec.active, was_active) {
-        // Deactivation: every token issued until now stops being valid, for good.
-        (false, Some(true) | None) => Some(Time(now)),
+        // Deactivation: every token issued until now stops being valid, for good. Times
+        // have whole seconds, so the bound is the next second: a token issued in this very
+        // second is caught too.
+        (false, Some(true) | None) => Some(Time(
+            now.checked_add(jiff::SignedDuration::from_secs(1))
+                .unwrap_or(now),
+        )),
         _ => existing.as_ref().and_then(|v| v.spec.not_before.clone()),
     };
     let mut roles = vec![ctx.config.default_role.clone()];

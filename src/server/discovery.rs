@@ -8,6 +8,8 @@ pub struct Metadata {
     issuer: String,
     token_endpoint: String,
     jwks_uri: String,
+    introspection_endpoint: String,
+    introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     /// RFC 8414 requires the field; there is no authorization endpoint, so none.
@@ -23,6 +25,11 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
         issuer: issuer.to_string(),
         token_endpoint: format!("{base}/token"),
         jwks_uri: format!("{base}/jwks"),
+        introspection_endpoint: format!("{base}/introspect"),
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         grant_types_supported: vec!["client_credentials"],
         token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
         response_types_supported: Vec::new(),

@@ -4,6 +4,7 @@ mod client_auth;
 mod discovery;
 mod error;
 mod form;
+mod introspect;
 mod lockout;
 mod metrics;
 mod token;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/token", post(token::token))
         .route("/jwks", get(jwks))
+        .route("/introspect", post(introspect::introspect))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/metrics", get(metrics))

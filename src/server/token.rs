@@ -147,7 +147,7 @@ async fn issue(
     Ok((client.client_id.clone(), res))
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -161,7 +161,7 @@ fn is_form(headers: &HeaderMap) -> bool {
 /// Checks the secret against every accepted hash, off the async workers and with a bounded
 /// number of checks at once. An unknown client id, a deactivated client and an expired
 /// secret cost the same work as a wrong secret, and get the same answer.
-async fn authenticate(
+pub(super) async fn authenticate(
     state: &AppState,
     presented: Presented,
 ) -> Result<Arc<ClientEntry>, OAuthError> {

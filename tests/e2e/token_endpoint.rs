@@ -22,6 +22,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("repeated_failures_lock_a_client_temporarily", |c| {
             Box::pin(lockout(c))
         }),
+        (
+            "introspection_says_inactive_for_expired_foreign_deactivated_and_deleted",
+            |c| Box::pin(introspection(c)),
+        ),
     ]
 }
 
@@ -311,8 +315,9 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
                 == serde_json::json!(["client_secret_basic", "client_secret_post"])
         );
         ensure!(doc["access_token_signing_alg_values_supported"] == serde_json::json!(["ES256"]));
+        ensure!(doc["introspection_endpoint"] == format!("{}/introspect", server.url));
         ensure!(
-            doc.get("introspection_endpoint").is_none(),
+            doc.get("revocation_endpoint").is_none(),
             "advertises only what exists"
         );
     }
@@ -451,5 +456,156 @@ async fn lockout(ctx: Ctx) -> anyhow::Result<()> {
             Ok(())
         },
     )
+    .await
+}
+
+async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
+    use oauth_operator::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
+    use oauth_operator::auth::token::{AccessTokenClaims, sign};
+
+    let (_controller, server) = ctx.start_stack().await?;
+    let rs = "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: rs\nspec:\n  clientId: resource-server\n";
+    let app = "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: app\nspec:\n  clientId: app\n  scopes: [read]\n";
+    ctx.apply(&format!("{rs}---\n{app}"))?;
+    ctx.wait_ready("rs").await?;
+    ctx.wait_ready("app").await?;
+    let (rs_id, rs_secret) = ctx.credentials("rs-credentials").await?;
+    let (app_id, app_secret) = ctx.credentials("app-credentials").await?;
+    let grant = [("grant_type", "client_credentials")];
+    let token_of = |body: serde_json::Value| body["access_token"].as_str().map(str::to_string);
+    let t1 = token_of(
+        server
+            .token(&ctx.http, Some((&app_id, &app_secret)), &grant)
+            .await?
+            .2,
+    )
+    .context("token")?;
+
+    let introspect = |token: String| {
+        let (http, url, id, secret) = (
+            ctx.http.clone(),
+            server.url.clone(),
+            rs_id.clone(),
+            rs_secret.clone(),
+        );
+        async move {
+            let res = http
+                .post(format!("{url}/introspect"))
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await?;
+            anyhow::ensure!(
+                res.status() == 200,
+                "introspection answered {}",
+                res.status()
+            );
+            Ok::<serde_json::Value, anyhow::Error>(res.json().await?)
+        }
+    };
+    let active = introspect(t1.clone()).await?;
+    ensure!(active["active"] == true, "{active}");
+    ensure!(
+        active["client_id"] == "app"
+            && active["scope"] == "read"
+            && active["token_type"] == "Bearer"
+    );
+
+    // Only authenticated clients may introspect.
+    let res = ctx
+        .http
+        .post(format!("{}/introspect", server.url))
+        .form(&[("token", t1.as_str())])
+        .send()
+        .await?;
+    ensure!(res.status() == 401);
+    let res = ctx
+        .http
+        .post(format!("{}/introspect", server.url))
+        .basic_auth(&rs_id, Some(&rs_secret))
+        .form(&[("x", "y")])
+        .send()
+        .await?;
+    ensure!(res.status() == 400);
+
+    ensure!(introspect("not-a-jwt".into()).await?["active"] == false);
+    // Signed by this server's own key, but expired; and a control that is not.
+    let stored = ctx
+        .api::<k8s_openapi::api::core::v1::Secret>()
+        .get("oauth-operator-signing-keys")
+        .await?;
+    let json = stored
+        .data
+        .and_then(|d| d.get(SECRET_KEY).cloned())
+        .context("keys.json")?;
+    let ours = KeySet::load(&StoredKeys::from_json(&json.0)?)?;
+    let now = jiff::Timestamp::now().as_second();
+    let claims = |exp: i64| AccessTokenClaims {
+        iss: server.url.clone(),
+        sub: "app".into(),
+        aud: vec![server.url.clone()],
+        exp,
+        iat: now - 100,
+        jti: "test".into(),
+        client_id: "app".into(),
+        scope: None,
+        roles: vec![],
+    };
+    ensure!(
+        introspect(sign(&claims(now + 600), &ours.signer)?).await?["active"] == true,
+        "control token"
+    );
+    ensure!(
+        introspect(sign(&claims(now - 10), &ours.signer)?).await?["active"] == false,
+        "expired"
+    );
+    // Same claims, another key: foreign.
+    let foreign = KeySet::load(&StoredKeys::generate_es256()?)?;
+    ensure!(
+        introspect(sign(&claims(now + 600), &foreign.signer)?).await?["active"] == false,
+        "foreign"
+    );
+
+    // Deactivation makes earlier tokens inactive, and reactivation does not bring them back.
+    ctx.apply(&app.replace("scopes: [read]", "scopes: [read]\n  active: false"))?;
+    crate::support::eventually(
+        std::time::Duration::from_secs(15),
+        "deactivated",
+        || async {
+            ensure!(introspect(t1.clone()).await?["active"] == false);
+            Ok(())
+        },
+    )
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    ctx.apply(app)?;
+    let t2 = crate::support::eventually(
+        std::time::Duration::from_secs(15),
+        "reactivated",
+        || async {
+            token_of(
+                server
+                    .token(&ctx.http, Some((&app_id, &app_secret)), &grant)
+                    .await?
+                    .2,
+            )
+            .context("no token yet")
+        },
+    )
+    .await?;
+    ensure!(
+        introspect(t1.clone()).await?["active"] == false,
+        "a token from before the deactivation came back"
+    );
+    ensure!(introspect(t2.clone()).await?["active"] == true);
+
+    // A deleted client's tokens are inactive.
+    ctx.api::<oauth_operator::api::OAuthClient>()
+        .delete("app", &Default::default())
+        .await?;
+    crate::support::eventually(std::time::Duration::from_secs(15), "deleted", || async {
+        ensure!(introspect(t2.clone()).await?["active"] == false);
+        Ok(())
+    })
     .await
 }

@@ -1,0 +1,87 @@
+//! `POST /introspect`: token introspection (RFC 7662) for authenticated clients.
+//!
+//! A token is active only if it verifies against a current signing key, was issued by
+//! this issuer, has not expired, and its client is still indexed (not deleted), active,
+//! and was not deactivated after the token was issued (its `notBefore`). Everything else,
+//! a foreign or malformed token included, is just `{"active": false}`, as the RFC asks.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::AppState;
+use super::client_auth;
+use super::error::OAuthError;
+use super::form::Form;
+use super::token::{authenticate, is_form};
+use crate::auth::token::AccessTokenClaims;
+
+pub async fn introspect(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match answer(&state, &headers, body).await {
+        Ok(value) => {
+            let mut res = Json(value).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(err) => {
+            tracing::info!(target: "audit", event = "introspection_refused", reason = err.code(), source = %peer.ip());
+            err.into_response()
+        }
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Value, OAuthError> {
+    if !is_form(headers) {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body =
+        body.map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
+    let form = Form::parse(&body)?;
+    let presented = client_auth::presented(headers, &form)?;
+    let token = form
+        .get("token")
+        .ok_or(OAuthError::InvalidRequest("token is missing"))?
+        .to_string();
+    authenticate(state, presented).await?;
+    Ok(inspect(state, &token).unwrap_or_else(|| json!({ "active": false })))
+}
+
+fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {
+    let keys = state.index.keys()?;
+    let claims: AccessTokenClaims = keys.verify(token, &state.config.issuer)?;
+    let client = state.index.client(&claims.client_id)?;
+    if !client.active || client.not_before.is_some_and(|nbf| claims.iat < nbf) {
+        return None;
+    }
+    Some(json!({
+        "active": true,
+        "client_id": claims.client_id,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "iss": claims.iss,
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "jti": claims.jti,
+        "scope": claims.scope,
+        "roles": claims.roles,
+        "token_type": "Bearer",
+    }))
+}
