@@ -8,6 +8,7 @@
 
 mod initial_access_token;
 mod oauth_client;
+mod revoked_token;
 mod verifier;
 
 pub use initial_access_token::{
@@ -17,6 +18,7 @@ pub use oauth_client::{
     ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient, OAuthClientSpec,
     OAuthClientStatus, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
 };
+pub use revoked_token::{RevokedToken, RevokedTokenSpec};
 pub use verifier::{OAuthClientVerifier, OAuthClientVerifierSpec, SecretVerifier, SourceRef};
 
 use kube::CustomResourceExt;
@@ -41,6 +43,7 @@ pub fn crds()
         OAuthClient::crd(),
         InitialAccessToken::crd(),
         OAuthClientVerifier::crd(),
+        RevokedToken::crd(),
     ]
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::{OnceCell, Semaphore};
 pub use error::Error;
 pub use secrets::{CREATED_ANNOTATION, parse_duration};
 
-use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, OAuthClient, OAuthClientVerifier};
+use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, OAuthClient, OAuthClientVerifier, RevokedToken};
 
 /// Field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "oauth-operator-controller";
@@ -162,6 +162,27 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
             }
         })
     });
+    let sweeper = tokio::spawn(sweep_revocations(Api::namespaced(
+        client.clone(),
+        &config.operator_namespace,
+    )));
     futures::future::join_all(controllers).await;
+    sweeper.abort();
     Ok(())
+}
+
+/// Deletes revocation records whose tokens have expired: an expired token is refused for
+/// its expiry alone, so the record has done its work.
+async fn sweep_revocations(api: Api<RevokedToken>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let Ok(list) = api.list(&Default::default()).await else {
+            continue;
+        };
+        let now = jiff::Timestamp::now();
+        for r in list.items.iter().filter(|r| r.spec.expires_at.0 < now) {
+            let _ = api.delete(&r.name_any(), &Default::default()).await;
+        }
+    }
 }

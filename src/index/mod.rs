@@ -118,6 +118,8 @@ impl Clients {
 /// The index. Cheap to share (`Arc`), safe to read from every request.
 pub struct Index {
     clients: RwLock<Clients>,
+    /// Revoked token ids, with the token's expiry (Unix seconds).
+    revoked: RwLock<HashMap<String, i64>>,
     keys: RwLock<Option<Arc<KeySet>>>,
     /// The watch scopes (namespaces, or `None` for all) expected to list before the index
     /// is complete, and those that have.
@@ -142,6 +144,7 @@ impl Index {
     pub fn with_scopes(scopes: Vec<Option<String>>) -> Self {
         Index {
             clients: RwLock::default(),
+            revoked: RwLock::default(),
             keys: RwLock::default(),
             scopes,
             synced_scopes: RwLock::default(),
@@ -194,6 +197,26 @@ impl Index {
         }
         if let Ok(mut synced) = self.synced_scopes.write() {
             synced.insert(scope.map(str::to_string));
+        }
+    }
+
+    /// Whether the token with this `jti` was revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.read().is_ok_and(|r| r.contains_key(jti))
+    }
+
+    /// Records a revocation.
+    pub fn revoke(&self, jti: &str, expires_at: i64) {
+        if let Ok(mut r) = self.revoked.write() {
+            r.insert(jti.to_string(), expires_at);
+        }
+    }
+
+    /// Replaces every revocation at once, after a (re)list, dropping the expired ones:
+    /// their tokens are refused for their expiry anyway.
+    pub fn reset_revoked(&self, all: impl IntoIterator<Item = (String, i64)>, now: i64) {
+        if let Ok(mut r) = self.revoked.write() {
+            *r = all.into_iter().filter(|(_, exp)| *exp > now).collect();
         }
     }
 
@@ -254,6 +277,17 @@ mod tests {
         );
         v.metadata.namespace = Some(ns.into());
         v
+    }
+
+    #[test]
+    fn revocations_survive_a_relist_until_they_expire() {
+        let index = Index::default();
+        assert!(!index.is_revoked("j1"));
+        index.revoke("j1", 100);
+        assert!(index.is_revoked("j1"));
+        index.reset_revoked([("j1".to_string(), 100), ("j2".to_string(), 50)], 60);
+        assert!(index.is_revoked("j1"));
+        assert!(!index.is_revoked("j2"), "expired revocations are dropped");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
 use super::Index;
-use crate::api::OAuthClientVerifier;
+use crate::api::{OAuthClientVerifier, RevokedToken};
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 
 /// Watches verifiers through `api` (scoped to `namespace`, or all) until the stream ends,
@@ -83,6 +83,35 @@ fn load(secret: &Secret) -> Option<KeySet> {
         Err(e) => {
             tracing::error!(error = %e, "signing-key Secret is unusable");
             None
+        }
+    }
+}
+
+/// Watches revocations in the operator namespace, so every replica refuses a revoked token.
+pub async fn revocations(api: Api<RevokedToken>, index: Arc<Index>) {
+    let mut buffer: Vec<(String, i64)> = Vec::new();
+    let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .map_err(|e| tracing::warn!(error = %e, "revocation watch failed; retrying"));
+    futures::pin_mut!(stream);
+    let entry = |r: &RevokedToken| (r.spec.jti.clone(), r.spec.expires_at.0.as_second());
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(r)) => {
+                let (jti, exp) = entry(&r);
+                index.revoke(&jti, exp);
+            }
+            // A deleted record is an expired one: nothing to undo.
+            Ok(Event::Delete(_)) => {}
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(r)) => buffer.push(entry(&r)),
+            Ok(Event::InitDone) => {
+                index.reset_revoked(
+                    std::mem::take(&mut buffer),
+                    jiff::Timestamp::now().as_second(),
+                );
+            }
+            Err(()) => {}
         }
     }
 }

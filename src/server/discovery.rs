@@ -10,6 +10,8 @@ pub struct Metadata {
     jwks_uri: String,
     introspection_endpoint: String,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    revocation_endpoint: String,
+    revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     /// RFC 8414 requires the field; there is no authorization endpoint, so none.
@@ -27,6 +29,11 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
         jwks_uri: format!("{base}/jwks"),
         introspection_endpoint: format!("{base}/introspect"),
         introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        revocation_endpoint: format!("{base}/revoke"),
+        revocation_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
         ],

@@ -1,7 +1,7 @@
 //! `POST /introspect`: token introspection (RFC 7662) for authenticated clients.
 //!
 //! A token is active only if it verifies against a current signing key, was issued by
-//! this issuer, has not expired, and its client is still indexed (not deleted), active,
+//! this issuer, has not expired, was not revoked, and its client is still indexed (not deleted), active,
 //! and was not deactivated after the token was issued (its `notBefore`). Everything else,
 //! a foreign or malformed token included, is just `{"active": false}`, as the RFC asks.
 
@@ -67,6 +67,9 @@ async fn answer(
 fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {
     let keys = state.index.keys()?;
     let claims: AccessTokenClaims = keys.verify(token, &state.config.issuer)?;
+    if state.index.is_revoked(&claims.jti) {
+        return None;
+    }
     let client = state.index.client(&claims.client_id)?;
     if !client.active || client.not_before.is_some_and(|nbf| claims.iat < nbf) {
         return None;

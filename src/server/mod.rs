@@ -7,6 +7,7 @@ mod form;
 mod introspect;
 mod lockout;
 mod metrics;
+mod revoke;
 mod token;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub cache: Arc<VerifiedCache>,
     pub metrics: Arc<Metrics>,
     pub lockout: Arc<lockout::Lockout>,
+    /// For the few writes the server makes (revocations); `None` in tests of the router.
+    pub kube: Option<kube::Client>,
 }
 
 /// Largest request body accepted; token requests are a few hundred bytes.
@@ -69,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(token::token))
         .route("/jwks", get(jwks))
         .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(revoke::revoke))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/metrics", get(metrics))
@@ -145,6 +149,10 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         };
         tokio::spawn(index::watch::verifiers(api, scope, index.clone()));
     }
+    tokio::spawn(index::watch::revocations(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        index.clone(),
+    ));
     tokio::spawn(index::watch::signing_keys(
         Api::namespaced(client.clone(), &config.operator_namespace),
         config.signing_key_secret.clone(),
@@ -159,6 +167,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
         metrics: Arc::new(Metrics::default()),
         lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
+        kube: Some(client.clone()),
         config: Arc::new(config),
     };
     // Forget the failures of clients that left the index, so memory follows the index.

@@ -267,8 +267,18 @@ impl Ctx {
     pub async fn start_server_with(&self, port: u16, extra: &[&str]) -> anyhow::Result<Server> {
         let url = format!("http://127.0.0.1:{port}");
         let mut args = vec!["server".to_string(), format!("--listen=127.0.0.1:{port}")];
-        args.extend(self.common_args(&url));
-        args.extend(extra.iter().map(|a| a.to_string()));
+        // An `--issuer=` among `extra` replaces the default (the server's own URL).
+        let issuer = extra
+            .iter()
+            .find_map(|a| a.strip_prefix("--issuer="))
+            .map_or_else(|| url.clone(), str::to_string);
+        args.extend(self.common_args(&issuer));
+        args.extend(
+            extra
+                .iter()
+                .filter(|a| !a.starts_with("--issuer="))
+                .map(|a| a.to_string()),
+        );
         let proc = self.spawn(&format!("server-{port}"), &args)?;
         let server = Server {
             url,

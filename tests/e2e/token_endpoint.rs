@@ -26,6 +26,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "introspection_says_inactive_for_expired_foreign_deactivated_and_deleted",
             |c| Box::pin(introspection(c)),
         ),
+        ("revocation_reaches_every_replica", |c| {
+            Box::pin(revocation(c))
+        }),
     ]
 }
 
@@ -316,10 +319,7 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
         );
         ensure!(doc["access_token_signing_alg_values_supported"] == serde_json::json!(["ES256"]));
         ensure!(doc["introspection_endpoint"] == format!("{}/introspect", server.url));
-        ensure!(
-            doc.get("revocation_endpoint").is_none(),
-            "advertises only what exists"
-        );
+        ensure!(doc["revocation_endpoint"] == format!("{}/revoke", server.url));
     }
 
     ctx.apply(CLIENT)?;
@@ -608,4 +608,84 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         Ok(())
     })
     .await
+}
+
+async fn revocation(ctx: Ctx) -> anyhow::Result<()> {
+    // Two token servers, as two replicas: revoke at one, introspect at the other.
+    let port = oauth_operator::envtest::free_port()?;
+    let _controller = ctx.start_controller(&format!("http://127.0.0.1:{port}"))?;
+    let a = ctx.start_server(port).await?;
+    let b_port = oauth_operator::envtest::free_port()?;
+    // Same issuer for both replicas, as behind one Service.
+    let b = ctx
+        .start_server_with(b_port, &[&format!("--issuer=http://127.0.0.1:{port}")])
+        .await?;
+    let two = format!(
+        "{CLIENT}---\n{}",
+        CLIENT
+            .replace("name: billing", "name: other")
+            .replace("clientId: billing-service", "clientId: other-service")
+    );
+    ctx.apply(&two)?;
+    ctx.wait_ready("billing").await?;
+    ctx.wait_ready("other").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    let (other_id, other_secret) = ctx.credentials("other-credentials").await?;
+    let grant = [("grant_type", "client_credentials")];
+    let (_, _, body) = a.token(&ctx.http, Some((&id, &secret)), &grant).await?;
+    let token = body["access_token"].as_str().context("token")?.to_string();
+
+    let post = |url: &str, path: &str, who: (&str, &str), token: &str| {
+        ctx.http
+            .post(format!("{url}{path}"))
+            .basic_auth(who.0, Some(who.1))
+            .form(&[("token", token)])
+            .send()
+    };
+    let active_at_b = |token: String| {
+        let req = post(&b.url, "/introspect", (&other_id, &other_secret), &token);
+        async move {
+            let v: serde_json::Value = req.await?.json().await?;
+            Ok::<_, anyhow::Error>(v["active"] == true)
+        }
+    };
+    ensure!(
+        active_at_b(token.clone()).await?,
+        "fresh token active at the other replica"
+    );
+
+    // Another client may not revoke it.
+    let res = post(&a.url, "/revoke", (&other_id, &other_secret), &token).await?;
+    ensure!(res.status() == 400, "foreign revocation: {}", res.status());
+    ensure!(active_at_b(token.clone()).await?);
+    // Garbage is a no-op with 200, as RFC 7009 says.
+    ensure!(
+        post(&a.url, "/revoke", (&id, &secret), "garbage")
+            .await?
+            .status()
+            == 200
+    );
+
+    let res = post(&a.url, "/revoke", (&id, &secret), &token).await?;
+    ensure!(res.status() == 200, "revocation: {}", res.status());
+    crate::support::eventually(
+        std::time::Duration::from_secs(15),
+        "revocation seen by the other replica",
+        || async {
+            ensure!(!active_at_b(token.clone()).await?, "still active at b");
+            Ok(())
+        },
+    )
+    .await?;
+    // Revoking twice is fine, and new tokens are unaffected.
+    ensure!(
+        post(&a.url, "/revoke", (&id, &secret), &token)
+            .await?
+            .status()
+            == 200
+    );
+    let (_, _, body) = b.token(&ctx.http, Some((&id, &secret)), &grant).await?;
+    let fresh = body["access_token"].as_str().context("token")?.to_string();
+    ensure!(active_at_b(fresh).await?);
+    Ok(())
 }

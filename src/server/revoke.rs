@@ -1,0 +1,121 @@
+//! `POST /revoke`: token revocation (RFC 7009).
+//!
+//! The revocation is recorded as a `RevokedToken` in the operator namespace, through the
+//! API server, so every replica's index learns it from its watch within seconds; it is not
+//! kept in this process's memory alone. Offline verifiers of the JWT do not see it: they
+//! accept the token until its `exp` (at most the client's lifetime).
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ObjectMeta, PostParams};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::client_auth;
+use super::error::OAuthError;
+use super::form::Form;
+use super::token::{authenticate, is_form};
+use crate::api::{RevokedToken, RevokedTokenSpec};
+use crate::auth::token::AccessTokenClaims;
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(Some((client_id, jti))) => {
+            tracing::info!(target: "audit", event = "token_revoked", client_id, jti, source = %peer.ip());
+            ok()
+        }
+        Ok(None) => ok(),
+        Err(err) => {
+            tracing::info!(target: "audit", event = "revocation_refused", reason = err.code(), source = %peer.ip());
+            err.into_response()
+        }
+    }
+}
+
+/// RFC 7009 section 2.2: 200 whether or not there was anything to revoke.
+fn ok() -> Response {
+    let mut res = StatusCode::OK.into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<(String, String)>, OAuthError> {
+    if !is_form(headers) {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body =
+        body.map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
+    let form = Form::parse(&body)?;
+    let presented = client_auth::presented(headers, &form)?;
+    let token = form
+        .get("token")
+        .ok_or(OAuthError::InvalidRequest("token is missing"))?
+        .to_string();
+    let client = authenticate(state, presented).await?;
+
+    // An invalid, expired or foreign token: nothing to revoke, and the RFC says 200.
+    let Some(claims) = state
+        .index
+        .keys()
+        .and_then(|k| k.verify::<AccessTokenClaims>(&token, &state.config.issuer))
+    else {
+        return Ok(None);
+    };
+    // Section 2.1: only the client the token was issued to may revoke it.
+    if claims.client_id != client.client_id {
+        return Err(OAuthError::UnauthorizedClient);
+    }
+    let Some(kube) = &state.kube else {
+        return Err(OAuthError::TemporarilyUnavailable);
+    };
+    let expires_at =
+        jiff::Timestamp::from_second(claims.exp).map_err(|_| OAuthError::ServerError)?;
+    let name = format!("jti-{}", &hex(&Sha256::digest(claims.jti.as_bytes()))[..40]);
+    let record = RevokedToken {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(state.config.operator_namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: RevokedTokenSpec {
+            jti: claims.jti.clone(),
+            client_id: claims.client_id.clone(),
+            expires_at: Time(expires_at),
+        },
+    };
+    let api: Api<RevokedToken> = Api::namespaced(kube.clone(), &state.config.operator_namespace);
+    match api.create(&PostParams::default(), &record).await {
+        Ok(_) => {}
+        // Revoked already.
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            tracing::error!(error = %e, "recording a revocation failed");
+            return Err(OAuthError::TemporarilyUnavailable);
+        }
+    }
+    // This replica knows at once; the others within seconds, from their watch.
+    state.index.revoke(&claims.jti, claims.exp);
+    Ok(Some((claims.client_id, claims.jti)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
