@@ -39,6 +39,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "output_secret_name_labels_annotations_and_keys_are_configurable",
             |c| Box::pin(output_secret(c)),
         ),
+        (
+            "the_operator_lifetime_bounds_apply_with_a_clear_condition",
+            |c| Box::pin(lifetime_bounds(c)),
+        ),
     ]
 }
 
@@ -569,6 +573,57 @@ async fn output_secret(ctx: Ctx) -> anyhow::Result<()> {
     ensure!(
         msg.contains("spec.credentialsSecret.name is immutable"),
         "{msg}"
+    );
+    Ok(())
+}
+
+async fn lifetime_bounds(ctx: Ctx) -> anyhow::Result<()> {
+    let port = oauth_operator::envtest::free_port()?;
+    let _controller = ctx.start_controller_with(
+        &format!("http://127.0.0.1:{port}"),
+        &["--min-token-lifetime=120", "--max-token-lifetime=600"],
+    )?;
+    let server = ctx.start_server(port).await?;
+    ctx.apply(&client(
+        "long",
+        "  clientId: long\n  accessTokenLifetimeSeconds: 900",
+    ))?;
+    let c = ctx
+        .wait_condition("long", "Ready", "False", Some("InvalidSpec"))
+        .await?;
+    let msg = c
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        msg.contains(
+            "spec.accessTokenLifetimeSeconds 900 is outside this operator's bounds 120..600"
+        ),
+        "{msg}"
+    );
+    ensure!(
+        ctx.api::<OAuthClientVerifier>()
+            .get_opt("long")
+            .await?
+            .is_none(),
+        "a client outside the bounds must not be served"
+    );
+    // Back within bounds: served, and the token lives as long as asked.
+    ctx.apply(&client(
+        "long",
+        "  clientId: long\n  accessTokenLifetimeSeconds: 300",
+    ))?;
+    ctx.wait_ready("long").await?;
+    let (_, secret) = ctx.credentials("long-credentials").await?;
+    let (status, _, body) = server
+        .token(&ctx.http, Some(("long", &secret)), &GRANT)
+        .await?;
+    ensure!(
+        status == 200 && body["expires_in"] == 300,
+        "{status} {body}"
     );
     Ok(())
 }

@@ -239,8 +239,14 @@ impl Ctx {
 
     /// Starts a controller scoped to the test namespace.
     pub fn start_controller(&self, issuer: &str) -> anyhow::Result<Proc> {
+        self.start_controller_with(issuer, &[])
+    }
+
+    /// Like [`Ctx::start_controller`], with extra flags.
+    pub fn start_controller_with(&self, issuer: &str, extra: &[&str]) -> anyhow::Result<Proc> {
         let mut args = vec!["controller".to_string()];
         args.extend(self.common_args(issuer));
+        args.extend(extra.iter().map(|a| a.to_string()));
         self.spawn("controller", &args)
     }
 
