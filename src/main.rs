@@ -108,6 +108,19 @@ struct ControllerOptions {
     /// How long before its expiry a secret counts as expiring soon, e.g. `7d`.
     #[arg(long, env = "OAUTH_OPERATOR_SECRET_EXPIRY_WARNING", default_value = "7d", value_parser = parse_span)]
     secret_expiry_warning: jiff::SignedDuration,
+    /// Algorithm of the signing key the controller creates when there is none: ES256,
+    /// EdDSA or RS256. An existing key is never replaced.
+    #[arg(long, env = "OAUTH_OPERATOR_SIGNING_ALGORITHM", default_value = "ES256", value_parser = parse_algorithm)]
+    signing_algorithm: jsonwebtoken::Algorithm,
+}
+
+fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    match s {
+        "ES256" => Ok(jsonwebtoken::Algorithm::ES256),
+        "EdDSA" => Ok(jsonwebtoken::Algorithm::EdDSA),
+        "RS256" => Ok(jsonwebtoken::Algorithm::RS256),
+        other => Err(format!("{other:?} is not one of ES256, EdDSA, RS256")),
+    }
 }
 
 fn parse_span(s: &str) -> Result<jiff::SignedDuration, String> {
@@ -193,6 +206,7 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> controller::Config {
         default_role: o.default_role.clone(),
         lifetime_bounds: (o.min_token_lifetime, o.max_token_lifetime),
         expiry_warning: o.secret_expiry_warning,
+        signing_algorithm: o.signing_algorithm,
         namespaces: c.namespaces.clone(),
         operator_namespace: c.operator_namespace.clone(),
         signing_key_secret: c.signing_key_secret.clone(),

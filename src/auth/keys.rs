@@ -22,6 +22,10 @@ pub enum KeyError {
     },
     #[error("the signing-key set names active key {0}, which it does not hold")]
     NoActiveKey(String),
+    #[error("generating an RSA key failed")]
+    Rsa,
+    #[error("{0:?} is not a supported signing algorithm (ES256, EdDSA, RS256)")]
+    Unsupported(Algorithm),
     #[error("the signing-key set is not valid JSON: {0}")]
     Parse(#[from] serde_json::Error),
 }
@@ -61,14 +65,38 @@ impl fmt::Debug for StoredKeys {
 impl StoredKeys {
     /// A fresh set holding one new ES256 (P-256) key.
     pub fn generate_es256() -> Result<Self, KeyError> {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let pem = pair.serialize_pem();
-        let kid = kid_of(&pem, Algorithm::ES256)?;
+        Self::generate(Algorithm::ES256)
+    }
+
+    /// A fresh set holding one new key for `alg`: ES256 (P-256), EdDSA (Ed25519) or RS256
+    /// (RSA 2048, which RFC 9068 asks that verifiers can use).
+    pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        let pem = match alg {
+            Algorithm::ES256 => {
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_pem()
+            }
+            // PKCS#8 v1 (48 bytes), the form jsonwebtoken derives a JWK from.
+            Algorithm::EdDSA => {
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&rng)
+                    .map_err(|_| KeyError::Generate(rcgen::Error::RingUnspecified))?;
+                pem_encode("PRIVATE KEY", doc.as_ref())
+            }
+            Algorithm::RS256 => {
+                use aws_lc_rs::encoding::AsDer;
+                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| KeyError::Rsa)?;
+                let der = pair.as_der().map_err(|_| KeyError::Rsa)?;
+                pem_encode("PRIVATE KEY", der.as_ref())
+            }
+            other => return Err(KeyError::Unsupported(other)),
+        };
+        let kid = kid_of(&pem, alg)?;
         Ok(StoredKeys {
             active: kid.clone(),
             keys: vec![StoredKey {
                 kid,
-                alg: Algorithm::ES256,
+                alg,
                 private_key_pem: pem,
             }],
         })
@@ -81,6 +109,19 @@ impl StoredKeys {
     pub fn from_json(data: &[u8]) -> Result<Self, KeyError> {
         Ok(serde_json::from_slice(data)?)
     }
+}
+
+/// PEM armour around DER, 64 characters a line.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 fn encoding_key(pem: &str, alg: Algorithm, kid: &str) -> Result<EncodingKey, KeyError> {
@@ -218,6 +259,31 @@ mod tests {
             !published.contains("\"d\""),
             "private scalar must not be published"
         );
+    }
+
+    #[test]
+    fn every_supported_algorithm_signs_and_verifies() {
+        use crate::auth::token::{AccessTokenClaims, sign};
+        for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+            let set = KeySet::load(&StoredKeys::generate(alg).expect("generate")).expect("load");
+            assert_eq!(set.signer.alg, alg);
+            let now = jiff::Timestamp::now().as_second();
+            let claims = AccessTokenClaims {
+                iss: "i".into(),
+                sub: "s".into(),
+                aud: vec!["a".into()],
+                exp: now + 60,
+                iat: now,
+                jti: "j".into(),
+                client_id: "c".into(),
+                scope: None,
+                roles: vec![],
+            };
+            let jwt = sign(&claims, &set.signer).expect("sign");
+            let back: AccessTokenClaims = set.verify(&jwt, "i").expect("verifies");
+            assert_eq!(back, claims, "{alg:?}");
+        }
+        assert!(StoredKeys::generate(Algorithm::HS256).is_err());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Config {
     pub lifetime_bounds: (u32, u32),
     /// How long before expiry a secret counts as expiring soon (Event and condition).
     pub expiry_warning: jiff::SignedDuration,
+    /// The algorithm of the signing key, when the controller creates it.
+    pub signing_algorithm: jsonwebtoken::Algorithm,
 }
 
 /// Shared by every reconcile.
@@ -102,6 +104,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         &client,
         &config.operator_namespace,
         &config.signing_key_secret,
+        config.signing_algorithm,
     )
     .await?;
 

@@ -12,7 +12,12 @@ use crate::auth::keys::{SECRET_KEY, StoredKeys};
 
 /// Creates the signing-key Secret if it does not exist. An existing one is left exactly
 /// as it is, whatever it holds: tokens signed with its keys must keep verifying.
-pub async fn ensure(client: &kube::Client, namespace: &str, name: &str) -> Result<(), Error> {
+pub async fn ensure(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    algorithm: jsonwebtoken::Algorithm,
+) -> Result<(), Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let wrap = |source| Error::EnsureSigningKeys {
         name: name.to_string(),
@@ -21,7 +26,7 @@ pub async fn ensure(client: &kube::Client, namespace: &str, name: &str) -> Resul
     if api.get_opt(name).await.map_err(wrap)?.is_some() {
         return Ok(());
     }
-    let keys = StoredKeys::generate_es256()?;
+    let keys = StoredKeys::generate(algorithm)?;
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),

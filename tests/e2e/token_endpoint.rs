@@ -29,6 +29,12 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("revocation_reaches_every_replica", |c| {
             Box::pin(revocation(c))
         }),
+        ("eddsa_signing_key_selectable", |c| {
+            Box::pin(algorithm(c, "EdDSA"))
+        }),
+        ("rs256_signing_key_selectable", |c| {
+            Box::pin(algorithm(c, "RS256"))
+        }),
     ]
 }
 
@@ -687,5 +693,47 @@ async fn revocation(ctx: Ctx) -> anyhow::Result<()> {
     let (_, _, body) = b.token(&ctx.http, Some((&id, &secret)), &grant).await?;
     let fresh = body["access_token"].as_str().context("token")?.to_string();
     ensure!(active_at_b(fresh).await?);
+    Ok(())
+}
+
+async fn algorithm(ctx: Ctx, alg: &'static str) -> anyhow::Result<()> {
+    let port = oauth_operator::envtest::free_port()?;
+    let _controller = ctx.start_controller_with(
+        &format!("http://127.0.0.1:{port}"),
+        &[&format!("--signing-algorithm={alg}")],
+    )?;
+    let server = ctx.start_server(port).await?;
+    ctx.apply(CLIENT)?;
+    ctx.wait_ready("billing").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            Some((&id, &secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await?;
+    ensure!(code == 200, "{body}");
+    let jwt = body["access_token"].as_str().context("token")?;
+    ensure!(
+        format!("{:?}", decode_header(jwt)?.alg) == alg,
+        "header alg"
+    );
+    let claims = verify_token(&ctx.http, &server, jwt, "https://api.example.test").await?;
+    ensure!(claims.client_id == "billing-service");
+    let doc: serde_json::Value = ctx
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        doc["access_token_signing_alg_values_supported"] == serde_json::json!([alg]),
+        "{doc}"
+    );
     Ok(())
 }
