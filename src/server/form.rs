@@ -4,7 +4,32 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+
 use super::error::OAuthError;
+
+/// The form body of a POST to the token, introspection or revocation endpoint: the right
+/// content type, within the size limit, no repeated parameter.
+pub fn read(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Form, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body =
+        body.map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
+    Form::parse(&body)
+}
 
 #[derive(Debug, Default)]
 pub struct Form(HashMap<String, String>);

@@ -16,10 +16,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::AppState;
-use super::client_auth;
 use super::error::OAuthError;
-use super::form::Form;
-use super::token::{authenticate, is_form};
+use super::form;
+use super::token::authenticated_token;
 use crate::auth::token::AccessTokenClaims;
 
 pub async fn introspect(
@@ -47,20 +46,8 @@ async fn answer(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<serde_json::Value, OAuthError> {
-    if !is_form(headers) {
-        return Err(OAuthError::InvalidRequest(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let body =
-        body.map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
-    let form = Form::parse(&body)?;
-    let presented = client_auth::presented(headers, &form)?;
-    let token = form
-        .get("token")
-        .ok_or(OAuthError::InvalidRequest("token is missing"))?
-        .to_string();
-    authenticate(state, presented).await?;
+    let form = form::read(headers, body)?;
+    let (_, token) = authenticated_token(state, headers, &form).await?;
     Ok(inspect(state, &token).unwrap_or_else(|| json!({ "active": false })))
 }
 

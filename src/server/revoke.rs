@@ -17,10 +17,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::client_auth;
 use super::error::OAuthError;
-use super::form::Form;
-use super::token::{authenticate, is_form};
+use super::form;
+use super::token::authenticated_token;
 use crate::api::{RevokedToken, RevokedTokenSpec};
 use crate::auth::token::AccessTokenClaims;
 
@@ -56,20 +55,8 @@ async fn handle(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Option<(String, String)>, OAuthError> {
-    if !is_form(headers) {
-        return Err(OAuthError::InvalidRequest(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let body =
-        body.map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
-    let form = Form::parse(&body)?;
-    let presented = client_auth::presented(headers, &form)?;
-    let token = form
-        .get("token")
-        .ok_or(OAuthError::InvalidRequest("token is missing"))?
-        .to_string();
-    let client = authenticate(state, presented).await?;
+    let form = form::read(headers, body)?;
+    let (client, token) = authenticated_token(state, headers, &form).await?;
 
     // An invalid, expired or foreign token: nothing to revoke, and the RFC says 200.
     let Some(claims) = state

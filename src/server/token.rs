@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::AppState;
 use super::client_auth::{self, Presented};
 use super::error::OAuthError;
-use super::form::Form;
+use super::form::{self, Form};
 use super::metrics::Reason;
 use crate::auth::hash;
 use crate::auth::token::{self, AccessTokenClaims};
@@ -74,17 +74,7 @@ async fn issue(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, Response), Refusal> {
     let anon = |e| (None, e);
-    if !is_form(headers) {
-        return Err(anon(OAuthError::InvalidRequest(
-            "the body must be application/x-www-form-urlencoded",
-        )));
-    }
-    let body = body.map_err(|_| {
-        anon(OAuthError::InvalidRequest(
-            "the body is too large or unreadable",
-        ))
-    })?;
-    let form = Form::parse(&body).map_err(anon)?;
+    let form = form::read(headers, body).map_err(anon)?;
     match form.get("grant_type") {
         None => return Err(anon(OAuthError::InvalidRequest("grant_type is missing"))),
         Some("client_credentials") => {}
@@ -147,21 +137,10 @@ async fn issue(
     Ok((client.client_id.clone(), res))
 }
 
-pub(super) fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
 /// Checks the secret against every accepted hash, off the async workers and with a bounded
 /// number of checks at once. An unknown client id, a deactivated client and an expired
 /// secret cost the same work as a wrong secret, and get the same answer.
-pub(super) async fn authenticate(
+async fn authenticate(
     state: &AppState,
     presented: Presented,
 ) -> Result<Arc<ClientEntry>, OAuthError> {
@@ -246,6 +225,21 @@ pub(super) async fn authenticate(
         }
         (None, _) => Err(invalid),
     }
+}
+
+/// The authenticated client and the `token` parameter of an introspection or revocation
+/// request.
+pub(super) async fn authenticated_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<(Arc<ClientEntry>, String), OAuthError> {
+    let presented = client_auth::presented(headers, form)?;
+    let token = form
+        .get("token")
+        .ok_or(OAuthError::InvalidRequest("token is missing"))?
+        .to_string();
+    Ok((authenticate(state, presented).await?, token))
 }
 
 /// RFC 6749 section 3.3 scope syntax: space-separated tokens of `%x21 / %x23-5B / %x5D-7E`.

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use oauth_operator::api::{OAuthClient, OAuthClientVerifier, SecretState};
 
-use crate::support::{Ctx, Server, TestFn, eventually, verify_token};
+use crate::support::{Ctx, Server, TestFn, condition_message, eventually, verify_token};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
@@ -234,13 +234,7 @@ async fn expiry(ctx: Ctx) -> anyhow::Result<()> {
     let c = ctx
         .wait_condition("late", "SpecValid", "False", Some("InvalidSecretSpec"))
         .await?;
-    let msg = c
-        .status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .find(|c| c.type_ == "SpecValid")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = condition_message(&c, "SpecValid");
     ensure!(
         msg.contains("spec.secrets[old].expiresAt is in the past"),
         "{msg}"
@@ -418,13 +412,7 @@ async fn conflict(ctx: Ctx) -> anyhow::Result<()> {
     let c = ctx
         .wait_condition("second", "Ready", "False", Some("ClientIdConflict"))
         .await?;
-    let msg = c
-        .status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = condition_message(&c, "Ready");
     ensure!(msg.contains("first"), "the message names the owner: {msg}");
     ensure!(
         ctx.api::<OAuthClientVerifier>()
@@ -591,13 +579,7 @@ async fn lifetime_bounds(ctx: Ctx) -> anyhow::Result<()> {
     let c = ctx
         .wait_condition("long", "Ready", "False", Some("InvalidSpec"))
         .await?;
-    let msg = c
-        .status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = condition_message(&c, "Ready");
     ensure!(
         msg.contains(
             "spec.accessTokenLifetimeSeconds 900 is outside this operator's bounds 120..600"

@@ -371,6 +371,17 @@ impl Ctx {
     }
 }
 
+/// The message of a client's condition `type_`, empty when absent.
+pub fn condition_message(client: &OAuthClient, type_: &str) -> String {
+    client
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 /// Verifies `jwt` against the server's `/jwks` and returns its claims.
 pub async fn verify_token(
     http: &reqwest::Client,
