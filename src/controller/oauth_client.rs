@@ -624,11 +624,9 @@ async fn finish(
         report.event(EventType::Warning, "InvalidSecretSpec", msg);
     }
     if !report.waiting.is_empty() {
+        // Ready already says so when nothing else is valid (decided in reconcile).
         let msg = report.waiting.join("; ");
-        report.condition("WaitingForSecret", true, "SecretNotFound", msg.clone());
-        if report.ready.is_none() && report.valid_secrets.unwrap_or(0) == 0 {
-            report.ready(false, "WaitingForSecret", msg);
-        }
+        report.condition("WaitingForSecret", true, "SecretNotFound", msg);
     }
     let current = client.status.clone().unwrap_or_default();
     let generation = client.metadata.generation;

@@ -388,17 +388,7 @@ async fn lockout(ctx: Ctx) -> anyhow::Result<()> {
             "--lockout-max-wait=4s",
         ])
         .await?;
-    let two = format!(
-        "{CLIENT}---\n{}",
-        CLIENT
-            .replace("name: billing", "name: warm")
-            .replace("clientId: billing-service", "clientId: warm-service")
-    );
-    ctx.apply(&two)?;
-    ctx.wait_ready("billing").await?;
-    ctx.wait_ready("warm").await?;
-    let (id, secret) = ctx.credentials("billing-credentials").await?;
-    let (warm_id, warm_secret) = ctx.credentials("warm-credentials").await?;
+    let ((id, secret), (warm_id, warm_secret)) = billing_and_twin(&ctx, "warm").await?;
     let grant = [("grant_type", "client_credentials")];
     // The warm client authenticates once, so its secret is in the verified cache.
     ensure!(
@@ -626,17 +616,7 @@ async fn revocation(ctx: Ctx) -> anyhow::Result<()> {
     let b = ctx
         .start_server_with(b_port, &[&format!("--issuer=http://127.0.0.1:{port}")])
         .await?;
-    let two = format!(
-        "{CLIENT}---\n{}",
-        CLIENT
-            .replace("name: billing", "name: other")
-            .replace("clientId: billing-service", "clientId: other-service")
-    );
-    ctx.apply(&two)?;
-    ctx.wait_ready("billing").await?;
-    ctx.wait_ready("other").await?;
-    let (id, secret) = ctx.credentials("billing-credentials").await?;
-    let (other_id, other_secret) = ctx.credentials("other-credentials").await?;
+    let ((id, secret), (other_id, other_secret)) = billing_and_twin(&ctx, "other").await?;
     let grant = [("grant_type", "client_credentials")];
     let (_, _, body) = a.token(&ctx.http, Some((&id, &secret)), &grant).await?;
     let token = body["access_token"].as_str().context("token")?.to_string();
@@ -736,4 +716,25 @@ async fn algorithm(ctx: Ctx, alg: &'static str) -> anyhow::Result<()> {
         "{doc}"
     );
     Ok(())
+}
+
+/// Applies CLIENT and a twin named `name` (client id `<name>-service`), waits until both
+/// are Ready, and returns both credentials.
+async fn billing_and_twin(
+    ctx: &Ctx,
+    name: &str,
+) -> anyhow::Result<((String, String), (String, String))> {
+    let twin = CLIENT
+        .replace("name: billing", &format!("name: {name}"))
+        .replace(
+            "clientId: billing-service",
+            &format!("clientId: {name}-service"),
+        );
+    ctx.apply(&format!("{CLIENT}---\n{twin}"))?;
+    ctx.wait_ready("billing").await?;
+    ctx.wait_ready(name).await?;
+    Ok((
+        ctx.credentials("billing-credentials").await?,
+        ctx.credentials(&format!("{name}-credentials")).await?,
+    ))
 }
