@@ -108,10 +108,17 @@ struct ControllerOptions {
     /// How long before its expiry a secret counts as expiring soon, e.g. `7d`.
     #[arg(long, env = "OAUTH_OPERATOR_SECRET_EXPIRY_WARNING", default_value = "7d", value_parser = parse_span)]
     secret_expiry_warning: jiff::SignedDuration,
-    /// Algorithm of the signing key the controller creates when there is none: ES256,
-    /// EdDSA or RS256. An existing key is never replaced.
+    /// Algorithm of new signing keys: ES256, EdDSA or RS256. Changing it rotates to a key
+    /// of the new algorithm (published one lead ahead, like any rotation).
     #[arg(long, env = "OAUTH_OPERATOR_SIGNING_ALGORITHM", default_value = "ES256", value_parser = parse_algorithm)]
     signing_algorithm: jsonwebtoken::Algorithm,
+    /// How long a signing key signs before the next one takes over.
+    #[arg(long, env = "OAUTH_OPERATOR_SIGNING_KEY_ROTATION", default_value = "30d", value_parser = parse_span)]
+    signing_key_rotation: jiff::SignedDuration,
+    /// How long a new signing key is in the JWK Set before it signs. Must exceed how long
+    /// any resource server caches the JWK Set, and the clock skew between replicas.
+    #[arg(long, env = "OAUTH_OPERATOR_SIGNING_KEY_PUBLISH_LEAD", default_value = "1h", value_parser = parse_span)]
+    signing_key_publish_lead: jiff::SignedDuration,
 }
 
 fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
@@ -201,18 +208,28 @@ struct LocalArgs {
     dir: PathBuf,
 }
 
-fn controller_config(c: &Common, o: &ControllerOptions) -> controller::Config {
-    controller::Config {
+fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<controller::Config> {
+    // Otherwise a key would be replaced before it ever signed.
+    anyhow::ensure!(
+        o.signing_key_rotation > o.signing_key_publish_lead,
+        "--signing-key-rotation must be longer than --signing-key-publish-lead"
+    );
+    Ok(controller::Config {
         default_role: o.default_role.clone(),
         lifetime_bounds: (o.min_token_lifetime, o.max_token_lifetime),
         expiry_warning: o.secret_expiry_warning,
-        signing_algorithm: o.signing_algorithm,
+        key_rotation: controller::Rotation {
+            algorithm: o.signing_algorithm,
+            interval: o.signing_key_rotation,
+            publish_lead: o.signing_key_publish_lead,
+            max_token_lifetime: jiff::SignedDuration::from_secs(o.max_token_lifetime.into()),
+        },
         namespaces: c.namespaces.clone(),
         operator_namespace: c.operator_namespace.clone(),
         signing_key_secret: c.signing_key_secret.clone(),
         token_endpoint: format!("{}/token", c.issuer.trim_end_matches('/')),
         max_concurrent_hashes: c.max_concurrent_hashes,
-    }
+    })
 }
 
 fn server_config(
@@ -255,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Controller(args) => {
             let client = kube_client(cli.kubeconfig.as_ref()).await?;
-            controller::run(client, controller_config(&args.common, &args.options)).await?;
+            controller::run(client, controller_config(&args.common, &args.options)?).await?;
             Ok(())
         }
         Command::Server(args) => {
@@ -327,7 +344,7 @@ async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<(
 
     let controller = controller::run(
         client.clone(),
-        controller_config(&args.common, &args.options),
+        controller_config(&args.common, &args.options)?,
     );
     let server = server::run(
         client,

@@ -20,8 +20,8 @@ pub enum KeyError {
         kid: String,
         source: jsonwebtoken::errors::Error,
     },
-    #[error("the signing-key set names active key {0}, which it does not hold")]
-    NoActiveKey(String),
+    #[error("the signing-key set holds no key")]
+    Empty,
     #[error("generating an RSA key failed")]
     Rsa,
     #[error("{0:?} is not a supported signing algorithm (ES256, EdDSA, RS256)")]
@@ -31,12 +31,15 @@ pub enum KeyError {
 }
 
 /// The signing keys as stored in the Secret. Private keys are PKCS#8 PEM.
+///
+/// Which key signs is a function of time, not a field: the key with the latest
+/// `signsFrom` that has passed. So the controller can publish a key ahead of its use with a
+/// single write, and every server replica switches to it at the same moment without being
+/// told, after every verifier has had the time to fetch it.
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredKeys {
-    /// The `kid` of the key that signs new tokens.
-    pub active: String,
-    /// Every key whose tokens still verify, the active one included.
+    /// Every key whose tokens may still be in use, and any key about to sign.
     pub keys: Vec<StoredKey>,
 }
 
@@ -50,27 +53,56 @@ pub struct StoredKey {
     pub alg: Algorithm,
     /// PKCS#8 PEM private key.
     pub private_key_pem: String,
+    /// Unix second from which this key signs (until a later key's `signsFrom` passes).
+    #[serde(default)]
+    pub signs_from: i64,
 }
 
 impl fmt::Debug for StoredKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
-        f.debug_struct("StoredKeys")
-            .field("active", &self.active)
-            .field("kids", &kids)
-            .finish()
+        f.debug_struct("StoredKeys").field("kids", &kids).finish()
     }
 }
 
 impl StoredKeys {
-    /// A fresh set holding one new ES256 (P-256) key.
+    /// A fresh set holding one new ES256 (P-256) key that signs at once.
     pub fn generate_es256() -> Result<Self, KeyError> {
         Self::generate(Algorithm::ES256)
     }
 
-    /// A fresh set holding one new key for `alg`: ES256 (P-256), EdDSA (Ed25519) or RS256
-    /// (RSA 2048, which RFC 9068 asks that verifiers can use).
+    /// A fresh set holding one new key for `alg` that signs at once.
     pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        Ok(StoredKeys {
+            keys: vec![StoredKey::generate(alg, 0)?],
+        })
+    }
+
+    /// The key that signs at unix second `now`: the one with the latest `signs_from` not
+    /// after `now`. Should every key be in the future (a clock behind the controller's),
+    /// the earliest one, so the server keeps issuing rather than failing.
+    pub fn signer_at(&self, now: i64) -> Option<&StoredKey> {
+        let past = self
+            .keys
+            .iter()
+            .filter(|k| k.signs_from <= now)
+            .max_by_key(|k| k.signs_from);
+        past.or_else(|| self.keys.iter().min_by_key(|k| k.signs_from))
+    }
+
+    pub fn to_json(&self) -> Result<String, KeyError> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    pub fn from_json(data: &[u8]) -> Result<Self, KeyError> {
+        Ok(serde_json::from_slice(data)?)
+    }
+}
+
+impl StoredKey {
+    /// A new key for `alg` that signs from unix second `signs_from`: ES256 (P-256), EdDSA
+    /// (Ed25519) or RS256 (RSA 2048, which RFC 9068 asks that verifiers can use).
+    pub fn generate(alg: Algorithm, signs_from: i64) -> Result<Self, KeyError> {
         let pem = match alg {
             Algorithm::ES256 => {
                 rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_pem()
@@ -92,22 +124,12 @@ impl StoredKeys {
             other => return Err(KeyError::Unsupported(other)),
         };
         let kid = kid_of(&pem, alg)?;
-        Ok(StoredKeys {
-            active: kid.clone(),
-            keys: vec![StoredKey {
-                kid,
-                alg,
-                private_key_pem: pem,
-            }],
+        Ok(StoredKey {
+            kid,
+            alg,
+            private_key_pem: pem,
+            signs_from,
         })
-    }
-
-    pub fn to_json(&self) -> Result<String, KeyError> {
-        Ok(serde_json::to_string(self)?)
-    }
-
-    pub fn from_json(data: &[u8]) -> Result<Self, KeyError> {
-        Ok(serde_json::from_slice(data)?)
     }
 }
 
@@ -168,7 +190,7 @@ pub struct SigningKey {
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
-            .field("signer", &self.signer)
+            .field("signers", &self.signers)
             .field("published", &self.jwks.keys.len())
             .finish()
     }
@@ -183,9 +205,11 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Loaded keys: the active signer and the public JWK Set of every key.
+/// Loaded keys: every signer with the second it starts signing, and the public JWK Set of
+/// every key (so a key is published from the moment it is stored, before it signs).
 pub struct KeySet {
-    pub signer: SigningKey,
+    /// Sorted by `signs_from`, earliest first.
+    signers: Vec<(i64, SigningKey)>,
     pub jwks: JwkSet,
     /// Verification keys by `kid`, for introspection.
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
@@ -193,7 +217,7 @@ pub struct KeySet {
 
 impl KeySet {
     pub fn load(stored: &StoredKeys) -> Result<Self, KeyError> {
-        let mut signer = None;
+        let mut signers = Vec::new();
         let mut jwks = JwkSet { keys: Vec::new() };
         let mut verifiers = HashMap::new();
         for k in &stored.keys {
@@ -205,20 +229,35 @@ impl KeySet {
             })?;
             verifiers.insert(k.kid.clone(), (k.alg, decoding));
             jwks.keys.push(jwk);
-            if k.kid == stored.active {
-                signer = Some(SigningKey {
+            signers.push((
+                k.signs_from,
+                SigningKey {
                     kid: k.kid.clone(),
                     alg: k.alg,
                     key,
-                });
-            }
+                },
+            ));
         }
-        let signer = signer.ok_or_else(|| KeyError::NoActiveKey(stored.active.clone()))?;
+        if signers.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        signers.sort_by_key(|(from, _)| *from);
         Ok(KeySet {
-            signer,
+            signers,
             jwks,
             verifiers,
         })
+    }
+
+    /// The key that signs at unix second `now` (the same rule as [`StoredKeys::signer_at`]).
+    pub fn signer(&self, now: i64) -> &SigningKey {
+        // `load` refuses an empty set, so there is a first signer.
+        let (_, earliest) = &self.signers[0];
+        self.signers
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= now)
+            .map_or(earliest, |(_, k)| k)
     }
 
     /// Verifies a JWT signed by one of these keys and issued by `issuer` (signature, `exp`,
@@ -251,9 +290,10 @@ mod tests {
             StoredKeys::from_json(stored.to_json().expect("json").as_bytes()).expect("parse");
         assert!(again == stored);
         let set = KeySet::load(&again).expect("load");
-        assert_eq!(set.signer.kid, stored.active);
+        let kid = &stored.keys[0].kid;
+        assert_eq!(&set.signer(0).kid, kid);
         let published = serde_json::to_string(&set.jwks).expect("jwks");
-        assert!(published.contains(&stored.active));
+        assert!(published.contains(kid.as_str()));
         assert!(published.contains("\"crv\":\"P-256\""));
         assert!(
             !published.contains("\"d\""),
@@ -266,7 +306,7 @@ mod tests {
         use crate::auth::token::{AccessTokenClaims, sign};
         for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
             let set = KeySet::load(&StoredKeys::generate(alg).expect("generate")).expect("load");
-            assert_eq!(set.signer.alg, alg);
+            assert_eq!(set.signer(0).alg, alg);
             let now = jiff::Timestamp::now().as_second();
             let claims = AccessTokenClaims {
                 iss: "i".into(),
@@ -279,11 +319,42 @@ mod tests {
                 scope: None,
                 roles: vec![],
             };
-            let jwt = sign(&claims, &set.signer).expect("sign");
+            let jwt = sign(&claims, set.signer(now)).expect("sign");
             let back: AccessTokenClaims = set.verify(&jwt, "i").expect("verifies");
             assert_eq!(back, claims, "{alg:?}");
         }
         assert!(StoredKeys::generate(Algorithm::HS256).is_err());
+    }
+
+    #[test]
+    fn the_latest_key_whose_time_has_come_signs() {
+        let key = |from| StoredKey::generate(Algorithm::ES256, from).expect("generate");
+        let stored = StoredKeys {
+            keys: vec![key(100), key(0), key(200)],
+        };
+        let set = KeySet::load(&stored).expect("load");
+        let kid_at = |now| set.signer(now).kid.clone();
+        assert_eq!(kid_at(50), stored.keys[1].kid);
+        assert_eq!(kid_at(100), stored.keys[0].kid);
+        assert_eq!(kid_at(199), stored.keys[0].kid);
+        assert_eq!(kid_at(10_000), stored.keys[2].kid);
+        assert_eq!(set.jwks.keys.len(), 3, "a future key is published already");
+        for now in [50, 100, 199, 10_000] {
+            assert_eq!(
+                stored.signer_at(now).map(|k| k.kid.clone()),
+                Some(kid_at(now))
+            );
+        }
+        let future = StoredKeys {
+            keys: vec![key(200), key(100)],
+        };
+        let set = KeySet::load(&future).expect("load");
+        assert_eq!(
+            set.signer(0).kid,
+            future.keys[1].kid,
+            "earliest when all are future"
+        );
+        assert!(KeySet::load(&StoredKeys { keys: vec![] }).is_err());
     }
 
     #[test]

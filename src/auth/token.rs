@@ -56,12 +56,13 @@ mod tests {
             scope: Some("read".into()),
             roles: vec!["member".into()],
         };
-        let jwt = sign(&claims, &keys.signer).expect("sign");
+        let signer = keys.signer(claims.iat);
+        let jwt = sign(&claims, signer).expect("sign");
         let header = decode_header(&jwt).expect("header");
-        assert_eq!(header.kid.as_deref(), Some(keys.signer.kid.as_str()));
+        assert_eq!(header.kid.as_deref(), Some(signer.kid.as_str()));
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-        let jwk = keys.jwks.find(&keys.signer.kid).expect("published");
-        let mut v = Validation::new(keys.signer.alg);
+        let jwk = keys.jwks.find(&signer.kid).expect("published");
+        let mut v = Validation::new(signer.alg);
         v.set_audience(&["api"]);
         v.set_issuer(&["https://issuer"]);
         let got = decode::<AccessTokenClaims>(&jwt, &DecodingKey::from_jwk(jwk).expect("jwk"), &v)

@@ -21,6 +21,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::Error;
 pub use secrets::{CREATED_ANNOTATION, parse_duration};
+pub use signing_keys::Rotation;
 
 use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, OAuthClient, OAuthClientVerifier, RevokedToken};
 
@@ -46,8 +47,8 @@ pub struct Config {
     pub lifetime_bounds: (u32, u32),
     /// How long before expiry a secret counts as expiring soon (Event and condition).
     pub expiry_warning: jiff::SignedDuration,
-    /// The algorithm of the signing key, when the controller creates it.
-    pub signing_algorithm: jsonwebtoken::Algorithm,
+    /// The signing keys' algorithm and rotation schedule.
+    pub key_rotation: Rotation,
 }
 
 /// Shared by every reconcile.
@@ -100,13 +101,15 @@ impl Context {
 
 /// Runs until the watches end (on shutdown signal).
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
-    signing_keys::ensure(
-        &client,
-        &config.operator_namespace,
-        &config.signing_key_secret,
-        config.signing_algorithm,
-    )
-    .await?;
+    let rotation = tokio::spawn(
+        signing_keys::run(
+            client.clone(),
+            config.operator_namespace.clone(),
+            config.signing_key_secret.clone(),
+            config.key_rotation.clone(),
+        )
+        .await?,
+    );
 
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
@@ -171,6 +174,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     )));
     futures::future::join_all(controllers).await;
     sweeper.abort();
+    rotation.abort();
     Ok(())
 }
 

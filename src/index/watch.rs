@@ -77,7 +77,8 @@ fn load(secret: &Secret) -> Option<KeySet> {
     let data = secret.data.as_ref()?.get(SECRET_KEY)?;
     match StoredKeys::from_json(&data.0).and_then(|k| KeySet::load(&k)) {
         Ok(keys) => {
-            tracing::info!(kid = %keys.signer.kid, published = keys.jwks.keys.len(), "signing keys loaded");
+            let now = jiff::Timestamp::now().as_second();
+            tracing::info!(signing = %keys.signer(now).kid, published = keys.jwks.keys.len(), "signing keys loaded");
             Some(keys)
         }
         Err(e) => {

@@ -119,7 +119,7 @@ async fn issue(
         scope: scope.clone(),
         roles: client.roles.clone(),
     };
-    let jwt = token::sign(&claims, &keys.signer).map_err(|e| {
+    let jwt = token::sign(&claims, keys.signer(now)).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         (id.clone(), OAuthError::ServerError)
     })?;

@@ -35,6 +35,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("rs256_signing_key_selectable", |c| {
             Box::pin(algorithm(c, "RS256"))
         }),
+        ("signing_keys_rotate_without_a_failed_verification", |c| {
+            Box::pin(key_rotation(c))
+        }),
     ]
 }
 
@@ -548,17 +551,17 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         roles: vec![],
     };
     ensure!(
-        introspect(sign(&claims(now + 600), &ours.signer)?).await?["active"] == true,
+        introspect(sign(&claims(now + 600), ours.signer(now))?).await?["active"] == true,
         "control token"
     );
     ensure!(
-        introspect(sign(&claims(now - 10), &ours.signer)?).await?["active"] == false,
+        introspect(sign(&claims(now - 10), ours.signer(now))?).await?["active"] == false,
         "expired"
     );
     // Same claims, another key: foreign.
     let foreign = KeySet::load(&StoredKeys::generate_es256()?)?;
     ensure!(
-        introspect(sign(&claims(now + 600), &foreign.signer)?).await?["active"] == false,
+        introspect(sign(&claims(now + 600), foreign.signer(now))?).await?["active"] == false,
         "foreign"
     );
 
@@ -737,4 +740,115 @@ async fn billing_and_twin(
         ctx.credentials("billing-credentials").await?,
         ctx.credentials(&format!("{name}-credentials")).await?,
     ))
+}
+
+/// Rotation every 15 s with a 5 s publish lead and 60 s tokens: polls `/jwks` and `/token`
+/// twice a second until two rotations happened and the first key was retired, checking
+/// throughout that every unexpired token verifies against the `/jwks` of that moment.
+async fn key_rotation(ctx: Ctx) -> anyhow::Result<()> {
+    use jsonwebtoken::jwk::JwkSet;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    let port = oauth_operator::envtest::free_port()?;
+    let _controller = ctx.start_controller_with(
+        &format!("http://127.0.0.1:{port}"),
+        &[
+            "--signing-key-rotation=15s",
+            "--signing-key-publish-lead=5s",
+            "--min-token-lifetime=60",
+            "--max-token-lifetime=60",
+        ],
+    )?;
+    let server = ctx.start_server(port).await?;
+    ctx.apply(&CLIENT.replace(
+        "accessTokenLifetimeSeconds: 600",
+        "accessTokenLifetimeSeconds: 60",
+    ))?;
+    ctx.wait_ready("billing").await?;
+    let (id, secret) = ctx.credentials("billing-credentials").await?;
+
+    let mut published: HashMap<String, Instant> = HashMap::new();
+    let mut retired: HashMap<String, i64> = HashMap::new();
+    let mut signed: Vec<String> = Vec::new();
+    let mut first_signed: HashMap<String, Instant> = HashMap::new();
+    // (kid, exp, jwt) of every token issued.
+    let mut tokens: Vec<(String, i64, String)> = Vec::new();
+    let started = Instant::now();
+    loop {
+        ensure!(
+            started.elapsed() < Duration::from_secs(180),
+            "no two rotations and a retirement in 180 s: signed by {signed:?}, retired {retired:?}"
+        );
+        let jwks: JwkSet = ctx
+            .http
+            .get(format!("{}/jwks", server.url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let now = jiff::Timestamp::now().as_second();
+        let kids: Vec<String> = jwks
+            .keys
+            .iter()
+            .filter_map(|k| k.common.key_id.clone())
+            .collect();
+        for kid in &kids {
+            published.entry(kid.clone()).or_insert_with(Instant::now);
+        }
+        for kid in published.keys() {
+            if !kids.contains(kid) {
+                retired.entry(kid.clone()).or_insert(now);
+            }
+        }
+        // Every token still unexpired verifies against the keys published right now.
+        for (kid, exp, jwt) in tokens.iter().filter(|(_, exp, _)| *exp > now + 1) {
+            let jwk = jwks.find(kid).with_context(|| {
+                format!("key {kid} left /jwks while its token lives until {exp}")
+            })?;
+            let mut v = jsonwebtoken::Validation::new(decode_header(jwt)?.alg);
+            v.set_audience(&["https://api.example.test"]);
+            v.set_issuer(&[server.url.as_str()]);
+            jsonwebtoken::decode::<serde_json::Value>(
+                jwt,
+                &jsonwebtoken::DecodingKey::from_jwk(jwk)?,
+                &v,
+            )
+            .with_context(|| format!("token signed by {kid} no longer verifies"))?;
+        }
+
+        let (code, _, body) = server
+            .token(
+                &ctx.http,
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await?;
+        ensure!(code == 200, "{body}");
+        let jwt = body["access_token"].as_str().context("token")?.to_string();
+        let kid = decode_header(&jwt)?.kid.context("kid")?;
+        let exp = jiff::Timestamp::now().as_second() + 60;
+        if !signed.contains(&kid) {
+            signed.push(kid.clone());
+            first_signed.insert(kid.clone(), Instant::now());
+        }
+        tokens.push((kid, exp, jwt));
+
+        if signed.len() >= 3 && retired.contains_key(&signed[0]) {
+            break;
+        }
+        tokens.retain(|(_, exp, _)| *exp > now - 5);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Each new key was in /jwks well before its first signature (the lead is 5 s; the
+    // controller looks once a second and the server's watch adds a moment).
+    for kid in &signed[1..] {
+        let lead = first_signed[kid].duration_since(published[kid]);
+        ensure!(
+            lead >= Duration::from_secs(3),
+            "key {kid} signed {lead:?} after it was published"
+        );
+    }
+    Ok(())
 }
