@@ -2,6 +2,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::GrantType;
+
 /// An initial access token (RFC 7591 section 3): lets its holder register new clients,
 /// until it expires or has created `count` clients.
 // kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
@@ -44,7 +46,7 @@ pub struct InitialAccessTokenSpec {
 
     /// How many clients the token may register.
     #[serde(default = "default_count")]
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(range(min = 1, max = 1000))]
     pub count: u32,
 
     /// What the clients registered with this token may ask for.
@@ -60,16 +62,26 @@ fn default_count() -> u32 {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationPolicy {
-    /// Grant types a registered client may use.
+    /// Grant types a registered client may use; empty allows every supported one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub grant_types: Vec<String>,
-    /// Scopes a registered client may be allowed.
+    #[schemars(length(max = 3))]
+    pub grant_types: Vec<GrantType>,
+    /// Scopes a registered client may ask for; empty allows none (scopes grant access,
+    /// so they are never allowed by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"),
+            length(min = 1, max = 128)
+        )
+    )]
     pub scopes: Vec<String>,
-    /// Audiences a registered client may be allowed.
+    /// Audiences every registered client gets; empty means the operator's default audience.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
     pub audiences: Vec<String>,
-    /// The longest access-token lifetime a registered client may have, in seconds.
+    /// The access-token lifetime of registered clients, in seconds (3600 when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 3600))]
     pub max_access_token_lifetime_seconds: Option<u32>,
@@ -90,10 +102,43 @@ pub struct InitialAccessTokenStatus {
     /// How many more clients the token may register.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u32>,
+    /// The Secret holding the token value (key `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Every client registered with the token. Written by the token server with the
+    /// resourceVersion it read, so concurrent registrations never exceed `spec.count`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered_clients: Vec<RegisteredClient>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `Expired`, `Exhausted`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// One client registered with an initial access token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredClient {
+    /// The OAuthClient's name, in the token's namespace.
+    pub name: String,
+    /// Its client id.
+    pub client_id: String,
+    /// When it was registered.
+    pub registered_at: Time,
+}
+
+impl InitialAccessToken {
+    /// The Secret the token value goes to.
+    pub fn token_secret_name(&self) -> String {
+        format!("{}-token", kube::ResourceExt::name_any(self))
+    }
+
+    /// How many clients were registered with it.
+    pub fn registered(&self) -> u32 {
+        self.status.as_ref().map_or(0, |s| {
+            u32::try_from(s.registered_clients.len()).unwrap_or(u32::MAX)
+        })
+    }
 }

@@ -12,14 +12,18 @@ mod revoked_token;
 mod verifier;
 
 pub use initial_access_token::{
-    InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegistrationPolicy,
+    InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegisteredClient,
+    RegistrationPolicy,
 };
 pub use oauth_client::{
     ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient, OAuthClientSpec,
-    OAuthClientStatus, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
+    OAuthClientStatus, Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
 };
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
-pub use verifier::{OAuthClientVerifier, OAuthClientVerifierSpec, SecretVerifier, SourceRef};
+pub use verifier::{
+    InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
+    OAuthClientVerifierSpec, SecretVerifier, SourceRef,
+};
 
 use kube::CustomResourceExt;
 
@@ -35,6 +39,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "oauth-operator";
 
+/// Label on a dynamically registered `OAuthClient`: the InitialAccessToken that made it.
+pub const REGISTERED_BY_LABEL: &str = "oauth-operator.dev/initial-access-token";
+
 /// Every CRD of the operator, in a stable order, as `crds/` holds them.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
@@ -43,6 +50,7 @@ pub fn crds()
         OAuthClient::crd(),
         InitialAccessToken::crd(),
         OAuthClientVerifier::crd(),
+        InitialAccessTokenVerifier::crd(),
         RevokedToken::crd(),
     ]
 }

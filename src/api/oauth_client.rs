@@ -142,6 +142,22 @@ pub struct OAuthClientSpec {
     /// The Secret the controller writes the credentials into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<CredentialsSecret>,
+
+    /// Set by the token server on clients registered through `POST /register` (RFC 7591).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+}
+
+/// How a dynamically registered client came to be, and how it is managed (RFC 7592).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    /// The InitialAccessToken it was registered with.
+    #[schemars(length(min = 1, max = 253))]
+    pub initial_access_token: String,
+    /// A key of a Secret holding the argon2id hash (PHC string) of the client's
+    /// registration access token.
+    pub access_token_hash_ref: SecretKeyRef,
 }
 
 fn default_true() -> bool {
@@ -201,6 +217,8 @@ impl GrantType {
 #[x_kube(validation = Rule::new(
     "(has(self.expiresAfter) ? 1 : 0) + (has(self.expiresAt) ? 1 : 0) + (has(self.neverExpires) && self.neverExpires ? 1 : 0) <= 1"
 ).message("set at most one of expiresAfter, expiresAt and neverExpires"))]
+#[x_kube(validation = Rule::new("!has(self.secretKeyRef) || !has(self.hashRef)")
+    .message("set at most one of secretKeyRef and hashRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClientSecret {
     /// The entry's name, unique within the client; the secret is also written under
@@ -234,6 +252,19 @@ pub struct ClientSecret {
     /// copies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
+
+    /// Take an argon2id hash (PHC string) of the value from a key of an existing Secret:
+    /// the value itself is held only by whoever made it (a dynamically registered client,
+    /// or a team that hashes its own secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_ref: Option<SecretKeyRef>,
+}
+
+impl ClientSecret {
+    /// Whether the value comes from outside the controller (a Secret it does not own).
+    pub fn is_external(&self) -> bool {
+        self.secret_key_ref.is_some() || self.hash_ref.is_some()
+    }
 }
 
 /// A key of a Secret in the client's namespace.
@@ -403,6 +434,7 @@ impl OAuthClient {
                 expires_at: None,
                 never_expires: None,
                 secret_key_ref: None,
+                hash_ref: None,
             }],
             ClientType::Confidential => self.spec.secrets.clone(),
         }

@@ -52,6 +52,10 @@ pub struct OAuthClientVerifierSpec {
     /// One entry per accepted client secret.
     #[serde(default)]
     pub secrets: Vec<SecretVerifier>,
+    /// For a dynamically registered client: the argon2id hash of its registration access
+    /// token (RFC 7592).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_access_token_hash: Option<String>,
 }
 
 /// How to verify one client secret.
@@ -83,4 +87,27 @@ pub struct SourceRef {
     /// A version of the value: its creation time for a generated secret (which is never
     /// rewritten), the Secret's resourceVersion for one brought by the user.
     pub version: String,
+}
+
+/// Internal, written only by the controller: what the token server needs to accept one
+/// `InitialAccessToken` at `POST /register`. Same name, owned by it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[kube(
+    group = "oauth-operator.dev",
+    version = "v1alpha1",
+    kind = "InitialAccessTokenVerifier",
+    namespaced,
+    category = "oauth-internal",
+    doc = "Internal state written by the oauth-operator controller for its token server: the argon2id hash and expiry of one InitialAccessToken."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InitialAccessTokenVerifierSpec {
+    /// The non-secret prefix of the token, to find this verifier without hashing.
+    pub token_id: String,
+    /// The argon2id hash of the token, in PHC string format.
+    pub hash: String,
+    /// Where the hashed value came from.
+    pub source: SourceRef,
+    /// When the token stops being accepted.
+    pub expires_at: Time,
 }

@@ -32,6 +32,11 @@ pub fn verify(secret: &str, phc: &str) -> bool {
     }
 }
 
+/// Whether `phc` is an argon2id hash in PHC string format that [`verify`] can check.
+pub fn is_argon2id_phc(phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| h.algorithm.as_str() == "argon2id")
+}
+
 /// A hash of a random value nobody knows, with the default parameters. Checking a presented
 /// secret against it costs exactly as much as a real check, so an unknown client id takes
 /// as long to refuse as a wrong secret and the two look the same from outside.

@@ -50,9 +50,26 @@ pub fn random_id() -> Result<String, RandomError> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<16>()?))
 }
 
+/// An initial access token as handed out: `<token id>.<secret>`. The id (not secret)
+/// finds the verifier without hashing; the secret part is 256 bits from the CSPRNG.
+pub fn split_token(token: &str) -> Option<(&str, &str)> {
+    token
+        .split_once('.')
+        .filter(|(id, s)| !id.is_empty() && !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_split_into_id_and_secret() {
+        assert_eq!(split_token("abc.def"), Some(("abc", "def")));
+        assert_eq!(split_token("abc.de.f"), Some(("abc", "de.f")));
+        assert_eq!(split_token(".def"), None);
+        assert_eq!(split_token("abc."), None);
+        assert_eq!(split_token("abcdef"), None);
+    }
 
     #[test]
     fn secrets_are_long_distinct_and_url_safe() {

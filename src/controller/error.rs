@@ -4,9 +4,9 @@ use kube::runtime::controller::Action;
 /// or a retry; never carries a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the OAuthClient has no namespace")]
+    #[error("the resource has no namespace")]
     MissingNamespace,
-    #[error("the OAuthClient has no UID yet")]
+    #[error("the resource has no UID yet")]
     MissingUid,
     #[error("reading Secret {name}: {source}")]
     GetSecret { name: String, source: kube::Error },

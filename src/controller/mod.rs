@@ -3,6 +3,7 @@
 
 mod credentials;
 mod error;
+mod initial_access_token;
 mod oauth_client;
 mod secrets;
 mod signing_keys;
@@ -23,7 +24,10 @@ pub use error::Error;
 pub use secrets::{CREATED_ANNOTATION, parse_duration};
 pub use signing_keys::Rotation;
 
-use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, OAuthClient, OAuthClientVerifier, RevokedToken};
+use crate::api::{
+    InitialAccessToken, InitialAccessTokenVerifier, MANAGED_BY, MANAGED_BY_LABEL, OAuthClient,
+    OAuthClientVerifier, RevokedToken,
+};
 
 /// Field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "oauth-operator-controller";
@@ -131,6 +135,38 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    let token_controllers: Vec<_> = scopes
+        .iter()
+        .map(|ns| {
+            let (tokens, secrets, verifiers) = match ns {
+                Some(ns) => (
+                    Api::<InitialAccessToken>::namespaced(client.clone(), ns),
+                    Api::<Secret>::namespaced(client.clone(), ns),
+                    Api::<InitialAccessTokenVerifier>::namespaced(client.clone(), ns),
+                ),
+                None => (
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                ),
+            };
+            Controller::new(tokens, watcher::Config::default().any_semantic())
+                .owns(secrets, own_secrets.clone())
+                .owns(verifiers, watcher::Config::default())
+                .shutdown_on_signal()
+                .run(
+                    initial_access_token::reconcile,
+                    initial_access_token::error_policy,
+                    ctx.clone(),
+                )
+                .for_each(|res| async move {
+                    match res {
+                        Ok((obj, _)) => tracing::debug!(token = %obj, "reconciled"),
+                        Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+                    }
+                })
+        })
+        .collect();
     let controllers: Vec<_> = scopes
         .into_iter()
         .map(|ns| {
@@ -172,7 +208,11 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         client.clone(),
         &config.operator_namespace,
     )));
-    futures::future::join_all(controllers).await;
+    futures::future::join(
+        futures::future::join_all(controllers),
+        futures::future::join_all(token_controllers),
+    )
+    .await;
     sweeper.abort();
     rotation.abort();
     Ok(())

@@ -34,13 +34,20 @@ const POLL: Duration = Duration::from_secs(5);
 /// How often a client with a brought-your-own secret re-reads it.
 const BYO_RESYNC: Duration = Duration::from_secs(30);
 
+/// What the controller holds of one secret: the value, or only its hash (`hashRef`).
+#[derive(Clone)]
+enum Material {
+    Value(SecretString),
+    Hash(String),
+}
+
 /// One secret entry, resolved against the Secrets it lives in.
 struct Resolved {
     spec: ClientSecret,
     created: Option<Timestamp>,
     expires: Option<Timestamp>,
-    /// The value and where it came from; `None` while pending.
-    value: Option<(SecretString, SourceRef)>,
+    /// The value (or hash) and where it came from; `None` while pending.
+    value: Option<(Material, SourceRef)>,
     state: SecretState,
 }
 
@@ -109,7 +116,7 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
         .unwrap_or_default();
     let entries = client.secret_entries();
     let mut generated = Vec::new();
-    for e in entries.iter().filter(|e| e.secret_key_ref.is_none()) {
+    for e in entries.iter().filter(|e| !e.is_external()) {
         let key = entry_key(&keys.client_secret, &e.name);
         if data.contains_key(&key) && created.contains_key(&e.name) {
             continue;
@@ -139,21 +146,25 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     }
     created.retain(|name, _| wanted.contains(name));
 
-    // Bring-your-own entries: hashed from their Secret, never copied.
-    let mut byo: BTreeMap<String, (SecretString, SourceRef)> = BTreeMap::new();
+    // Bring-your-own entries: hashed from their Secret (or taken as a hash), never copied.
+    let mut byo: BTreeMap<String, (Material, SourceRef)> = BTreeMap::new();
     for e in &entries {
-        let Some(r) = &e.secret_key_ref else { continue };
-        let source = secrets_api
-            .get_opt(&r.name)
-            .await
-            .map_err(|source| Error::GetSecret {
-                name: r.name.clone(),
-                source,
-            })?;
+        let (r, hashed) = match (&e.secret_key_ref, &e.hash_ref) {
+            (Some(r), _) => (r, false),
+            (None, Some(r)) => (r, true),
+            (None, None) => continue,
+        };
+        let source = read_secret(&secrets_api, &r.name).await?;
         match source
             .as_ref()
             .and_then(|s| secrets::value(s, &r.key).map(|v| (s, v)))
         {
+            Some((_, v)) if hashed && !hash::is_argon2id_phc(v.expose()) => {
+                report.invalid(format!(
+                    "spec.secrets[{}].hashRef: key {} of Secret {} is not an argon2id PHC string",
+                    e.name, r.key, r.name
+                ));
+            }
             Some((s, v)) => {
                 created.entry(e.name.clone()).or_insert(now);
                 let src = SourceRef {
@@ -162,7 +173,12 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
                     uid: s.metadata.uid.clone().unwrap_or_default(),
                     version: s.metadata.resource_version.clone().unwrap_or_default(),
                 };
-                byo.insert(e.name.clone(), (v, src));
+                let material = if hashed {
+                    Material::Hash(v.expose().to_string())
+                } else {
+                    Material::Value(v)
+                };
+                byo.insert(e.name.clone(), (material, src));
             }
             None => report.waiting(format!(
                 "spec.secrets[{}] waits for key {} of Secret {}",
@@ -170,6 +186,24 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
             )),
         }
     }
+    // A registered client's registration access token, as a hash (RFC 7592).
+    let registration_hash = match &client.spec.registration {
+        Some(reg) => {
+            let r = &reg.access_token_hash_ref;
+            let phc = read_secret(&secrets_api, &r.name)
+                .await?
+                .and_then(|s| secrets::value(&s, &r.key))
+                .filter(|v| hash::is_argon2id_phc(v.expose()));
+            if phc.is_none() {
+                report.waiting(format!(
+                    "spec.registration waits for an argon2id hash under key {} of Secret {}",
+                    r.key, r.name
+                ));
+            }
+            phc.map(|v| v.expose().to_string())
+        }
+        None => None,
+    };
 
     // Expiry and state of every entry; the stable key holds the newest valid generated one.
     let warn = ctx.config.expiry_warning;
@@ -185,7 +219,7 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     };
     let newest = entries
         .iter()
-        .filter(|e| e.secret_key_ref.is_none())
+        .filter(|e| !e.is_external())
         .filter(|e| {
             matches!(
                 state_of(e).2,
@@ -234,9 +268,9 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
         .iter()
         .map(|e| {
             let (c, expires, state) = state_of(e);
-            let value = match &e.secret_key_ref {
-                Some(_) => byo.get(&e.name).cloned(),
-                None => {
+            let value = match e.is_external() {
+                true => byo.get(&e.name).cloned(),
+                false => {
                     let key = entry_key(&keys.client_secret, &e.name);
                     secrets::value(&written, &key).zip(c).map(|(v, c)| {
                         let src = SourceRef {
@@ -245,7 +279,7 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
                             uid: uid.clone(),
                             version: c.to_string(),
                         };
-                        (v, src)
+                        (Material::Value(v), src)
                     })
                 }
             };
@@ -264,7 +298,7 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
         })
         .collect();
 
-    apply_verifier(&client, &ctx, &client_id, &resolved, now).await?;
+    apply_verifier(&client, &ctx, &client_id, &resolved, registration_hash, now).await?;
 
     // Status, conditions and the Events of state changes.
     let previous: BTreeMap<String, SecretState> = client
@@ -368,7 +402,7 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
         .min(RESYNC);
     // A brought Secret is not watched (the controller watches only its own Secrets), so a
     // client using one looks again often enough to follow an external rotation.
-    let next = if entries.iter().any(|e| e.secret_key_ref.is_some()) {
+    let next = if entries.iter().any(ClientSecret::is_external) {
         next.min(BYO_RESYNC)
     } else {
         next
@@ -425,12 +459,21 @@ async fn write_secret(
     }
 }
 
+/// Reads a Secret the client refers to; `None` when it does not exist (yet).
+async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {
+    api.get_opt(name).await.map_err(|source| Error::GetSecret {
+        name: name.to_string(),
+        source,
+    })
+}
+
 /// Writes the verifier the token server reads, hashing only values it has not seen.
 async fn apply_verifier(
     client: &OAuthClient,
     ctx: &Context,
     client_id: &str,
     resolved: &[Resolved],
+    registration_access_token_hash: Option<String>,
     now: Timestamp,
 ) -> Result<(), Error> {
     let name = client.name_any();
@@ -451,8 +494,18 @@ async fn apply_verifier(
 
     let mut verifiers = Vec::new();
     for r in resolved {
-        let Some((value, source)) = &r.value else {
-            continue;
+        let (value, source) = match &r.value {
+            None => continue,
+            Some((Material::Hash(phc), source)) => {
+                verifiers.push(SecretVerifier {
+                    name: r.spec.name.clone(),
+                    hash: phc.clone(),
+                    source: source.clone(),
+                    expires_at: r.expires.map(Time),
+                });
+                continue;
+            }
+            Some((Material::Value(value), source)) => (value, source),
         };
         let hash = match previous(&r.spec.name) {
             // Hashed from this very value version: nothing to do.
@@ -516,6 +569,7 @@ async fn apply_verifier(
         roles,
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
         secrets: verifiers,
+        registration_access_token_hash,
     };
     if existing.as_ref().map(|v| &v.spec) == Some(&spec) {
         return Ok(());
@@ -689,7 +743,7 @@ async fn finish(
 }
 
 /// A condition that keeps its `lastTransitionTime` while its status stays the same.
-fn condition(
+pub(super) fn condition(
     existing: &[Condition],
     type_: &str,
     ok: bool,

@@ -111,6 +111,7 @@ mod tests {
             expires_at: None,
             never_expires: None,
             secret_key_ref: None,
+            hash_ref: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::api::OAuthClientVerifier;
+use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use crate::auth::keys::KeySet;
 
 /// What the token server knows of one client.
@@ -27,6 +27,42 @@ pub struct ClientEntry {
     pub access_token_lifetime_seconds: u32,
     /// Every secret the client may authenticate with.
     pub secrets: Vec<SecretHash>,
+    /// For a dynamically registered client, the hash of its registration access token.
+    pub registration_access_token_hash: Option<String>,
+}
+
+/// What the token server knows of one initial access token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEntry {
+    pub namespace: String,
+    /// The InitialAccessToken's name (its verifier has the same).
+    pub name: String,
+    /// The InitialAccessToken's UID, so a token of a deleted-and-recreated resource of
+    /// the same name is not taken for the new one's.
+    pub owner_uid: Option<String>,
+    pub token_id: String,
+    pub hash: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl TokenEntry {
+    fn from_verifier(v: &InitialAccessTokenVerifier) -> Option<Self> {
+        Some(TokenEntry {
+            namespace: v.metadata.namespace.clone()?,
+            name: v.metadata.name.clone()?,
+            owner_uid: v
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone()),
+            token_id: v.spec.token_id.clone(),
+            hash: v.spec.hash.clone(),
+            expires_at: v.spec.expires_at.0.as_second(),
+        })
+    }
 }
 
 /// One accepted secret: its argon2id PHC string and when it stops being accepted.
@@ -66,6 +102,7 @@ impl ClientEntry {
                     expires_at: s.expires_at.as_ref().map(|t| t.0.as_second()),
                 })
                 .collect(),
+            registration_access_token_hash: spec.registration_access_token_hash.clone(),
         })
     }
 }
@@ -121,6 +158,8 @@ pub struct Index {
     /// Revoked token ids, with the token's expiry (Unix seconds).
     revoked: RwLock<HashMap<String, i64>>,
     keys: RwLock<Option<Arc<KeySet>>>,
+    /// Initial access tokens by their verifier object.
+    tokens: RwLock<HashMap<ObjectKey, Arc<TokenEntry>>>,
     /// The watch scopes (namespaces, or `None` for all) expected to list before the index
     /// is complete, and those that have.
     scopes: Vec<Option<String>>,
@@ -146,6 +185,7 @@ impl Index {
             clients: RwLock::default(),
             revoked: RwLock::default(),
             keys: RwLock::default(),
+            tokens: RwLock::default(),
             scopes,
             synced_scopes: RwLock::default(),
             keys_synced: AtomicBool::new(false),
@@ -220,6 +260,45 @@ impl Index {
         }
     }
 
+    /// The initial access token with this id.
+    pub fn initial_access_token(&self, token_id: &str) -> Option<Arc<TokenEntry>> {
+        // A handful per namespace: a scan is cheaper than keeping a second map in step.
+        self.tokens
+            .read()
+            .ok()?
+            .values()
+            .find(|t| t.token_id == token_id)
+            .cloned()
+    }
+
+    /// Adds or replaces an initial access token.
+    pub fn apply_token_verifier(&self, v: &InitialAccessTokenVerifier) {
+        if let (Some(e), Ok(mut tokens)) = (TokenEntry::from_verifier(v), self.tokens.write()) {
+            tokens.insert((e.namespace.clone(), e.name.clone()), Arc::new(e));
+        }
+    }
+
+    /// Removes a deleted initial access token.
+    pub fn delete_token_verifier(&self, namespace: &str, name: &str) {
+        if let Ok(mut tokens) = self.tokens.write() {
+            tokens.remove(&(namespace.to_string(), name.to_string()));
+        }
+    }
+
+    /// Replaces every initial access token of one watch scope, after a (re)list.
+    pub fn reset_token_verifiers<'a>(
+        &self,
+        scope: Option<&str>,
+        all: impl IntoIterator<Item = &'a InitialAccessTokenVerifier>,
+    ) {
+        if let Ok(mut tokens) = self.tokens.write() {
+            tokens.retain(|(ns, _), _| scope.is_some_and(|s| s != ns));
+            for e in all.into_iter().filter_map(TokenEntry::from_verifier) {
+                tokens.insert((e.namespace.clone(), e.name.clone()), Arc::new(e));
+            }
+        }
+    }
+
     /// The signing keys, once loaded.
     pub fn keys(&self) -> Option<Arc<KeySet>> {
         self.keys.read().ok()?.clone()
@@ -273,6 +352,7 @@ mod tests {
                     },
                     expires_at: None,
                 }],
+                registration_access_token_hash: None,
             },
         );
         v.metadata.namespace = Some(ns.into());

@@ -10,7 +10,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
 use super::Index;
-use crate::api::{OAuthClientVerifier, RevokedToken};
+use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, RevokedToken};
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 
 /// Watches verifiers through `api` (scoped to `namespace`, or all) until the stream ends,
@@ -40,6 +40,38 @@ pub async fn verifiers(
                 index.reset_verifiers(namespace.as_deref(), buffer.iter());
                 tracing::info!(clients = index.len(), "client index synced");
                 buffer = Vec::new();
+            }
+            Err(()) => {}
+        }
+    }
+}
+
+/// Watches initial-access-token verifiers in one scope, like [`verifiers`].
+pub async fn token_verifiers(
+    api: Api<InitialAccessTokenVerifier>,
+    namespace: Option<String>,
+    index: Arc<Index>,
+) {
+    let mut buffer: Vec<InitialAccessTokenVerifier> = Vec::new();
+    let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .map_err(|e| tracing::warn!(error = %e, "initial-access-token watch failed; retrying"));
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(v)) => index.apply_token_verifier(&v),
+            Ok(Event::Delete(v)) => {
+                if let (Some(ns), Some(name)) = (&v.metadata.namespace, &v.metadata.name) {
+                    index.delete_token_verifier(ns, name);
+                }
+            }
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(v)) => buffer.push(v),
+            Ok(Event::InitDone) => {
+                index.reset_token_verifiers(
+                    namespace.as_deref(),
+                    std::mem::take(&mut buffer).iter(),
+                );
             }
             Err(()) => {}
         }

@@ -12,6 +12,8 @@ pub struct Metadata {
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     revocation_endpoint: String,
     revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 7591 dynamic client registration, with an initial access token.
+    registration_endpoint: String,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     /// RFC 8414 requires the field; there is no authorization endpoint, so none.
@@ -37,6 +39,7 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
             "client_secret_basic",
             "client_secret_post",
         ],
+        registration_endpoint: format!("{base}/register"),
         grant_types_supported: vec!["client_credentials"],
         token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
         response_types_supported: Vec::new(),

@@ -5,8 +5,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An error the token endpoint answers with. The descriptions are fixed strings: nothing
-/// from the request, and nothing that tells an attacker which check failed.
+/// An error the server answers with: RFC 6749 section 5.2, RFC 6750 section 3.1 and
+/// RFC 7591 section 3.2.2. The descriptions of authentication failures are fixed strings:
+/// nothing from the request, and nothing that tells an attacker which check failed. Only
+/// client metadata errors, which the caller needs to fix its request, say what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
     /// "The request is missing a required parameter, includes an unsupported parameter
@@ -36,13 +38,23 @@ pub enum OAuthError {
     /// Something failed on our side.
     #[error("server_error")]
     ServerError,
+    /// RFC 6750: the bearer token (initial or registration access token) is missing,
+    /// unknown, expired, exhausted or revoked.
+    #[error("invalid_token")]
+    InvalidToken,
+    /// RFC 7591: "The value of one of the client metadata fields is invalid".
+    #[error("invalid_client_metadata: {0}")]
+    InvalidClientMetadata(String),
+    /// RFC 7591: "The value of one or more redirection URIs is invalid."
+    #[error("invalid_redirect_uri: {0}")]
+    InvalidRedirectUri(String),
 }
 
 #[derive(Serialize)]
 struct Body {
     error: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_description: Option<&'static str>,
+    error_description: Option<String>,
 }
 
 impl OAuthError {
@@ -56,12 +68,15 @@ impl OAuthError {
             OAuthError::InvalidScope => "invalid_scope",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
+            OAuthError::InvalidToken => "invalid_token",
+            OAuthError::InvalidClientMetadata(_) => "invalid_client_metadata",
+            OAuthError::InvalidRedirectUri(_) => "invalid_redirect_uri",
         }
     }
 
     fn status(&self) -> StatusCode {
         match self {
-            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            OAuthError::InvalidClient { .. } | OAuthError::InvalidToken => StatusCode::UNAUTHORIZED,
             OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -72,7 +87,10 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let description = match &self {
-            OAuthError::InvalidRequest(d) => Some(*d),
+            OAuthError::InvalidRequest(d) => Some(d.to_string()),
+            OAuthError::InvalidClientMetadata(d) | OAuthError::InvalidRedirectUri(d) => {
+                Some(d.clone())
+            }
             _ => None,
         };
         let mut res = (
@@ -91,6 +109,12 @@ impl IntoResponse for OAuthError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"oauth-operator\", charset=\"UTF-8\""),
+                );
+            }
+            OAuthError::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
             }
             OAuthError::TemporarilyUnavailable => {

@@ -7,6 +7,7 @@ mod form;
 mod introspect;
 mod lockout;
 mod metrics;
+mod registration;
 mod revoke;
 mod token;
 
@@ -25,7 +26,7 @@ pub use error::OAuthError;
 pub use lockout::LockoutConfig;
 pub use metrics::Metrics;
 
-use crate::api::OAuthClientVerifier;
+use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use crate::auth::verified_cache::VerifiedCache;
 use crate::index::{self, Index};
 
@@ -73,6 +74,13 @@ pub fn router(state: AppState) -> Router {
         .route("/jwks", get(jwks))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(revoke::revoke))
+        .route("/register", post(registration::register))
+        .route(
+            "/register/{client_id}",
+            get(registration::read)
+                .put(registration::update)
+                .delete(registration::delete),
+        )
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/metrics", get(metrics))
@@ -147,6 +155,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
+        let tokens: Api<InitialAccessTokenVerifier> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        tokio::spawn(index::watch::token_verifiers(
+            tokens,
+            scope.clone(),
+            index.clone(),
+        ));
         tokio::spawn(index::watch::verifiers(api, scope, index.clone()));
     }
     tokio::spawn(index::watch::revocations(

@@ -295,6 +295,7 @@ mod tests {
             roles: vec![],
             access_token_lifetime_seconds: 60,
             secrets: vec![],
+            registration_access_token_hash: None,
         }
     }
 

@@ -5,6 +5,7 @@
 mod bad_input;
 mod client_model;
 mod lifecycle;
+mod registration;
 mod support;
 mod token_endpoint;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         lifecycle::tests(),
         bad_input::tests(),
         client_model::tests(),
+        registration::tests(),
     ]
     .concat();
     let trials = tests

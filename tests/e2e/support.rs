@@ -440,6 +440,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process (for its log).
+    pub fn process(&self) -> &Proc {
+        &self._process
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
         Ok(http
