@@ -79,6 +79,29 @@ echo "==> verify it against $issuer/jwks"
 curl -fsS "$issuer/jwks"
 echo
 
+echo "==> dynamic client registration (RFC 7591) with initial access token partner-onboarding"
+kubectl wait -n default --for=jsonpath='{.status.secretName}'=partner-onboarding-token \
+  initialaccesstoken/partner-onboarding --timeout=60s
+kubectl get -n default initialaccesstokens
+remaining=$(kubectl get -n default initialaccesstoken partner-onboarding -o jsonpath='{.status.remaining}')
+if [[ "$remaining" == 0 ]]; then
+  echo "(partner-onboarding has registered all its clients in an earlier run; skipping)"
+else
+  iat=$(kubectl get -n default secret partner-onboarding-token -o jsonpath='{.data.token}' | base64 -d)
+  echo "==> curl -H \"Authorization: Bearer \$IAT\" -H 'Content-Type: application/json' -d '{...}' $issuer/register"
+  registration=$(curl -fsS -H "Authorization: Bearer $iat" -H 'Content-Type: application/json' \
+    -d '{"client_name":"Partner A","grant_types":["client_credentials"],"scope":"invoices.read"}' \
+    "$issuer/register")
+  # Show the response without the two values it holds only once.
+  printf '%s\n' "$registration" | sed -E 's/"(client_secret|registration_access_token)":"[^"]+"/"\1":"(hidden)"/g'
+  reg_id=$(printf '%s' "$registration" | sed -E 's/.*"client_id":"([^"]+)".*/\1/')
+  reg_secret=$(printf '%s' "$registration" | sed -E 's/.*"client_secret":"([^"]+)".*/\1/')
+  echo "==> the registered client $reg_id gets a token at once"
+  curl -fsS -u "$reg_id:$reg_secret" -d grant_type=client_credentials "$token_endpoint" | cut -c1-80
+  echo "..."
+  kubectl get -n default oauthclients -l oauth-operator.dev/initial-access-token=partner-onboarding
+fi
+
 if [[ "$once" == true ]]; then
   echo "==> done (--once)"
   exit 0

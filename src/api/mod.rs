@@ -1,8 +1,8 @@
 //! The custom resources: types only, no I/O.
 //!
-//! `OAuthClient` and `InitialAccessToken` are what users write. `OAuthClientVerifier`
-//! is internal: the controller projects each `OAuthClient` into one, holding argon2id
-//! hashes instead of secrets, and the token server reads nothing else. Keeping the hashes
+//! `OAuthClient` and `InitialAccessToken` are what users write. `OAuthClientVerifier` and
+//! `InitialAccessTokenVerifier` are internal: the controller projects each resource into
+//! one, holding argon2id hashes instead of secrets, and the token server reads them. Keeping the hashes
 //! out of `OAuthClient.status` means anyone allowed to read a client (every team that
 //! owns one) never sees material an attacker could brute-force offline.
 
