@@ -119,6 +119,27 @@ struct ControllerOptions {
     /// any resource server caches the JWK Set, and the clock skew between replicas.
     #[arg(long, env = "OAUTH_OPERATOR_SIGNING_KEY_PUBLISH_LEAD", default_value = "1h", value_parser = parse_span)]
     signing_key_publish_lead: jiff::SignedDuration,
+    /// Elect one active replica through a Lease in the operator namespace; the others wait.
+    #[arg(long, env = "OAUTH_OPERATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_LEASE_NAME",
+        default_value = "oauth-operator-controller"
+    )]
+    lease_name: String,
+    /// Seconds a lease lasts without renewal: how long standbys wait when a leader dies
+    /// without releasing it.
+    #[arg(long, env = "OAUTH_OPERATOR_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// Address of the controller's `/healthz`, `/readyz` and `/metrics`.
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_HEALTH_LISTEN",
+        default_value = "0.0.0.0:8081"
+    )]
+    health_listen: SocketAddr,
 }
 
 fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
@@ -214,7 +235,23 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
         o.signing_key_rotation > o.signing_key_publish_lead,
         "--signing-key-rotation must be longer than --signing-key-publish-lead"
     );
+    // The Pod name in a cluster; elsewhere something no other replica has.
+    let identity = match std::env::var("POD_NAME") {
+        Ok(name) if !name.is_empty() => name,
+        _ => format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into()),
+            oauth_operator::auth::secret::random_id()?
+        ),
+    };
     Ok(controller::Config {
+        leader_election: o.leader_elect.then(|| controller::Election {
+            namespace: c.operator_namespace.clone(),
+            lease_name: o.lease_name.clone(),
+            identity,
+            duration_secs: o.lease_duration.max(2),
+        }),
+        health_listen: Some(o.health_listen),
         default_role: o.default_role.clone(),
         lifetime_bounds: (o.min_token_lifetime, o.max_token_lifetime),
         expiry_warning: o.secret_expiry_warning,

@@ -30,6 +30,8 @@ pub enum Error {
     Clock,
     #[error("a hashing task failed: {0}")]
     HashTask(#[from] tokio::task::JoinError),
+    #[error("lost the leader lease while reconciling; stopping")]
+    LostLeadership,
 }
 
 impl Error {
@@ -48,6 +50,7 @@ impl Error {
             Error::Hash(_) | Error::HashTask(_) => "hash",
             Error::Keys(_) => "keys",
             Error::Clock => "clock",
+            Error::LostLeadership => "leader_election",
         }
     }
 

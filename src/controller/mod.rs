@@ -3,7 +3,9 @@
 
 mod credentials;
 mod error;
+mod health;
 mod initial_access_token;
+mod leader;
 mod oauth_client;
 mod secrets;
 mod signing_keys;
@@ -21,6 +23,7 @@ use kube::runtime::watcher;
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::Error;
+pub use leader::Election;
 pub use secrets::{CREATED_ANNOTATION, parse_duration};
 pub use signing_keys::Rotation;
 
@@ -53,6 +56,10 @@ pub struct Config {
     pub expiry_warning: jiff::SignedDuration,
     /// The signing keys' algorithm and rotation schedule.
     pub key_rotation: Rotation,
+    /// Leader election among replicas; `None` reconciles without (one replica only).
+    pub leader_election: Option<Election>,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`.
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// Shared by every reconcile.
@@ -103,8 +110,48 @@ impl Context {
     }
 }
 
-/// Runs until the watches end (on shutdown signal).
+/// Runs until a shutdown signal: waits for leadership (when elected), then reconciles
+/// until the signal, and frees the lease on the way out so a standby takes over at once.
+/// Losing the lease while leading is an error: the process must stop reconciling.
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+    let metrics = Arc::new(health::Metrics::default());
+    if let Some(addr) = config.health_listen {
+        let listener = health::serve(addr, metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = listener.await {
+                tracing::error!(error = %e, "controller health endpoint failed");
+            }
+        });
+    }
+    let Some(mut leadership) = (match &config.leader_election {
+        Some(election) => tokio::select! {
+            l = leader::acquire(client.clone(), election) => Some(Some(l)),
+            () = crate::telemetry::shutdown_signal() => None,
+        },
+        None => Some(None),
+    }) else {
+        return Ok(());
+    };
+    metrics.leader.set(1);
+    let result = match leadership.as_mut() {
+        Some(l) => tokio::select! {
+            r = lead(client, config, metrics.clone()) => r,
+            () = l.lost() => Err(Error::LostLeadership),
+        },
+        None => lead(client, config, metrics.clone()).await,
+    };
+    metrics.leader.set(0);
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    result
+}
+
+async fn lead(
+    client: kube::Client,
+    config: Config,
+    metrics: Arc<health::Metrics>,
+) -> Result<(), Error> {
     let rotation = tokio::spawn(
         signing_keys::run(
             client.clone(),
@@ -159,10 +206,11 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
                     initial_access_token::error_policy,
                     ctx.clone(),
                 )
-                .for_each(|res| async move {
-                    match res {
-                        Ok((obj, _)) => tracing::debug!(token = %obj, "reconciled"),
-                        Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+                .for_each({
+                    let metrics = metrics.clone();
+                    move |res| {
+                        let metrics = metrics.clone();
+                        async move { count(&metrics, "InitialAccessToken", res) }
                     }
                 })
         })
@@ -197,10 +245,11 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
             oauth_client::error_policy,
             ctx.clone(),
         )
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => tracing::debug!(client = %obj, "reconciled"),
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        .for_each({
+            let metrics = metrics.clone();
+            move |res| {
+                let metrics = metrics.clone();
+                async move { count(&metrics, "OAuthClient", res) }
             }
         })
     });
@@ -216,6 +265,35 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     sweeper.abort();
     rotation.abort();
     Ok(())
+}
+
+fn count<K, E: std::fmt::Display>(
+    metrics: &health::Metrics,
+    kind: &'static str,
+    res: Result<
+        (
+            kube::runtime::reflector::ObjectRef<K>,
+            kube::runtime::controller::Action,
+        ),
+        kube::runtime::controller::Error<Error, E>,
+    >,
+) where
+    K: kube::Resource,
+    K::DynamicType: std::fmt::Debug,
+{
+    match res {
+        Ok((obj, _)) => {
+            tracing::debug!(%kind, object = %obj, "reconciled");
+            metrics.count(kind, "ok");
+        }
+        Err(kube::runtime::controller::Error::ReconcilerFailed(e, _)) => {
+            metrics.count(kind, e.metric_label());
+        }
+        Err(e) => {
+            tracing::warn!(%kind, error = %e, "reconcile failed");
+            metrics.count(kind, "controller");
+        }
+    }
 }
 
 /// Deletes revocation records whose tokens have expired: an expired token is refused for

@@ -5,6 +5,7 @@
 mod bad_input;
 mod client_model;
 mod lifecycle;
+mod operations;
 mod registration;
 mod support;
 mod token_endpoint;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         bad_input::tests(),
         client_model::tests(),
         registration::tests(),
+        operations::tests(),
     ]
     .concat();
     let trials = tests

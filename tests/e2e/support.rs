@@ -244,8 +244,17 @@ impl Ctx {
 
     /// Like [`Ctx::start_controller`], with extra flags.
     pub fn start_controller_with(&self, issuer: &str, extra: &[&str]) -> anyhow::Result<Proc> {
-        let mut args = vec!["controller".to_string()];
+        let mut args = vec![
+            "controller".to_string(),
+            // Any free port: tests run several controllers at once.
+            "--health-listen=127.0.0.1:0".to_string(),
+        ];
         args.extend(self.common_args(issuer));
+        // Tests that restart a controller would wait out a dead one's lease; the
+        // leader-election tests turn it on.
+        if !extra.iter().any(|a| a.starts_with("--leader-elect")) {
+            args.push("--leader-elect=false".to_string());
+        }
         args.extend(extra.iter().map(|a| a.to_string()));
         self.spawn("controller", &args)
     }
@@ -424,6 +433,32 @@ impl Proc {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends SIGTERM, as the kubelet does before stopping a Pod.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("process already reaped")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it is
+    /// still running.
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            let child = self.child.as_mut().context("process already reaped")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(status));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(None)
+    }
 }
 
 impl Drop for Proc {
@@ -443,6 +478,11 @@ impl Server {
     /// The server's process (for its log).
     pub fn process(&self) -> &Proc {
         &self._process
+    }
+
+    /// The server's process, to signal it.
+    pub fn process_mut(&mut self) -> &mut Proc {
+        &mut self._process
     }
 
     /// The `/metrics` text.
