@@ -7,9 +7,11 @@
 #   hack/bench.sh         # both
 #
 # Everything runs on this machine: a local control plane, the release build of the operator
-# as separate controller and server processes, and wrk (Debian) as the load generator,
-# all on 127.0.0.1. env: CLIENTS (token bench, default 100), SCALE (default 1000),
-# DURATION (wrk seconds, default 10), CONNECTIONS (default 32).
+# as separate controller and server processes, wrk (Debian) as the closed-loop load
+# generator and oha (crates.io, built once into ~/.cache/oauth-operator/tools) for the
+# fixed-rate run, all on 127.0.0.1. env: CLIENTS (token bench, default 100), SCALE
+# (default 1000), DURATION (seconds per run, default 10), CONNECTIONS (default 32),
+# RATE (fixed-rate cold run, requests/s, default 40), ALGORITHMS (default "ES256 EdDSA RS256").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,10 +20,17 @@ CLIENTS=${CLIENTS:-100}
 SCALE=${SCALE:-1000}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
+RATE=${RATE:-40}
+ALGORITHMS=${ALGORITHMS:-ES256 EdDSA RS256}
 
 if ! command -v wrk >/dev/null; then
   echo "==> installing wrk (Debian package)"
   apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+oha=$HOME/.cache/oauth-operator/tools/bin/oha
+if [[ ! -x $oha ]]; then
+  echo "==> building oha (crates.io) into ~/.cache/oauth-operator/tools, once (~8 min on 2 cores)"
+  cargo install oha --locked --quiet --root "$HOME/.cache/oauth-operator/tools"
 fi
 bin_dir=$(hack/controlplane/build.sh)
 echo "==> cargo build --release"
@@ -55,13 +64,13 @@ port=$(free_port)
 issuer="http://127.0.0.1:$port"
 common=(--namespace bench --operator-namespace bench --issuer "$issuer")
 
-start_controller() {
-  RUST_LOG=${1:-info} "$B" --kubeconfig "$KC" controller "${common[@]}" >>"$work/controller.log" 2>&1 &
+start_controller() { # $1: RUST_LOG, $2: extra args
+  RUST_LOG=${1:-info} "$B" --kubeconfig "$KC" controller "${common[@]}" --health-listen 127.0.0.1:0 ${2:-} >>"$work/controller.log" 2>&1 &
   controller=$!
   pids+=("$controller")
 }
-start_server() { # $1: extra args; pinned to core 0, wrk gets core 1
-  taskset -c 0 "$B" --kubeconfig "$KC" server "${common[@]}" --listen "127.0.0.1:$port" $1 >>"$work/server.log" 2>&1 &
+start_server() { # $1: extra args; $2: CPUs (default core 0; the load generator gets core 1)
+  taskset -c "${2:-0}" "$B" --kubeconfig "$KC" server "${common[@]}" --listen "127.0.0.1:$port" $1 >>"$work/server.log" 2>&1 &
   server=$!
   pids+=("$server")
   for _ in $(seq 1 120); do curl -fsS "$issuer/readyz" >/dev/null 2>&1 && return; sleep 0.25; done
@@ -110,19 +119,45 @@ end
 LUA
   export BASIC_FILE=$work/basic.txt
 
-  start_server ""
-  # Warm every client once (one argon2 check each), then measure the warm path.
-  while read -r b; do curl -fsS -o /dev/null -H "Authorization: Basic $b" -d grant_type=client_credentials "$issuer/token"; done <"$work/basic.txt"
-  echo "--- warm secrets, ES256, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
-  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
-  echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
-  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  for alg in $ALGORITHMS; do
+    # Each algorithm gets its own signing-key Secret, created by a controller started for it.
+    kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
+    keys=keys-$(echo "$alg" | tr '[:upper:]' '[:lower:]')
+    start_controller info "--signing-algorithm $alg --signing-key-secret $keys"
+    for _ in $(seq 1 100); do kubectl get secret -n bench "$keys" >/dev/null 2>&1 && break; sleep 0.2; done
+    start_server "--signing-key-secret $keys"
+    # Warm every client once (one argon2 check each), then measure the warm path.
+    while read -r b; do curl -fsS -o /dev/null -H "Authorization: Basic $b" -d grant_type=client_credentials "$issuer/token"; done <"$work/basic.txt"
+    echo "--- warm secrets, $alg, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+    echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+    kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  done
+  kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
+  start_controller
 
   start_server "--verified-cache-size 0"
   echo "--- cold secrets (every request pays argon2id), ES256, 1 connection"
   taskset -c 1 wrk -t1 -c1 -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
   echo "--- cold secrets, 4 connections (argon2 bounded by --max-concurrent-hashes 4, one core)"
   taskset -c 1 wrk -t1 -c4 -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+
+  # The fixed-rate run is about the machine, not one core: argon2 runs on both.
+  start_server "--verified-cache-size 0" 0,1
+  echo "--- cold secrets at a fixed $RATE requests/s, server on both cores (oha, latency corrected for coordinated omission)"
+  first=$(head -1 "$work/basic.txt")
+  taskset -c 1 "$oha" --no-tui --output-format json -z "${DURATION}s" -q "$RATE" ${OHA_FLAGS---latency-correction} -c "${OHA_CONNECTIONS:-40}" \
+    -m POST -H "Authorization: Basic $first" -T application/x-www-form-urlencoded -d grant_type=client_credentials \
+    "$issuer/token" >"$work/oha.json"
+  python3 - "$work/oha.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s, p, codes = r["summary"], r["latencyPercentiles"], r.get("statusCodeDistribution", {})
+print("RESULT rps=%.1f p50_ms=%.1f p99_ms=%.1f max_ms=%.1f statuses=%s" % (
+    s["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000, s["slowest"] * 1000, codes))
+PY
   echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
   kill -TERM "$server"; wait "$server" 2>/dev/null || true
   kubectl delete oauthclients -n bench --all --wait=true >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check the project has, from a clean checkout: formatting, lints, unit tests,
 # integration tests on a real control plane (built from the Go module proxy on first use
-# and cached in ~/.cache/oauth-operator), and the README's run command.
+# and cached in ~/.cache/oauth-operator, like helm for the chart tests), and the README's
+# run command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -9,6 +10,9 @@ step() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
 step "control plane binaries (cached after the first build)"
 hack/controlplane/build.sh
+
+step "helm (built from the Go module proxy, cached after the first build)"
+hack/tools/helm.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -79,5 +79,10 @@ mod tests {
             committed == generated,
             "crds/crds.yaml is out of date: run `cargo run -- crd > crds/crds.yaml`"
         );
+        let chart = include_str!("../../charts/oauth-operator/crds/crds.yaml");
+        assert!(
+            chart == generated,
+            "charts/oauth-operator/crds/crds.yaml is out of date: cp crds/crds.yaml charts/oauth-operator/crds/"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! binary and stopped after the last test.
 
 mod bad_input;
+mod chart;
 mod client_model;
 mod lifecycle;
 mod operations;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         client_model::tests(),
         registration::tests(),
         operations::tests(),
+        chart::tests(),
     ]
     .concat();
     let trials = tests

@@ -203,7 +203,8 @@ impl Ctx {
         Ok(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
-    fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<Proc> {
+    /// Starts the binary with `kubeconfig` (a ServiceAccount's, say) instead of the admin's.
+    fn spawn_as(&self, name: &str, args: &[String], kubeconfig: &Path) -> anyhow::Result<Proc> {
         // One log per process, numbered, so a restarted component's log is its own.
         static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -213,10 +214,7 @@ impl Ctx {
             .append(true)
             .open(&log)?;
         let child = Command::new(env!("CARGO_BIN_EXE_oauth-operator"))
-            .arg(format!(
-                "--kubeconfig={}",
-                self.env.control_plane.kubeconfig().display()
-            ))
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .args(args)
             .env("RUST_LOG", "info,oauth_operator=debug")
             .stdin(Stdio::null())
@@ -244,6 +242,16 @@ impl Ctx {
 
     /// Like [`Ctx::start_controller`], with extra flags.
     pub fn start_controller_with(&self, issuer: &str, extra: &[&str]) -> anyhow::Result<Proc> {
+        self.start_controller_as(self.env.control_plane.kubeconfig(), issuer, extra)
+    }
+
+    /// Like [`Ctx::start_controller_with`], with another kubeconfig.
+    pub fn start_controller_as(
+        &self,
+        kubeconfig: &Path,
+        issuer: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Proc> {
         let mut args = vec![
             "controller".to_string(),
             // Any free port: tests run several controllers at once.
@@ -256,7 +264,7 @@ impl Ctx {
             args.push("--leader-elect=false".to_string());
         }
         args.extend(extra.iter().map(|a| a.to_string()));
-        self.spawn("controller", &args)
+        self.spawn_as("controller", &args, kubeconfig)
     }
 
     /// A controller and a token server for the test namespace, agreeing on the issuer.
@@ -280,6 +288,17 @@ impl Ctx {
 
     /// Like [`Ctx::start_server`], with extra flags.
     pub async fn start_server_with(&self, port: u16, extra: &[&str]) -> anyhow::Result<Server> {
+        self.start_server_as(self.env.control_plane.kubeconfig(), port, extra)
+            .await
+    }
+
+    /// Like [`Ctx::start_server_with`], with another kubeconfig.
+    pub async fn start_server_as(
+        &self,
+        kubeconfig: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         let url = format!("http://127.0.0.1:{port}");
         let mut args = vec!["server".to_string(), format!("--listen=127.0.0.1:{port}")];
         // An `--issuer=` among `extra` replaces the default (the server's own URL).
@@ -294,7 +313,7 @@ impl Ctx {
                 .filter(|a| !a.starts_with("--issuer="))
                 .map(|a| a.to_string()),
         );
-        let proc = self.spawn(&format!("server-{port}"), &args)?;
+        let proc = self.spawn_as(&format!("server-{port}"), &args, kubeconfig)?;
         let server = Server {
             url,
             _process: proc,
