@@ -7,7 +7,8 @@
 //!    |-- Secret: client id + secret (create if absent, owned)        (argon2id check, JWT signing)
 //!    |-- OAuthClientVerifier: argon2id hashes (owned)
 //!    '-- status: clientId, Ready, observedGeneration
-//! signing-key Secret (created once) --watch--> keys --> JWT signing, GET /jwks
+//! InitialAccessToken --watch--> controller     InitialAccessTokenVerifier --watch--> index --> POST /register
+//! signing-key Secret (rotated) --watch--> keys --> JWT signing, GET /jwks
 //! ```
 //!
 //! Modules, by role:
@@ -18,6 +19,7 @@
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
 //! - [`envtest`]: a local control plane (etcd, kube-apiserver, kube-controller-manager)
 //!   for tests and the local run.
+//! - [`watch_backoff`]: how every watch retries while the API server is away.
 
 pub mod api;
 pub mod auth;
@@ -26,3 +28,4 @@ pub mod envtest;
 pub mod index;
 pub mod server;
 pub mod telemetry;
+pub mod watch_backoff;

@@ -31,6 +31,7 @@ use crate::api::{
     InitialAccessToken, InitialAccessTokenVerifier, MANAGED_BY, MANAGED_BY_LABEL, OAuthClient,
     OAuthClientVerifier, RevokedToken,
 };
+use crate::watch_backoff::WatchBackoff;
 
 /// Field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "oauth-operator-controller";
@@ -198,6 +199,7 @@ async fn lead(
                 ),
             };
             Controller::new(tokens, watcher::Config::default().any_semantic())
+                .trigger_backoff(WatchBackoff::default())
                 .owns(secrets, own_secrets.clone())
                 .owns(verifiers, watcher::Config::default())
                 .shutdown_on_signal()
@@ -231,6 +233,7 @@ async fn lead(
                 ),
             };
             Controller::new(clients, watcher::Config::default().any_semantic())
+                .trigger_backoff(WatchBackoff::default())
                 .owns(secrets, own_secrets.clone())
                 .owns(verifiers, watcher::Config::default())
                 .shutdown_on_signal()

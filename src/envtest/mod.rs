@@ -207,6 +207,23 @@ impl ControlPlane {
         Ok(cp)
     }
 
+    /// Stops one process (`etcd`, `kube-apiserver`, `kube-controller-manager`) to inject
+    /// a fault; [`ControlPlane::restart_process`] starts it again. Unknown names do nothing.
+    pub fn stop_process(&mut self, name: &str) {
+        for p in self.processes.iter_mut().filter(|p| p.name == name) {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Starts a stopped process again with its original flags (same ports, same data),
+    /// and waits until the API server answers again.
+    pub async fn restart_process(&mut self, name: &str) -> Result<(), Error> {
+        for p in self.processes.iter_mut().filter(|p| p.name == name) {
+            p.respawn()?;
+        }
+        self.wait_ready(Duration::from_secs(120)).await.map(|_| ())
+    }
+
     /// The admin kubeconfig (client certificate in `system:masters`).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

@@ -10,9 +10,12 @@ use nix::unistd::Pid;
 use super::Error;
 
 pub struct Managed {
-    name: &'static str,
+    pub name: &'static str,
     child: Child,
     log: PathBuf,
+    bin: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
 }
 
 impl Managed {
@@ -26,12 +29,40 @@ impl Managed {
         dir: &Path,
     ) -> Result<Self, Error> {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).map_err(|source| Error::Write {
-            path: log.clone(),
-            source,
-        })?;
+        let child = Self::start(name, bin, args, dir, &log)?;
+        Ok(Managed {
+            name,
+            child,
+            log,
+            bin: bin.to_path_buf(),
+            args: args.to_vec(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Starts the process again, with the same arguments (after [`Managed::stop`]).
+    pub fn respawn(&mut self) -> Result<(), Error> {
+        self.child = Self::start(self.name, &self.bin, &self.args, &self.dir, &self.log)?;
+        Ok(())
+    }
+
+    fn start(
+        name: &'static str,
+        bin: &Path,
+        args: &[String],
+        dir: &Path,
+        log: &Path,
+    ) -> Result<Child, Error> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|source| Error::Write {
+                path: log.to_path_buf(),
+                source,
+            })?;
         let err = out.try_clone().map_err(|source| Error::Write {
-            path: log.clone(),
+            path: log.to_path_buf(),
             source,
         })?;
         let setpriv = Path::new("/usr/bin/setpriv");
@@ -42,15 +73,13 @@ impl Managed {
         } else {
             Command::new(bin)
         };
-        let child = cmd
-            .args(args)
+        cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|source| Error::Spawn { name, source })?;
-        Ok(Managed { name, child, log })
+            .map_err(|source| Error::Spawn { name, source })
     }
 
     pub fn check_alive(&mut self) -> Result<(), Error> {

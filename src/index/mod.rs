@@ -109,6 +109,15 @@ impl ClientEntry {
 
 type ObjectKey = (String, String);
 
+/// The watches feeding the index, to tell which one cannot reach the API server.
+#[derive(Clone, Copy, Debug)]
+pub enum Watch {
+    Clients = 0,
+    Tokens = 1,
+    Revocations = 2,
+    Keys = 3,
+}
+
 #[derive(Default)]
 struct Clients {
     by_id: HashMap<String, Arc<ClientEntry>>,
@@ -165,6 +174,9 @@ pub struct Index {
     scopes: Vec<Option<String>>,
     synced_scopes: RwLock<HashSet<Option<String>>>,
     keys_synced: AtomicBool,
+    /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
+    /// The index keeps serving what it has meanwhile.
+    disconnected: [AtomicBool; 4],
 }
 
 impl Default for Index {
@@ -189,6 +201,7 @@ impl Index {
             scopes,
             synced_scopes: RwLock::default(),
             keys_synced: AtomicBool::new(false),
+            disconnected: Default::default(),
         }
     }
 
@@ -310,6 +323,17 @@ impl Index {
             *k = keys.map(Arc::new);
         }
         self.keys_synced.store(true, Ordering::Release);
+    }
+
+    /// Records the outcome of a watch's latest step.
+    pub fn watch_result(&self, watch: Watch, ok: bool) {
+        self.disconnected[watch as usize].store(!ok, Ordering::Release);
+    }
+
+    /// Whether every watch is connected: when not, the index serves the last state it
+    /// saw, and changes made meanwhile arrive once the watch is back.
+    pub fn watches_connected(&self) -> bool {
+        self.disconnected.iter().all(|d| !d.load(Ordering::Acquire))
     }
 
     /// Ready to serve: both watches have listed once and a signing key is loaded.

@@ -9,7 +9,7 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
-use super::Index;
+use super::{Index, Watch};
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, RevokedToken};
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 
@@ -23,10 +23,11 @@ pub async fn verifiers(
 ) {
     let mut buffer: Vec<OAuthClientVerifier> = Vec::new();
     let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(crate::watch_backoff::WatchBackoff::default())
         .map_err(|e| tracing::warn!(error = %e, "verifier watch failed; retrying"));
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
+        index.watch_result(Watch::Clients, event.is_ok());
         match event {
             Ok(Event::Apply(v)) => index.apply_verifier(&v),
             Ok(Event::Delete(v)) => {
@@ -54,10 +55,11 @@ pub async fn token_verifiers(
 ) {
     let mut buffer: Vec<InitialAccessTokenVerifier> = Vec::new();
     let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(crate::watch_backoff::WatchBackoff::default())
         .map_err(|e| tracing::warn!(error = %e, "initial-access-token watch failed; retrying"));
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
+        index.watch_result(Watch::Tokens, event.is_ok());
         match event {
             Ok(Event::Apply(v)) => index.apply_token_verifier(&v),
             Ok(Event::Delete(v)) => {
@@ -82,11 +84,12 @@ pub async fn token_verifiers(
 pub async fn signing_keys(api: Api<Secret>, name: String, index: Arc<Index>) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let stream = watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(crate::watch_backoff::WatchBackoff::default())
         .map_err(|e| tracing::warn!(error = %e, "signing-key watch failed; retrying"));
     futures::pin_mut!(stream);
     let mut seen = false;
     while let Some(event) = stream.next().await {
+        index.watch_result(Watch::Keys, event.is_ok());
         match event {
             Ok(Event::Apply(s)) | Ok(Event::InitApply(s)) => {
                 seen = true;
@@ -124,11 +127,12 @@ fn load(secret: &Secret) -> Option<KeySet> {
 pub async fn revocations(api: Api<RevokedToken>, index: Arc<Index>) {
     let mut buffer: Vec<(String, i64)> = Vec::new();
     let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(crate::watch_backoff::WatchBackoff::default())
         .map_err(|e| tracing::warn!(error = %e, "revocation watch failed; retrying"));
     futures::pin_mut!(stream);
     let entry = |r: &RevokedToken| (r.spec.jti.clone(), r.spec.expires_at.0.as_second());
     while let Some(event) = stream.next().await {
+        index.watch_result(Watch::Revocations, event.is_ok());
         match event {
             Ok(Event::Apply(r)) => {
                 let (jti, exp) = entry(&r);

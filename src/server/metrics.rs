@@ -21,6 +21,8 @@ pub struct Metrics {
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub indexed_clients: Gauge,
+    /// 1 while every watch reaches the API server, 0 while the index serves its last state.
+    pub watches_connected: Gauge,
     pub remembered_secrets: Gauge,
     pub lockouts: Counter,
     pub locked_refusals: Counter,
@@ -35,6 +37,7 @@ impl Default for Metrics {
         let cache_hits = Counter::default();
         let cache_misses = Counter::default();
         let indexed_clients = Gauge::default();
+        let watches_connected = Gauge::default();
         let remembered_secrets = Gauge::default();
         let lockouts = Counter::default();
         let locked_refusals = Counter::default();
@@ -79,6 +82,11 @@ impl Default for Metrics {
             indexed_clients.clone(),
         );
         registry.register(
+            "watches_connected",
+            "1 while every watch reaches the API server; 0 while the index serves the last state it saw",
+            watches_connected.clone(),
+        );
+        registry.register(
             "verified_cache_entries",
             "Secrets remembered by the verified-secret cache",
             remembered_secrets.clone(),
@@ -91,6 +99,7 @@ impl Default for Metrics {
             cache_hits,
             cache_misses,
             indexed_clients,
+            watches_connected,
             remembered_secrets,
             lockouts,
             locked_refusals,

@@ -64,6 +64,26 @@ pub struct AppState {
     pub kube: Option<kube::Client>,
 }
 
+impl AppState {
+    /// The state the handlers share; `kube` is `None` for a router without a cluster
+    /// (tests and fuzzing), where the few writes answer `server_error`.
+    pub fn new(
+        index: Arc<Index>,
+        config: Config,
+        kube: Option<kube::Client>,
+    ) -> Result<Self, crate::auth::secret::RandomError> {
+        Ok(AppState {
+            index,
+            hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+            cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
+            metrics: Arc::new(Metrics::default()),
+            lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
+            kube,
+            config: Arc::new(config),
+        })
+    }
+}
+
 /// Largest request body accepted; token requests are a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
 
@@ -124,6 +144,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .set(i64::try_from(state.index.len()).unwrap_or(i64::MAX));
     m.remembered_secrets
         .set(i64::try_from(state.cache.len()).unwrap_or(i64::MAX));
+    m.watches_connected
+        .set(i64::from(state.index.watches_connected()));
     (
         [(
             header::CONTENT_TYPE,
@@ -135,7 +157,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.index.is_ready() {
+    // Still ready while the API server is unreachable: the index serves what it last saw,
+    // and taking every replica out of the Service would turn an API outage into a token
+    // outage. The body and a metric say so.
+    if state.index.is_ready() && !state.index.watches_connected() {
+        "ok: serving the last synced state; watches are reconnecting to the API server"
+            .into_response()
+    } else if state.index.is_ready() {
         "ok".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "index not synced").into_response()
@@ -178,15 +206,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, issuer = %config.issuer, "token server listening");
-    let state = AppState {
-        index,
-        hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
-        cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
-        metrics: Arc::new(Metrics::default()),
-        lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
-        kube: Some(client.clone()),
-        config: Arc::new(config),
-    };
+    let state = AppState::new(index, config, Some(client.clone()))?;
     // Forget the failures of clients that left the index, so memory follows the index.
     let (lockout, index) = (state.lockout.clone(), state.index.clone());
     tokio::spawn(async move {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -351,7 +351,6 @@ async fn handle_register(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<ClientInformation, OAuthError> {
-    let kube = state.kube.clone().ok_or(OAuthError::ServerError)?;
     let presented = bearer(headers).ok_or(OAuthError::InvalidToken)?;
     let (token_id, _) = split_token(presented).ok_or(OAuthError::InvalidToken)?;
     let entry = state.index.initial_access_token(token_id);
@@ -362,6 +361,7 @@ async fn handle_register(
         return Err(OAuthError::InvalidToken);
     }
     let meta = parse_metadata(headers, body)?;
+    let kube = state.kube.clone().ok_or(OAuthError::ServerError)?;
 
     let tokens: Api<InitialAccessToken> = Api::namespaced(kube.clone(), &entry.namespace);
     let current = |iat: Option<InitialAccessToken>| {
@@ -671,7 +671,6 @@ async fn authorized(
     headers: &HeaderMap,
     client_id: &str,
 ) -> Result<(Api<OAuthClient>, OAuthClient), OAuthError> {
-    let kube = state.kube.clone().ok_or(OAuthError::ServerError)?;
     let presented = bearer(headers).ok_or(OAuthError::InvalidToken)?;
     let entry: Option<Arc<ClientEntry>> = state.index.client(client_id);
     let phc = entry
@@ -679,6 +678,7 @@ async fn authorized(
         .and_then(|e| e.registration_access_token_hash.clone());
     let matched = check_hash(state, presented, phc).await?;
     let entry = entry.filter(|_| matched).ok_or(OAuthError::InvalidToken)?;
+    let kube = state.kube.clone().ok_or(OAuthError::ServerError)?;
     let api: Api<OAuthClient> = Api::namespaced(kube, &entry.namespace);
     let client = api
         .get_opt(&entry.name)
@@ -689,16 +689,26 @@ async fn authorized(
     Ok((api, client))
 }
 
+/// The `{client_id}` of the path. One that does not even decode (bad percent-encoding)
+/// names no client: the same answer as a wrong token, not axum's plain-text rejection.
+fn client_id(path: Result<Path<String>, PathRejection>) -> Result<String, OAuthError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| OAuthError::InvalidToken)
+}
+
 /// `GET /register/{client_id}`.
 pub async fn read(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let result = authorized(&state, &headers, &client_id)
-        .await
-        .map(|(_, c)| (StatusCode::OK, Some(information(&c, &state.config.issuer))));
+    let result = async {
+        let client_id = client_id(path)?;
+        let (_, c) = authorized(&state, &headers, &client_id).await?;
+        Ok((StatusCode::OK, Some(information(&c, &state.config.issuer))))
+    }
+    .await;
     answer(result, "registration_read", peer)
 }
 
@@ -708,13 +718,16 @@ pub async fn read(
 pub async fn update(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = handle_update(&state, &headers, &client_id, body)
-        .await
-        .map(|info| (StatusCode::OK, Some(info)));
+    let result = async {
+        let client_id = client_id(path)?;
+        let info = handle_update(&state, &headers, &client_id, body).await?;
+        Ok((StatusCode::OK, Some(info)))
+    }
+    .await;
     answer(result, "registration_updated", peer)
 }
 
@@ -759,10 +772,14 @@ async fn handle_update(
 pub async fn delete(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let client_id = client_id(path).unwrap_or_default();
     let result = async {
+        if client_id.is_empty() {
+            return Err(OAuthError::InvalidToken);
+        }
         let (api, client) = authorized(&state, &headers, &client_id).await?;
         api.delete(&client.name_any(), &DeleteParams::default())
             .await

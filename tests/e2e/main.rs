@@ -5,6 +5,7 @@
 mod bad_input;
 mod chart;
 mod client_model;
+mod faults;
 mod lifecycle;
 mod operations;
 mod registration;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         registration::tests(),
         operations::tests(),
         chart::tests(),
+        faults::tests(),
     ]
     .concat();
     let trials = tests

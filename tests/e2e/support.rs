@@ -70,21 +70,129 @@ pub fn trial(
                 .await
                 .map_err(|e| format!("setting up: {e:#}"))?;
             let ns = ctx.ns.clone();
-            let workdir = ctx.workdir.path().to_path_buf();
+            // Shared, so the logs outlive the test's `Ctx` for the checks below.
+            let workdir = ctx.workdir.clone();
             let result = tokio::time::timeout(Duration::from_secs(300), f(ctx)).await;
-            let outcome = match result {
+            let mut outcome = match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!("{e:#}")),
                 Err(_) => Err("timed out after 300s".to_string()),
             };
+            if outcome.is_ok() {
+                outcome = leak_check(&env.client, &ns, workdir.path())
+                    .await
+                    .map_err(|e| format!("leak check: {e:#}"));
+            }
             if outcome.is_err() {
-                dump_logs(&workdir);
+                dump_logs(workdir.path());
             }
             cleanup_namespace(&env.client, &ns).await;
             outcome
         })
         .map_err(Into::into)
     })
+}
+
+/// Every test ends with this check: no secret value of the test's namespace (client
+/// secrets, initial access tokens, registration hashes, private signing keys, and the
+/// argon2 hashes in the verifiers) appears in a log line of its processes, in an Event,
+/// or anywhere in an OAuthClient or InitialAccessToken (spec, status, conditions). The
+/// error never quotes the value it found.
+async fn leak_check(client: &kube::Client, ns: &str, logs: &Path) -> anyhow::Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    use oauth_operator::api::{
+        InitialAccessToken, InitialAccessTokenVerifier, OAuthClientVerifier,
+    };
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for s in Api::<Secret>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?
+    {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        for (key, value) in s.data.unwrap_or_default() {
+            if ["client_id", "token_endpoint"].contains(&key.as_str())
+                || key.ends_with(".client_id")
+            {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&value.0).into_owned();
+            if key == oauth_operator::auth::keys::SECRET_KEY {
+                // Private keys: any full line of a PEM body.
+                for line in text.split("\\n").filter(|l| l.len() == 64) {
+                    secrets.push((format!("{name}/{key}"), line.to_string()));
+                }
+            } else if text.len() >= 16 {
+                secrets.push((format!("{name}/{key}"), text));
+            }
+        }
+    }
+    for v in Api::<OAuthClientVerifier>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?
+    {
+        for h in v
+            .spec
+            .secrets
+            .iter()
+            .map(|s| s.hash.clone())
+            .chain(v.spec.registration_access_token_hash.clone())
+        {
+            secrets.push((
+                format!("verifier {}", v.metadata.name.clone().unwrap_or_default()),
+                h,
+            ));
+        }
+    }
+    for v in Api::<InitialAccessTokenVerifier>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?
+    {
+        secrets.push((
+            format!("verifier {}", v.metadata.name.clone().unwrap_or_default()),
+            v.spec.hash,
+        ));
+    }
+
+    let mut places: Vec<(String, String)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(logs) {
+        for e in entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        {
+            places.push((
+                format!("log {}", e.file_name().to_string_lossy()),
+                std::fs::read_to_string(e.path()).unwrap_or_default(),
+            ));
+        }
+    }
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?;
+    places.push(("Events".into(), serde_json::to_string(&events.items)?));
+    let clients = Api::<OAuthClient>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?;
+    places.push((
+        "OAuthClients".into(),
+        serde_json::to_string(&clients.items)?,
+    ));
+    let tokens = Api::<InitialAccessToken>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?;
+    places.push((
+        "InitialAccessTokens".into(),
+        serde_json::to_string(&tokens.items)?,
+    ));
+
+    for (source, value) in &secrets {
+        for (place, text) in &places {
+            anyhow::ensure!(
+                !text.contains(value.as_str()),
+                "a value of {source} appears in {place}"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn dump_logs(dir: &Path) {
@@ -112,7 +220,7 @@ pub struct Ctx {
     pub env: Arc<Env>,
     pub client: kube::Client,
     pub ns: String,
-    pub workdir: tempfile::TempDir,
+    pub workdir: Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
 }
 
@@ -139,9 +247,11 @@ impl Ctx {
             client: env.client.clone(),
             env,
             ns,
-            workdir: tempfile::Builder::new()
-                .prefix("oauth-operator-e2e-")
-                .tempdir()?,
+            workdir: Arc::new(
+                tempfile::Builder::new()
+                    .prefix("oauth-operator-e2e-")
+                    .tempdir()?,
+            ),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,

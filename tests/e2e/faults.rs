@@ -1,0 +1,403 @@
+//! Faults on the real control plane: a controller killed at random points, and two
+//! controllers racing on the same clients. Throughout, a watcher samples every credentials
+//! Secret and fails the test if any secret value, once written, ever changes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, ResourceExt};
+use oauth_operator::api::{OAuthClient, OAuthClientVerifier};
+
+use crate::support::{Ctx, Proc, Server, TestFn, eventually};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    vec![
+        (
+            "controller_killed_20_times_loses_and_regenerates_nothing",
+            |c| Box::pin(killed(c)),
+        ),
+        (
+            "racing_controllers_never_make_two_secrets_for_one_entry",
+            |c| Box::pin(racing(c)),
+        ),
+        (
+            "api_server_down_a_minute_and_etcd_restarted_lose_nothing",
+            |c| Box::pin(outage(c)),
+        ),
+    ]
+}
+
+/// `n` clients, each with the secret entries `entries`.
+fn clients(n: usize, entries: &[&str]) -> String {
+    let secrets: String = entries
+        .iter()
+        .map(|e| format!("\n  - name: {e}\n    expiresAfter: 30d"))
+        .collect();
+    (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: c{i}\nspec:\n  scopes: [read]\n  secrets:{secrets}\n---\n"
+            )
+        })
+        .collect()
+}
+
+/// Every `client_secret.<entry>` value seen so far, and any that changed.
+#[derive(Default)]
+struct Seen {
+    values: BTreeMap<(String, String), Vec<u8>>,
+    changed: Vec<String>,
+}
+
+/// Samples the credentials Secrets every 200 ms until dropped.
+fn watch_values(ctx: &Ctx) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let api = ctx.api::<Secret>();
+    let task = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            loop {
+                if let Ok(list) = api
+                    .list(&ListParams::default().labels("oauth-operator.dev/client"))
+                    .await
+                    && let Ok(mut seen) = seen.lock()
+                {
+                    for s in list {
+                        let name = s.name_any();
+                        for (key, value) in s.data.unwrap_or_default() {
+                            if !key.starts_with("client_secret.") {
+                                continue;
+                            }
+                            let slot = (name.clone(), key.clone());
+                            match seen.values.get(&slot) {
+                                Some(old) if *old != value.0 => {
+                                    seen.changed.push(format!("{name}/{key}"));
+                                }
+                                Some(_) => {}
+                                None => {
+                                    seen.values.insert(slot, value.0);
+                                }
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    (seen, task)
+}
+
+/// A random delay between `min_ms` and `min_ms + 1275` ms.
+fn random_delay(min_ms: u64) -> Duration {
+    let r = oauth_operator::auth::secret::random_bytes::<1>().map_or(0, |b| u64::from(b[0]));
+    Duration::from_millis(min_ms + r * 5)
+}
+
+/// Every client Ready with `entries` valid secrets, nothing orphaned, every value stable,
+/// and every entry's value accepted by the token server.
+async fn converged(
+    ctx: &Ctx,
+    server: &Server,
+    n: usize,
+    entries: &[&str],
+    seen: &Mutex<Seen>,
+) -> anyhow::Result<()> {
+    let want = u32::try_from(entries.len())?;
+    eventually(Duration::from_secs(180), "every client Ready", || async {
+        let list = ctx.api::<OAuthClient>().list(&Default::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.status.as_ref().is_some_and(|s| {
+                    s.valid_secrets == Some(want)
+                        && s.observed_generation == c.metadata.generation
+                        && s.conditions
+                            .iter()
+                            .any(|x| x.type_ == "Ready" && x.status == "True")
+                })
+            })
+            .count();
+        ensure!(ready == n, "{ready} of {n} Ready with {want} secrets");
+        Ok(())
+    })
+    .await?;
+
+    let secrets = ctx
+        .api::<Secret>()
+        .list(&ListParams::default().labels("oauth-operator.dev/client"))
+        .await?;
+    let verifiers = ctx
+        .api::<OAuthClientVerifier>()
+        .list(&Default::default())
+        .await?;
+    ensure!(
+        secrets.items.len() == n,
+        "{} credentials Secrets for {n} clients",
+        secrets.items.len()
+    );
+    ensure!(
+        verifiers.items.len() == n,
+        "{} verifiers for {n} clients",
+        verifiers.items.len()
+    );
+    for s in &secrets.items {
+        ensure!(
+            !s.owner_references().is_empty(),
+            "Secret {} has no owner",
+            s.name_any()
+        );
+        let keys: Vec<&String> = s
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("client_secret."))
+            .collect();
+        ensure!(
+            keys.len() == entries.len(),
+            "Secret {} holds {keys:?}",
+            s.name_any()
+        );
+    }
+    {
+        let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        ensure!(
+            seen.changed.is_empty(),
+            "secret values changed after being written: {:?}",
+            seen.changed
+        );
+    }
+
+    // Each entry's value works, so the verifier hashed what the Secret holds.
+    for s in &secrets.items {
+        let data = s.data.clone().unwrap_or_default();
+        let id = data
+            .get("client_id")
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .context("client_id")?;
+        for e in entries {
+            let value = data
+                .get(&format!("client_secret.{e}"))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .context("entry value")?;
+            let (code, _, body) = server
+                .token(
+                    &ctx.http,
+                    Some((&id, &value)),
+                    &[("grant_type", "client_credentials")],
+                )
+                .await?;
+            ensure!(code == 200, "{}/{e}: {body}", s.name_any());
+        }
+    }
+    Ok(())
+}
+
+async fn killed(ctx: Ctx) -> anyhow::Result<()> {
+    const N: usize = 200;
+    let port = oauth_operator::envtest::free_port()?;
+    let issuer = format!("http://127.0.0.1:{port}");
+    let mut controller: Proc = ctx.start_controller(&issuer)?;
+    let server = ctx.start_server(port).await?;
+    let (seen, sampler) = watch_values(&ctx);
+
+    // Create 200 clients, then rotate all of them (a second secret each), killing the
+    // controller at random points ten times during each.
+    let mut kills = 0;
+    for entries in [&["first"][..], &["first", "second"][..]] {
+        let out = ctx.kubectl(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&clients(N, entries)),
+        )?;
+        if !out.status.success() {
+            bail!("apply: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        for _ in 0..10 {
+            tokio::time::sleep(random_delay(200)).await;
+            controller.kill();
+            kills += 1;
+            controller = ctx.start_controller(&issuer)?;
+        }
+    }
+    ensure!(kills == 20);
+    let result = converged(&ctx, &server, N, &["first", "second"], &seen).await;
+    sampler.abort();
+    result
+}
+
+async fn racing(ctx: Ctx) -> anyhow::Result<()> {
+    const N: usize = 40;
+    let port = oauth_operator::envtest::free_port()?;
+    let issuer = format!("http://127.0.0.1:{port}");
+    // Two controllers on the same namespace, leader election off on purpose.
+    let _a = ctx.start_controller(&issuer)?;
+    let _b = ctx.start_controller(&issuer)?;
+    let server = ctx.start_server(port).await?;
+    let (seen, sampler) = watch_values(&ctx);
+    for entries in [&["one", "two"][..], &["one", "two", "three"][..]] {
+        let out = ctx.kubectl(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&clients(N, entries)),
+        )?;
+        if !out.status.success() {
+            bail!("apply: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let result = converged(&ctx, &server, N, &["one", "two", "three"], &seen).await;
+    sampler.abort();
+    result
+}
+
+/// Creates a client in the private cluster of the outage test and waits until it is Ready;
+/// returns its client id and secret.
+async fn ready_client(
+    admin: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let clients: kube::Api<OAuthClient> = kube::Api::namespaced(admin.clone(), ns);
+    let client: OAuthClient = serde_json::from_value(serde_json::json!({
+        "apiVersion": "oauth-operator.dev/v1alpha1",
+        "kind": "OAuthClient",
+        "metadata": {"name": name},
+        "spec": {"scopes": ["read"]},
+    }))?;
+    clients.create(&Default::default(), &client).await?;
+    eventually(
+        Duration::from_secs(60),
+        &format!("{name} Ready"),
+        || async {
+            let c = clients.get(name).await?;
+            let ready = c
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .any(|x| x.type_ == "Ready" && x.status == "True");
+            ensure!(ready, "not Ready yet");
+            Ok(())
+        },
+    )
+    .await?;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(admin.clone(), ns);
+    let data = secrets
+        .get(&format!("{name}-credentials"))
+        .await?
+        .data
+        .unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k)
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .context("credentials key")
+    };
+    Ok((get("client_id")?, get("client_secret")?))
+}
+
+async fn token_ok(ctx: &Ctx, server: &Server, creds: &(String, String)) -> anyhow::Result<()> {
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            Some((&creds.0, &creds.1)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await?;
+    ensure!(code == 200, "{body}");
+    Ok(())
+}
+
+/// Its own control plane (the shared one serves the other tests): the API server stopped
+/// for a minute, then etcd restarted.
+async fn outage(ctx: Ctx) -> anyhow::Result<()> {
+    use oauth_operator::envtest::{ControlPlane, Options};
+    let mut cp = ControlPlane::start(Options {
+        dir: None,
+        crds: oauth_operator::api::crds(),
+    })
+    .await?;
+    let admin = cp.client().await?;
+    let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctx.ns},
+    }))?;
+    kube::Api::all(admin.clone())
+        .create(&Default::default(), &ns)
+        .await?;
+    let kubeconfig = cp.kubeconfig().to_path_buf();
+    let port = oauth_operator::envtest::free_port()?;
+    let issuer = format!("http://127.0.0.1:{port}");
+    let _controller = ctx.start_controller_as(&kubeconfig, &issuer, &[])?;
+    let server = ctx.start_server_as(&kubeconfig, port, &[]).await?;
+    let before = ready_client(&admin, &ctx.ns, "before").await?;
+    token_ok(&ctx, &server, &before).await?;
+
+    cp.stop_process("kube-apiserver");
+    let down = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the server says it serves its last state",
+        || async {
+            ensure!(
+                server
+                    .metrics(&ctx.http)
+                    .await?
+                    .contains("oauth_operator_watches_connected 0")
+            );
+            let res = ctx
+                .http
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .await?;
+            ensure!(res.status().is_success(), "still ready: it can serve");
+            ensure!(res.text().await?.contains("reconnecting"));
+            Ok(())
+        },
+    )
+    .await?;
+    let mut served = 0;
+    while down.elapsed() < Duration::from_secs(60) {
+        token_ok(&ctx, &server, &before)
+            .await
+            .context("a known client while the API server is down")?;
+        served += 1;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    ensure!(served >= 10);
+
+    cp.restart_process("kube-apiserver").await?;
+    eventually(Duration::from_secs(60), "watches reconnected", || async {
+        ensure!(
+            server
+                .metrics(&ctx.http)
+                .await?
+                .contains("oauth_operator_watches_connected 1")
+        );
+        Ok(())
+    })
+    .await?;
+    // The controller converged by itself, and the server picked the change up.
+    let after = ready_client(&admin, &ctx.ns, "after").await?;
+    eventually(Duration::from_secs(20), "the new client served", || {
+        token_ok(&ctx, &server, &after)
+    })
+    .await?;
+
+    cp.stop_process("etcd");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    token_ok(&ctx, &server, &before)
+        .await
+        .context("a known client while etcd is down")?;
+    cp.restart_process("etcd").await?;
+    let again = ready_client(&admin, &ctx.ns, "after-etcd").await?;
+    eventually(
+        Duration::from_secs(20),
+        "served after the etcd restart",
+        || token_ok(&ctx, &server, &again),
+    )
+    .await?;
+    token_ok(&ctx, &server, &before).await?;
+    Ok(())
+}
