@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use anyhow::{Context as _, bail, ensure};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, ResourceExt};
@@ -27,6 +29,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "api_server_down_a_minute_and_etcd_restarted_lose_nothing",
             |c| Box::pin(outage(c)),
         ),
+        ("a_flood_of_bad_requests_leaves_good_clients_served", |c| {
+            Box::pin(flood(c))
+        }),
     ]
 }
 
@@ -399,5 +404,116 @@ async fn outage(ctx: Ctx) -> anyhow::Result<()> {
     )
     .await?;
     token_ok(&ctx, &server, &before).await?;
+    Ok(())
+}
+
+/// 1,500 hostile requests from 32 connections (wrong secrets for 100 unknown client ids and
+/// for one real client, oversized and malformed bodies) while a good client keeps asking:
+/// it is always served, memory stays bounded, and the attacked client, whose holder never
+/// got a chance to warm its secret, works again within the lockout window once the
+/// attack stops.
+async fn flood(ctx: Ctx) -> anyhow::Result<()> {
+    let port = oauth_operator::envtest::free_port()?;
+    let issuer = format!("http://127.0.0.1:{port}");
+    let _controller = ctx.start_controller(&issuer)?;
+    let server = ctx
+        .start_server_with(
+            port,
+            &[
+                "--lockout-failures=5",
+                "--lockout-wait=3s",
+                "--lockout-max-wait=3s",
+            ],
+        )
+        .await?;
+    ctx.apply(&clients(2, &["only"]))?;
+    ctx.wait_ready("c0").await?;
+    ctx.wait_ready("c1").await?;
+    let good = ctx.credentials("c0-credentials").await?;
+    let target_id = ctx.credentials("c1-credentials").await?.0;
+    let target_secret = ctx
+        .credentials_key("c1-credentials", "client_secret.only")
+        .await?;
+    token_ok(&ctx, &server, &good).await?;
+    let rss_before = server.process().rss_mib()?;
+
+    let attack = {
+        let (http, url, target_id) = (ctx.http.clone(), server.url.clone(), target_id.clone());
+        tokio::spawn(async move {
+            let requests = (0..1500).map(|i| {
+                let (http, url, target_id) = (http.clone(), url.clone(), target_id.clone());
+                async move {
+                    let req = http.post(format!("{url}/token"));
+                    let req = match i % 5 {
+                        0..=2 => req
+                            .basic_auth(format!("attacker-{}", i % 100), Some("guess"))
+                            .form(&[("grant_type", "client_credentials")]),
+                        3 => req
+                            .basic_auth(&target_id, Some("guess"))
+                            .form(&[("grant_type", "client_credentials")]),
+                        _ if i % 2 == 0 => req
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(format!(
+                                "grant_type=client_credentials&x={}",
+                                "a".repeat(40_000)
+                            )),
+                        _ => req
+                            .header("content-type", "text/plain")
+                            .body("grant_type=client_credentials&grant_type=password"),
+                    };
+                    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+                }
+            });
+            futures::stream::iter(requests)
+                .buffer_unordered(32)
+                .collect::<Vec<u16>>()
+                .await
+        })
+    };
+    // The good client, meanwhile: served every time.
+    let mut good_served = 0;
+    while !attack.is_finished() {
+        token_ok(&ctx, &server, &good)
+            .await
+            .context("the good client during the flood")?;
+        good_served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses = attack.await?;
+    ensure!(
+        good_served >= 5,
+        "the flood ended too fast to say anything ({good_served})"
+    );
+    ensure!(
+        statuses
+            .iter()
+            .all(|s| [400, 401, 413, 415, 503].contains(s)),
+        "unexpected answers to the flood: {:?}",
+        statuses
+            .iter()
+            .filter(|s| ![400, 401, 413, 415, 503].contains(*s))
+            .collect::<Vec<_>>()
+    );
+    let rss_after = server.process().rss_mib()?;
+    // At most a few argon2 blocks (19 MiB each) beyond the idle size, however long the flood.
+    ensure!(
+        rss_after < rss_before + 250,
+        "server RSS {rss_before} -> {rss_after} MiB"
+    );
+
+    // The attacked client's real holder, never warmed, is locked for at most the window.
+    let stopped = std::time::Instant::now();
+    let creds = (target_id, target_secret);
+    eventually(
+        Duration::from_secs(10),
+        "the attacked client works again",
+        || token_ok(&ctx, &server, &creds),
+    )
+    .await?;
+    let waited = stopped.elapsed();
+    ensure!(
+        waited <= Duration::from_secs(5),
+        "locked out {waited:?} after the attack stopped, window 3 s"
+    );
     Ok(())
 }

@@ -563,6 +563,19 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The resident set size of the process, in MiB (from /proc).
+    pub fn rss_mib(&self) -> anyhow::Result<u64> {
+        let child = self.child.as_ref().context("process already reaped")?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("VmRSS")?
+            .parse()?;
+        Ok(kib / 1024)
+    }
+
     /// Sends SIGTERM, as the kubelet does before stopping a Pod.
     pub fn terminate(&self) -> anyhow::Result<()> {
         let child = self.child.as_ref().context("process already reaped")?;
