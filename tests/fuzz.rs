@@ -4,8 +4,8 @@
 //! hand with a client, a registered client and an initial access token whose credentials
 //! the generators know, so that many cases get past authentication into the deeper parsing.
 //!
-//! `cargo test --test fuzz` runs 256 cases per property. A long run (minutes):
-//! `hack/fuzz.sh` (PROPTEST_CASES=20000, release build). A panic anywhere fails the case
+//! `cargo test --test fuzz` runs 256 cases per property. A long run (about 5 minutes):
+//! `hack/fuzz.sh` (PROPTEST_CASES=150000, release build). A panic anywhere fails the case
 //! and proptest shrinks it to a minimal request.
 
 use std::net::SocketAddr;
