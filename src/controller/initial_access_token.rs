@@ -13,13 +13,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::secrets::{self, bytes};
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error};
 use crate::api::{
     InitialAccessToken, InitialAccessTokenStatus, InitialAccessTokenVerifier,
     InitialAccessTokenVerifierSpec, MANAGED_BY, MANAGED_BY_LABEL, SourceRef,
@@ -246,8 +246,7 @@ async fn apply_verifier(
         Some(v) if v.source == source && v.token_id == token_id => v.hash.clone(),
         _ => {
             tracing::debug!(initial_access_token = %name, "argon2: hashing an initial access token");
-            let _permit = ctx.hashing.acquire().await;
-            tokio::task::spawn_blocking(move || hash::hash(token.expose())).await??
+            ctx.hash_work(move || hash::hash(token.expose())).await??
         }
     };
     let spec = InitialAccessTokenVerifierSpec {
@@ -259,23 +258,8 @@ async fn apply_verifier(
     if existing.as_ref().map(|v| &v.spec) == Some(&spec) {
         return Ok(());
     }
-    let verifier = InitialAccessTokenVerifier {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: iat.namespace(),
-            owner_references: iat.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        spec,
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&verifier),
-    )
-    .await
-    .map_err(|source| Error::ApplyVerifier { name, source })?;
-    Ok(())
+    ctx.apply_owned(iat, InitialAccessTokenVerifier::new(&name, spec))
+        .await
 }
 
 /// The status a reconcile arrived at.
@@ -350,37 +334,15 @@ async fn finish(
         registered_clients: current.registered_clients.clone(),
     };
     if status != current {
-        let name = iat.name_any();
-        let api: Api<InitialAccessToken> =
-            Api::namespaced(ctx.client.clone(), &iat.namespace().unwrap_or_default());
         // Without `registeredClients` (empty lists are not serialised): applying it would
         // make the controller a co-owner of the list the token server appends to.
-        let patch = serde_json::json!({
-            "apiVersion": InitialAccessToken::api_version(&()),
-            "kind": InitialAccessToken::kind(&()),
-            "status": InitialAccessTokenStatus {
-                registered_clients: Vec::new(),
-                ..status
-            },
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::PatchStatus { name, source })?;
+        let owned = InitialAccessTokenStatus {
+            registered_clients: Vec::new(),
+            ..status
+        };
+        ctx.apply_status(iat, &owned).await?;
         for (type_, reason, note) in events {
-            let event = Event {
-                type_,
-                reason: reason.to_string(),
-                note: Some(note),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&event, &iat.object_ref(&())).await {
-                tracing::warn!(error = %e, "publishing an event failed");
-            }
+            ctx.publish(iat, type_, reason, note).await;
         }
     }
     Ok(Action::await_change())

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio::sync::{OnceCell, Semaphore};
@@ -74,6 +74,91 @@ pub struct Context {
 }
 
 impl Context {
+    /// Runs argon2 work on a blocking thread, at most `max_concurrent_hashes` at once
+    /// (each takes ~19 MiB).
+    pub async fn hash_work<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _permit = self.hashing.acquire().await;
+        Ok(tokio::task::spawn_blocking(f).await?)
+    }
+
+    /// Writes an internal object (a verifier) owned by `owner`, same namespace, with
+    /// server-side apply.
+    pub async fn apply_owned<O, K>(&self, owner: &O, mut object: K) -> Result<(), Error>
+    where
+        O: kube::Resource<DynamicType = ()>,
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = object.name_any();
+        let namespace = owner.meta().namespace.clone().unwrap_or_default();
+        object.meta_mut().namespace = Some(namespace.clone());
+        object.meta_mut().owner_references = owner.controller_owner_ref(&()).map(|o| vec![o]);
+        Api::<K>::namespaced(self.client.clone(), &namespace)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map_err(|source| Error::ApplyVerifier { name, source })?;
+        Ok(())
+    }
+
+    /// Writes the status fields in `status` (and only those: server-side apply) of `object`.
+    pub async fn apply_status<K>(
+        &self,
+        object: &K,
+        status: impl serde::Serialize,
+    ) -> Result<(), Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = object.name_any();
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        Api::<K>::namespaced(self.client.clone(), &object.namespace().unwrap_or_default())
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|source| Error::PatchStatus { name, source })?;
+        Ok(())
+    }
+
+    /// Publishes an Event about `object`. A failure is logged: it never fails a reconcile.
+    pub async fn publish<O: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &O,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing an event failed");
+        }
+    }
+
     /// Waits until every client watch has listed once, so that id ownership is judged
     /// with the whole picture.
     pub async fn stores_ready(&self) {

@@ -13,14 +13,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::runtime::events::EventType;
 
 use super::credentials;
 use super::secrets::{self, bytes, entry_key};
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error};
 use crate::api::{
     ClientSecret, OAuthClient, OAuthClientStatus, OAuthClientVerifier, OAuthClientVerifierSpec,
     SecretState, SecretStatus, SecretVerifier, SourceRef,
@@ -517,7 +517,7 @@ async fn apply_verifier(
                     && {
                         tracing::debug!(client = %name, entry = %r.spec.name, "argon2: verifying a stored hash against a changed Secret");
                         let (v, h) = (value.clone(), p.hash.clone());
-                        blocking(ctx, move || hash::verify(v.expose(), &h)).await?
+                        ctx.hash_work(move || hash::verify(v.expose(), &h)).await?
                     } =>
             {
                 p.hash.clone()
@@ -525,7 +525,7 @@ async fn apply_verifier(
             _ => {
                 tracing::debug!(client = %name, entry = %r.spec.name, "argon2: hashing a client secret");
                 let v = value.clone();
-                blocking(ctx, move || hash::hash(v.expose())).await??
+                ctx.hash_work(move || hash::hash(v.expose())).await??
             }
         };
         verifiers.push(SecretVerifier {
@@ -574,23 +574,8 @@ async fn apply_verifier(
     if existing.as_ref().map(|v| &v.spec) == Some(&spec) {
         return Ok(());
     }
-    let verifier = OAuthClientVerifier {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: client.namespace(),
-            owner_references: client.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        spec,
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&verifier),
-    )
-    .await
-    .map_err(|source| Error::ApplyVerifier { name, source })?;
-    Ok(())
+    ctx.apply_owned(client, OAuthClientVerifier::new(&name, spec))
+        .await
 }
 
 async fn delete_verifier(client: &OAuthClient, ctx: &Context) -> Result<(), Error> {
@@ -602,15 +587,6 @@ async fn delete_verifier(client: &OAuthClient, ctx: &Context) -> Result<(), Erro
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(source) => Err(Error::ApplyVerifier { name, source }),
     }
-}
-
-/// Runs argon2 work on a blocking thread, at most `max_concurrent_hashes` at once.
-async fn blocking<T: Send + 'static>(
-    ctx: &Context,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Error> {
-    let _permit = ctx.hashing.acquire().await;
-    Ok(tokio::task::spawn_blocking(f).await?)
 }
 
 /// What a reconcile found, turned into status and Events at the end, in one place.
@@ -717,26 +693,12 @@ async fn finish(
     };
     let changed = status != current;
     if changed {
-        let name = client.name_any();
-        let api: Api<OAuthClient> =
-            Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
-        let patch = serde_json::json!({
-            "apiVersion": OAuthClient::api_version(&()),
-            "kind": OAuthClient::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::PatchStatus { name, source })?;
+        ctx.apply_status(client, &status).await?;
     }
     // Events only with a status change, so a periodic resync does not repeat them.
     if changed {
         for (type_, reason, note) in report.events {
-            publish(client, ctx, type_, &reason, note).await;
+            ctx.publish(client, type_, &reason, note).await;
         }
     }
     Ok(action)
@@ -764,24 +726,5 @@ pub(super) fn condition(
         message,
         observed_generation: generation,
         last_transition_time: since,
-    }
-}
-
-async fn publish(
-    client: &OAuthClient,
-    ctx: &Context,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &client.object_ref(&())).await {
-        tracing::warn!(error = %e, "publishing an event failed");
     }
 }
