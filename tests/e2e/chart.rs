@@ -475,15 +475,10 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
     )?;
     ctx.wait_ready("app").await?;
     let (id, secret) = ctx.credentials("app-credentials").await?;
-    let (code, _, body) = server
-        .token(
-            &ctx.http,
-            Some((&id, &secret)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await?;
-    ensure!(code == 200, "token as the server's ServiceAccount: {body}");
-    let jwt = body["access_token"].as_str().context("token")?.to_string();
+    let jwt = server
+        .issue(&ctx.http, &id, &secret)
+        .await
+        .context("token as the server's ServiceAccount")?;
     verify_token(&ctx.http, &server, &jwt, &issuer).await?;
 
     // Revocation: the server writes a RevokedToken.
@@ -521,14 +516,10 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
             .as_str()
             .context("client_secret")?,
     );
-    let (code, _, body) = server
-        .token(
-            &ctx.http,
-            Some((rid, rsecret)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await?;
-    ensure!(code == 200, "registered client's token: {body}");
+    server
+        .issue(&ctx.http, rid, rsecret)
+        .await
+        .context("registered client's token")?;
 
     // Forbidden stays forbidden, asked with the very tokens the components run with.
     for (kubeconfig, what) in [(&server_kc, "server"), (&controller_kc, "controller")] {

@@ -122,14 +122,7 @@ async fn failover(ctx: Ctx) -> anyhow::Result<()> {
         "the Secret was not rewritten"
     );
     let (id, secret) = ctx.credentials("first-credentials").await?;
-    let (code, _, body) = server
-        .token(
-            &ctx.http,
-            Some((&id, &secret)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await?;
-    ensure!(code == 200, "{body}");
+    server.issue(&ctx.http, &id, &secret).await?;
     let lease = ctx.api::<Lease>().get(LEASE).await?;
     let holder = lease
         .spec

@@ -637,6 +637,28 @@ impl Server {
             .await?)
     }
 
+    /// A client-credentials token for `id`/`secret`: the access token, or an error with
+    /// the status and body when the server refuses.
+    pub async fn issue(
+        &self,
+        http: &reqwest::Client,
+        id: &str,
+        secret: &str,
+    ) -> anyhow::Result<String> {
+        let (code, _, body) = self
+            .token(
+                http,
+                Some((id, secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await?;
+        anyhow::ensure!(code == 200, "token refused: {code} {body}");
+        Ok(body["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_string())
+    }
+
     /// POSTs a token request: `basic` credentials in the header, `form` in the body.
     pub async fn token(
         &self,

@@ -689,15 +689,7 @@ async fn algorithm(ctx: Ctx, alg: &'static str) -> anyhow::Result<()> {
     ctx.apply(CLIENT)?;
     ctx.wait_ready("billing").await?;
     let (id, secret) = ctx.credentials("billing-credentials").await?;
-    let (code, _, body) = server
-        .token(
-            &ctx.http,
-            Some((&id, &secret)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await?;
-    ensure!(code == 200, "{body}");
-    let jwt = body["access_token"].as_str().context("token")?;
+    let jwt = &server.issue(&ctx.http, &id, &secret).await?;
     ensure!(
         format!("{:?}", decode_header(jwt)?.alg) == alg,
         "header alg"
@@ -817,15 +809,7 @@ async fn key_rotation(ctx: Ctx) -> anyhow::Result<()> {
             .with_context(|| format!("token signed by {kid} no longer verifies"))?;
         }
 
-        let (code, _, body) = server
-            .token(
-                &ctx.http,
-                Some((&id, &secret)),
-                &[("grant_type", "client_credentials")],
-            )
-            .await?;
-        ensure!(code == 200, "{body}");
-        let jwt = body["access_token"].as_str().context("token")?.to_string();
+        let jwt = server.issue(&ctx.http, &id, &secret).await?;
         let kid = decode_header(&jwt)?.kid.context("kid")?;
         let exp = jiff::Timestamp::now().as_second() + 60;
         if !signed.contains(&kid) {
