@@ -9,27 +9,9 @@ K8S_VERSION=1.36.3   # keep in step with kubernetes/go.mod
 ETCD_VERSION=3.6.16  # keep in step with etcd/go.mod
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cache_root=${OAUTH_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth-operator}
-out="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
-
-# Serialise concurrent callers (several test binaries may start at once).
-mkdir -p "$cache_root"
-exec 9>"$cache_root/.build.lock"
-flock 9
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
-
-mkdir -p "$out"
-start=$(date +%s)
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-export CGO_ENABLED=0
+# shellcheck source=../lib/go-cache.sh
+source "$here/../lib/go-cache.sh"
+go_cache_begin "k8s-$K8S_VERSION-etcd-$ETCD_VERSION" .build.lock
 
 echo "building etcd v$ETCD_VERSION into $out" >&2
 (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" .)
@@ -48,6 +30,4 @@ done
   k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kubectl)
 
-echo "control plane built in $(( $(date +%s) - start ))s" >&2
-touch "$out/.complete"
-echo "$out"
+go_cache_done "control plane"

@@ -11,28 +11,9 @@ set -euo pipefail
 HELM_VERSION=4.3.1   # keep in step with helm/go.mod
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cache_root=${OAUTH_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth-operator}
-out="$cache_root/helm-$HELM_VERSION"
-
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
-
-# Serialise concurrent callers (several tests may ask at once). A lock of its own, so a
-# helm build never waits behind a control-plane build or the reverse.
-mkdir -p "$cache_root"
-exec 9>"$cache_root/.helm-build.lock"
-flock 9
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
-
-mkdir -p "$out"
-start=$(date +%s)
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-export CGO_ENABLED=0
+# shellcheck source=../lib/go-cache.sh
+source "$here/../lib/go-cache.sh"
+go_cache_begin "helm-$HELM_VERSION" .helm-build.lock
 
 # What upstream's Makefile stamps for a tagged release (the module zip carries no git
 # commit, so that one stays empty). Without it `helm version` says only "v4.3".
@@ -43,6 +24,4 @@ echo "building helm v$HELM_VERSION into $out" >&2
 (cd "$here/helm" && go build -trimpath -ldflags "$ldflags" -o "$out/helm" helm.sh/helm/v4/cmd/helm) >&2
 "$out/helm" version --short >&2
 
-echo "helm built in $(( $(date +%s) - start ))s" >&2
-touch "$out/.complete"
-echo "$out"
+go_cache_done helm
