@@ -112,7 +112,11 @@ async fn failover(ctx: Ctx) -> anyhow::Result<()> {
         Duration::from_secs(10),
         "first client reconciled by the new leader",
         || async {
-            ensure!(procs[standby].log_text().contains("first"));
+            ensure!(
+                procs[standby]
+                    .log_text()
+                    .contains("oauth-operator.dev/first.")
+            );
             Ok(())
         },
     )
