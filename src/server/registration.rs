@@ -414,10 +414,13 @@ async fn handle_register(
         dry_run: false,
         field_manager: Some(FIELD_MANAGER.into()),
     };
-    let created = clients
-        .create(&params, &client)
-        .await
-        .map_err(kube_error("creating a registered OAuthClient"))?;
+    let created = match clients.create(&params, &client).await {
+        Ok(created) => created,
+        Err(e) => {
+            release(&tokens, &entry.name, &client_id).await;
+            return Err(kube_error("creating a registered OAuthClient")(e));
+        }
+    };
     let mut data = std::collections::BTreeMap::new();
     data.insert(ACCESS_TOKEN_HASH_KEY.to_string(), access_token_hash);
     if let Some(h) = secret_hash {
@@ -444,10 +447,17 @@ async fn handle_register(
         string_data: Some(data),
         ..Secret::default()
     };
-    Api::<Secret>::namespaced(kube, &entry.namespace)
+    if let Err(e) = Api::<Secret>::namespaced(kube, &entry.namespace)
         .create(&params, &registration_secret)
         .await
-        .map_err(kube_error("creating a registration Secret"))?;
+    {
+        // A client nobody holds the credentials of: take it back, and the slot with it.
+        if let Err(e) = clients.delete(&client_id, &Default::default()).await {
+            tracing::error!(error = %e, client_id, "deleting a half-registered OAuthClient failed");
+        }
+        release(&tokens, &entry.name, &client_id).await;
+        return Err(kube_error("creating a registration Secret")(e));
+    }
     tracing::info!(target: "audit", event = "registration", client_id, initial_access_token = %entry.name, namespace = %entry.namespace);
 
     wait_until_served(state, &client_id, client_secret.is_some()).await;
@@ -514,17 +524,66 @@ async fn claim(
         };
         match tokens.replace_status(name, &params, &iat).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                // Someone else took a slot (or the controller wrote status): back off a
-                // random few milliseconds so the losers do not collide again in step.
-                let jitter = secret::random_bytes::<1>().map_or(0, |b| u64::from(b[0]));
-                let base = 5 * u64::from(attempt.min(10) + 1);
-                tokio::time::sleep(Duration::from_millis(base + jitter % (base * 2))).await;
-            }
+            // Someone else took a slot (or the controller wrote status).
+            Err(kube::Error::Api(s)) if s.code == 409 => conflict_backoff(attempt).await,
             Err(e) => return Err(kube_error("claiming a registration")(e)),
         }
     }
     Err(OAuthError::TemporarilyUnavailable)
+}
+
+/// Gives back the slot [`claim`] took when the client could not be created after all, so
+/// an API server failure does not cost the holder a registration. Best effort, with the
+/// same resourceVersion discipline: if this fails too, the slot stays spent, which errs on
+/// the side of the count. The token is matched by name only: a slot listed under this
+/// client id can only be the one this request claimed (client ids are random).
+async fn release(tokens: &Api<InitialAccessToken>, name: &str, client_id: &str) {
+    for attempt in 0..CLAIM_ATTEMPTS {
+        let mut iat = match tokens.get_opt(name).await {
+            Ok(Some(iat)) => iat,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, client_id, "releasing a registration slot failed");
+                return;
+            }
+        };
+        let count = iat.spec.count;
+        let Some(status) = iat.status.as_mut() else {
+            return;
+        };
+        let before = status.registered_clients.len();
+        status
+            .registered_clients
+            .retain(|c| c.client_id != client_id);
+        if status.registered_clients.len() == before {
+            return;
+        }
+        let used = u32::try_from(status.registered_clients.len()).unwrap_or(u32::MAX);
+        status.remaining = Some(count.saturating_sub(used));
+        let params = PostParams {
+            dry_run: false,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        match tokens.replace_status(name, &params, &iat).await {
+            Ok(_) => {
+                tracing::info!(target: "audit", event = "registration_slot_released", client_id, initial_access_token = %name);
+                return;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => conflict_backoff(attempt).await,
+            Err(e) => {
+                tracing::error!(error = %e, client_id, "releasing a registration slot failed");
+                return;
+            }
+        }
+    }
+}
+
+/// After losing a resourceVersion race, waits a random few milliseconds, growing with the
+/// attempt, so that the losers do not collide again in step.
+async fn conflict_backoff(attempt: u32) {
+    let jitter = secret::random_bytes::<1>().map_or(0, |b| u64::from(b[0]));
+    let base = 5 * u64::from(attempt.min(10) + 1);
+    tokio::time::sleep(Duration::from_millis(base + jitter % (base * 2))).await;
 }
 
 /// An API server rejection of the client (its schema and CEL rules): a metadata error

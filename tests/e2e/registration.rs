@@ -27,6 +27,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("client_configuration_endpoint_reads_updates_deletes", |c| {
             Box::pin(configuration_endpoint(c))
         }),
+        ("a_failed_registration_gives_its_slot_back", |c| {
+            Box::pin(failed_registration_releases(c))
+        }),
     ]
 }
 
@@ -647,4 +650,103 @@ async fn configuration_endpoint(ctx: Ctx) -> anyhow::Result<()> {
         &[&controller, a.process(), b.process()],
         &[&secret, &rat, &other_rat, &iat],
     )
+}
+
+/// The API server accepts the dry run but refuses the real create (an admission policy
+/// that only lets dry runs through): the registration fails after its slot was claimed,
+/// and the slot must come back, or a transient failure would cost the holder a client.
+async fn failed_registration_releases(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, a, _b) = start(&ctx).await?;
+    let iat = initial_access_token(&ctx, "single", 1, "expiresAfter: 1h").await?;
+    let policy = format!("refuse-oauthclients-{}", ctx.ns);
+    let refusal = format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: {policy}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [oauth-operator.dev]
+      apiVersions: ["*"]
+      operations: [CREATE]
+      resources: [oauthclients]
+  validations:
+  - expression: "has(request.dryRun) && request.dryRun"
+    message: "this test refuses OAuthClients"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: {policy}
+spec:
+  policyName: {policy}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: {ns}
+"#,
+        ns = ctx.ns
+    );
+    ctx.apply(&refusal)?;
+    // The API server loads policies asynchronously: wait until a create is refused.
+    let probe = "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: probe\nspec: {}\n";
+    eventually(Duration::from_secs(30), "the refusal in force", || async {
+        let out = ctx.kubectl(&["create", "-f", "-"], Some(probe))?;
+        if out.status.success() {
+            ctx.kubectl(&["delete", "oauthclient", "probe", "--wait"], None)?;
+        }
+        ensure!(String::from_utf8_lossy(&out.stderr).contains("this test refuses OAuthClients"));
+        Ok(())
+    })
+    .await?;
+
+    let (code, _, body) = register(&ctx, &a, Some(&iat), &m2m("refused")).await?;
+    ensure!(
+        code == 500 && body["error"] == json!("server_error"),
+        "{code} {body}"
+    );
+    let status = ctx
+        .api::<InitialAccessToken>()
+        .get("single")
+        .await?
+        .status
+        .context("status")?;
+    ensure!(
+        status.registered_clients.is_empty() && status.remaining == Some(1),
+        "the slot was not given back: {:?} registered, {:?} remaining",
+        status.registered_clients.len(),
+        status.remaining
+    );
+    ensure!(registered_clients(&ctx, "single").await? == 0);
+
+    // Lifted: the one slot is still there, and still only one.
+    ctx.kubectl(
+        &[
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ],
+        None,
+    )?;
+    eventually(
+        Duration::from_secs(30),
+        "a registration once lifted",
+        || async {
+            let (code, _, body) = register(&ctx, &a, Some(&iat), &m2m("accepted")).await?;
+            ensure!(code == 201, "{code} {body}");
+            Ok(())
+        },
+    )
+    .await?;
+    let (code, _, body) = register(&ctx, &a, Some(&iat), &m2m("one-too-many")).await?;
+    ensure!(
+        code == 401 && body["error"] == json!("invalid_token"),
+        "{code} {body}"
+    );
+    ensure!(registered_clients(&ctx, "single").await? == 1);
+    Ok(())
 }
