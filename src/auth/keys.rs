@@ -318,6 +318,7 @@ mod tests {
                 client_id: "c".into(),
                 scope: None,
                 roles: vec![],
+                client_uid: None,
             };
             let jwt = sign(&claims, set.signer(now)).expect("sign");
             let back: AccessTokenClaims = set.verify(&jwt, "i").expect("verifies");

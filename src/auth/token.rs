@@ -21,6 +21,11 @@ pub struct AccessTokenClaims {
     /// The client's roles: the operator's default role first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The UID of the `OAuthClient` the token was issued to. A client deleted and created
+    /// again under the same `clientId` is another client: introspection tells the two
+    /// apart by this, so deleting a client ends its tokens even if GitOps re-applies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,7 @@ mod tests {
             client_id: "c1".into(),
             scope: Some("read".into()),
             roles: vec!["member".into()],
+            client_uid: Some("uid".into()),
         };
         let signer = keys.signer(claims.iat);
         let jwt = sign(&claims, signer).expect("sign");

@@ -29,6 +29,8 @@ pub struct ClientEntry {
     pub secrets: Vec<SecretHash>,
     /// For a dynamically registered client, the hash of its registration access token.
     pub registration_access_token_hash: Option<String>,
+    /// The `OAuthClient`'s UID (its verifier's owner), which tokens carry as `client_uid`.
+    pub uid: Option<String>,
 }
 
 /// What the token server knows of one initial access token.
@@ -51,13 +53,7 @@ impl TokenEntry {
         Some(TokenEntry {
             namespace: v.metadata.namespace.clone()?,
             name: v.metadata.name.clone()?,
-            owner_uid: v
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .find(|o| o.controller == Some(true))
-                .map(|o| o.uid.clone()),
+            owner_uid: owner_uid(&v.metadata),
             token_id: v.spec.token_id.clone(),
             hash: v.spec.hash.clone(),
             expires_at: v.spec.expires_at.0.as_second(),
@@ -103,8 +99,18 @@ impl ClientEntry {
                 })
                 .collect(),
             registration_access_token_hash: spec.registration_access_token_hash.clone(),
+            uid: owner_uid(&v.metadata),
         })
     }
+}
+
+/// The UID of the object that controls a verifier: the resource it was made for.
+fn owner_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
 }
 
 type ObjectKey = (String, String);

@@ -2,7 +2,8 @@
 //!
 //! A token is active only if it verifies against a current signing key, was issued by
 //! this issuer, has not expired, was not revoked, and its client is still indexed (not deleted), active,
-//! and was not deactivated after the token was issued (its `notBefore`). Everything else,
+//! and was not deactivated after the token was issued (its `notBefore`), and is the very
+//! client the token was issued to, not a later one of the same id. Everything else,
 //! a foreign or malformed token included, is just `{"active": false}`, as the RFC asks.
 
 use std::net::SocketAddr;
@@ -59,6 +60,10 @@ fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {
     }
     let client = state.index.client(&claims.client_id)?;
     if !client.active || client.not_before.is_some_and(|nbf| claims.iat < nbf) {
+        return None;
+    }
+    // Issued to an earlier client of the same id, since deleted.
+    if claims.client_uid.is_some() && claims.client_uid != client.uid {
         return None;
     }
     Some(json!({

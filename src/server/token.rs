@@ -118,6 +118,7 @@ async fn issue(
         client_id: client.client_id.clone(),
         scope: scope.clone(),
         roles: client.roles.clone(),
+        client_uid: client.uid.clone(),
     };
     let jwt = token::sign(&claims, keys.signer(now)).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
@@ -296,6 +297,7 @@ mod tests {
             access_token_lifetime_seconds: 60,
             secrets: vec![],
             registration_access_token_hash: None,
+            uid: None,
         }
     }
 

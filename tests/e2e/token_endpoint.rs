@@ -549,6 +549,8 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         client_id: "app".into(),
         scope: None,
         roles: vec![],
+        // A token without the claim (as issued before it existed) is judged by the rest.
+        client_uid: None,
     };
     ensure!(
         introspect(sign(&claims(now + 600), ours.signer(now))?).await?["active"] == true,
@@ -606,7 +608,43 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         ensure!(introspect(t2.clone()).await?["active"] == false);
         Ok(())
     })
-    .await
+    .await?;
+
+    // Applied again under the same clientId (a GitOps re-sync, say), it is a new client:
+    // its own tokens are active, the deleted one's stay inactive.
+    let secrets = ctx.api::<k8s_openapi::api::core::v1::Secret>();
+    crate::support::eventually(
+        std::time::Duration::from_secs(30),
+        "old Secret collected",
+        || async {
+            ensure!(secrets.get_opt("app-credentials").await?.is_none());
+            Ok(())
+        },
+    )
+    .await?;
+    ctx.apply(app)?;
+    ctx.wait_ready("app").await?;
+    let (app_id, app_secret) = ctx.credentials("app-credentials").await?;
+    let t3 = crate::support::eventually(
+        std::time::Duration::from_secs(15),
+        "recreated client served",
+        || async {
+            token_of(
+                server
+                    .token(&ctx.http, Some((&app_id, &app_secret)), &grant)
+                    .await?
+                    .2,
+            )
+            .context("no token yet")
+        },
+    )
+    .await?;
+    ensure!(introspect(t3).await?["active"] == true);
+    ensure!(
+        introspect(t2).await?["active"] == false,
+        "the deleted client's token came back with its successor"
+    );
+    Ok(())
 }
 
 async fn revocation(ctx: Ctx) -> anyhow::Result<()> {
