@@ -11,7 +11,9 @@
 # generator and oha (crates.io, built once into ~/.cache/oauth-operator/tools) for the
 # fixed-rate run, all on 127.0.0.1. env: CLIENTS (token bench, default 100), SCALE
 # (default 1000), DURATION (seconds per run, default 10), CONNECTIONS (default 32),
-# RATE (fixed-rate cold run, requests/s, default 40), ALGORITHMS (default "ES256 EdDSA RS256").
+# RATE (fixed-rate cold run, requests/s, default 40), ALGORITHMS (default "ES256 EdDSA RS256"),
+# PROFILE=1 (sample the server with perf during each warm run and print where its user-space
+# time goes; needs linux-perf from Debian).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -46,6 +48,61 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# The server's CPU seconds so far, user and system, from /proc (clock ticks of 1/100 s).
+cpu_seconds() { awk '{printf "%.2f %.2f", $14/100, $15/100}' "/proc/$1/stat"; }
+# Runs the closed-loop load ($1 connections) against the server, printing wrk's figures and
+# how the server's CPU time split between user space (our code, crypto, hyper) and the
+# kernel (loopback TCP); with PROFILE=1 also its hottest user-space symbols.
+drive() {
+  read -r u0 s0 <<<"$(cpu_seconds "$server")"
+  if [[ ${PROFILE:-0} == 1 ]]; then
+    perf record -q -e cpu-clock -F 997 -p "$server" -o "$work/perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  taskset -c 1 wrk -t1 -c"$1" -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  if [[ ${PROFILE:-0} == 1 ]]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  fi
+  read -r u1 s1 <<<"$(cpu_seconds "$server")"
+  python3 -c "u=$u1-$u0; s=$s1-$s0; print('    server CPU: user %.1f s, system %.1f s (%.0f%% kernel)' % (u, s, 100*s/max(u+s,0.01)))"
+  if [[ ${PROFILE:-0} == 1 ]]; then
+    perf report -i "$work/perf.data" --stdio --no-children --sort dso,symbol >"$work/perf.txt" 2>/dev/null || true
+    python3 - "$work/perf.txt" "${PROFILE_TOP:-12}" <<'PY'
+import re, sys
+rows = []
+for line in open(sys.argv[1]):
+    m = re.match(r"\s+([0-9.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)", line)
+    if m:
+        rows.append((float(m[1]), m[2], m[3], m[4].strip()))
+# Where the time goes, by kind of work: the answer to "what bounds it".
+kinds = [
+    ("kernel (loopback TCP, epoll, scheduling)", lambda d, k, s: k == "k"),
+    ("signature crypto (aws-lc / ring / dalek)", lambda d, k, s: re.search(r"ecp_|nistz|p256|bignum|bn_|BN_|aws_lc|ring_core|edwards25519|ed25519|curve25519|rsa|montinv|sha512", s, re.I)),
+    ("argon2id", lambda d, k, s: re.search(r"argon2|blake2", s, re.I)),
+    ("allocator (mimalloc) and memcpy", lambda d, k, s: re.search(r"^_?mi_|mimalloc|memmove|memcpy|memset", s)),
+    ("HTTP (hyper, axum, tower)", lambda d, k, s: re.search(r"hyper|axum|tower|http::", s)),
+    ("JSON, base64, SHA-256 (token and cache key)", lambda d, k, s: re.search(r"serde|base64|sha2|hmac", s)),
+    ("tokio runtime", lambda d, k, s: re.search(r"tokio", s)),
+]
+totals = {name: 0.0 for name, _ in kinds}
+other = 0.0
+for pct, dso, k, sym in rows:
+    for name, test in kinds:
+        if test(dso, k, sym):
+            totals[name] += pct
+            break
+    else:
+        other += pct
+print("    where the server's time went (perf, self time):")
+for name, pct in sorted(totals.items(), key=lambda kv: -kv[1]):
+    print(f"      {pct:5.1f}%  {name}")
+print(f"      {other:5.1f}%  everything else")
+print("    hottest symbols:")
+for pct, dso, k, sym in rows[: int(sys.argv[2])]:
+    print(f"      {pct:5.1f}%  [{k}] {sym[:110]}")
+PY
+  fi
+}
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
@@ -129,7 +186,7 @@ LUA
     # Warm every client once (one argon2 check each), then measure the warm path.
     while read -r b; do curl -fsS -o /dev/null -H "Authorization: Basic $b" -d grant_type=client_credentials "$issuer/token"; done <"$work/basic.txt"
     echo "--- warm secrets, $alg, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
-    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+    drive "$CONNECTIONS"
     echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
     kill -TERM "$server"; wait "$server" 2>/dev/null || true
   done
@@ -138,9 +195,9 @@ LUA
 
   start_server "--verified-cache-size 0"
   echo "--- cold secrets (every request pays argon2id), ES256, 1 connection"
-  taskset -c 1 wrk -t1 -c1 -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  drive 1
   echo "--- cold secrets, 4 connections (argon2 bounded by --max-concurrent-hashes 4, one core)"
-  taskset -c 1 wrk -t1 -c4 -d"${DURATION}s" -s "$work/token.lua" "$issuer" | grep RESULT
+  drive 4
   echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
   kill -TERM "$server"; wait "$server" 2>/dev/null || true
 
