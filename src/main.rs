@@ -171,6 +171,13 @@ struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "OAUTH_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    #[command(flatten)]
+    options: ServerOptions,
+}
+
+/// What the token server alone is told (the `local` command takes them too).
+#[derive(Args, Clone)]
+struct ServerOptions {
     /// `aud` of tokens for clients that name no audience; the issuer when omitted.
     #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_AUDIENCE")]
     default_audience: Option<String>,
@@ -181,6 +188,10 @@ struct ServerArgs {
         default_value_t = 50_000
     )]
     verified_cache_size: usize,
+    /// How many requests may wait for an argon2 check (beyond the ones running); more are
+    /// refused at once with 503 `temporarily_unavailable`.
+    #[arg(long, env = "OAUTH_OPERATOR_MAX_QUEUED_HASHES", default_value_t = 64)]
+    max_queued_hashes: usize,
     #[command(flatten)]
     lockout: LockoutArgs,
 }
@@ -220,6 +231,8 @@ struct LocalArgs {
     common: Common,
     #[command(flatten)]
     options: ControllerOptions,
+    #[command(flatten)]
+    server: ServerOptions,
     /// Address of the token server.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -269,23 +282,21 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
     })
 }
 
-fn server_config(
-    c: &Common,
-    listen: SocketAddr,
-    default_audience: Option<String>,
-    verified_cache_size: usize,
-    lockout: server::LockoutConfig,
-) -> server::Config {
+fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::Config {
     server::Config {
         listen,
-        default_audience: default_audience.unwrap_or_else(|| c.issuer.clone()),
+        default_audience: o
+            .default_audience
+            .clone()
+            .unwrap_or_else(|| c.issuer.clone()),
         issuer: c.issuer.clone(),
         namespaces: c.namespaces.clone(),
         operator_namespace: c.operator_namespace.clone(),
         signing_key_secret: c.signing_key_secret.clone(),
         max_concurrent_hashes: c.max_concurrent_hashes,
-        verified_cache_size,
-        lockout,
+        max_queued_hashes: o.max_queued_hashes,
+        verified_cache_size: o.verified_cache_size,
+        lockout: o.lockout.config(),
     }
 }
 
@@ -316,13 +327,7 @@ async fn main() -> anyhow::Result<()> {
             let client = kube_client(cli.kubeconfig.as_ref()).await?;
             server::run(
                 client,
-                server_config(
-                    &args.common,
-                    args.listen,
-                    args.default_audience,
-                    args.verified_cache_size,
-                    args.lockout.config(),
-                ),
+                server_config(&args.common, args.listen, &args.options),
             )
             .await
         }
@@ -385,13 +390,7 @@ async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<(
     );
     let server = server::run(
         client,
-        server_config(
-            &args.common,
-            args.listen,
-            None,
-            50_000,
-            server::LockoutConfig::default(),
-        ),
+        server_config(&args.common, args.listen, &args.server),
     );
     tokio::select! {
         r = controller => r?,

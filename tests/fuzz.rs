@@ -110,6 +110,7 @@ static ROUTER: LazyLock<Option<axum::Router>> = LazyLock::new(|| {
         operator_namespace: "fuzz".into(),
         signing_key_secret: "keys".into(),
         max_concurrent_hashes: 2,
+        max_queued_hashes: 8,
         verified_cache_size: 100,
         lockout: LockoutConfig::default(),
     };

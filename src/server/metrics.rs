@@ -24,6 +24,8 @@ pub struct Metrics {
     /// 1 while every watch reaches the API server, 0 while the index serves its last state.
     pub watches_connected: Gauge,
     pub remembered_secrets: Gauge,
+    /// Requests waiting for an argon2 turn.
+    pub hash_queue: Gauge,
     pub lockouts: Counter,
     pub locked_refusals: Counter,
 }
@@ -39,6 +41,7 @@ impl Default for Metrics {
         let indexed_clients = Gauge::default();
         let watches_connected = Gauge::default();
         let remembered_secrets = Gauge::default();
+        let hash_queue = Gauge::default();
         let lockouts = Counter::default();
         let locked_refusals = Counter::default();
         registry.register(
@@ -91,6 +94,11 @@ impl Default for Metrics {
             "Secrets remembered by the verified-secret cache",
             remembered_secrets.clone(),
         );
+        registry.register(
+            "argon2_queue",
+            "Requests waiting for an argon2 check; past --max-queued-hashes they are refused with 503",
+            hash_queue.clone(),
+        );
         Metrics {
             registry,
             tokens_issued,
@@ -101,6 +109,7 @@ impl Default for Metrics {
             indexed_clients,
             watches_connected,
             remembered_secrets,
+            hash_queue,
             lockouts,
             locked_refusals,
         }

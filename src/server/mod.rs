@@ -4,6 +4,7 @@ mod client_auth;
 mod discovery;
 mod error;
 mod form;
+mod hash_gate;
 mod introspect;
 mod lockout;
 mod metrics;
@@ -20,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kube::api::Api;
-use tokio::sync::Semaphore;
 
 pub use error::OAuthError;
 pub use lockout::LockoutConfig;
@@ -29,6 +29,7 @@ pub use metrics::Metrics;
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use crate::auth::verified_cache::VerifiedCache;
 use crate::index::{self, Index};
+use hash_gate::HashGate;
 
 /// How the token server runs.
 #[derive(Clone, Debug)]
@@ -45,6 +46,8 @@ pub struct Config {
     pub signing_key_secret: String,
     /// How many argon2 checks may run at once (each takes ~19 MiB and ~25 ms of a core).
     pub max_concurrent_hashes: usize,
+    /// How many requests may wait for an argon2 turn before more are shed with 503.
+    pub max_queued_hashes: usize,
     /// How many verified secrets the warm-path cache remembers.
     pub verified_cache_size: usize,
     /// Brute-force protection.
@@ -56,7 +59,7 @@ pub struct Config {
 pub struct AppState {
     pub index: Arc<Index>,
     pub config: Arc<Config>,
-    pub hashing: Arc<Semaphore>,
+    pub hashing: Arc<HashGate>,
     pub cache: Arc<VerifiedCache>,
     pub metrics: Arc<Metrics>,
     pub lockout: Arc<lockout::Lockout>,
@@ -74,7 +77,10 @@ impl AppState {
     ) -> Result<Self, crate::auth::secret::RandomError> {
         Ok(AppState {
             index,
-            hashing: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+            hashing: Arc::new(HashGate::new(
+                config.max_concurrent_hashes,
+                config.max_queued_hashes,
+            )),
             cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
             metrics: Arc::new(Metrics::default()),
             lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
@@ -146,6 +152,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .set(i64::try_from(state.cache.len()).unwrap_or(i64::MAX));
     m.watches_connected
         .set(i64::from(state.index.watches_connected()));
+    m.hash_queue
+        .set(i64::try_from(state.hashing.waiting()).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

@@ -267,31 +267,23 @@ async fn check_hash(
     value: &str,
     phc: Option<String>,
 ) -> Result<bool, OAuthError> {
-    let _permit = state
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| OAuthError::TemporarilyUnavailable)?;
     let value = SecretString::new(value.to_string());
-    tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => hash::verify(value.expose(), &phc),
-        // Unknown token: the same work as a wrong one, so the two look alike.
-        None => hash::verify_decoy(value.expose()),
-    })
-    .await
-    .map_err(|_| OAuthError::ServerError)
+    state
+        .hashing
+        .run(move || match phc {
+            Some(phc) => hash::verify(value.expose(), &phc),
+            // Unknown token: the same work as a wrong one, so the two look alike.
+            None => hash::verify_decoy(value.expose()),
+        })
+        .await
 }
 
 async fn hash_value(state: &AppState, value: &SecretString) -> Result<String, OAuthError> {
-    let _permit = state
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| OAuthError::TemporarilyUnavailable)?;
     let value = value.clone();
-    tokio::task::spawn_blocking(move || hash::hash(value.expose()))
-        .await
-        .map_err(|_| OAuthError::ServerError)?
+    state
+        .hashing
+        .run(move || hash::hash(value.expose()))
+        .await?
         .map_err(|_| OAuthError::ServerError)
 }
 

@@ -186,23 +186,19 @@ async fn authenticate(
         return Err(invalid);
     }
 
-    let _permit = state
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| OAuthError::TemporarilyUnavailable)?;
     let secret = presented.secret.clone();
-    let matched = tokio::task::spawn_blocking(move || {
-        if hashes.is_empty() {
-            hash::verify_decoy(secret.expose());
-            return None;
-        }
-        hashes
-            .into_iter()
-            .find(|h| hash::verify(secret.expose(), h))
-    })
-    .await
-    .map_err(|_| OAuthError::ServerError)?;
+    let matched = state
+        .hashing
+        .run(move || {
+            if hashes.is_empty() {
+                hash::verify_decoy(secret.expose());
+                return None;
+            }
+            hashes
+                .into_iter()
+                .find(|h| hash::verify(secret.expose(), h))
+        })
+        .await?;
     match (client, matched) {
         (Some(c), Some(h)) => {
             state.lockout.success(&c.client_id);

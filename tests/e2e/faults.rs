@@ -32,6 +32,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("a_flood_of_bad_requests_leaves_good_clients_served", |c| {
             Box::pin(flood(c))
         }),
+        ("a_full_argon2_queue_sheds_requests_with_503", |c| {
+            Box::pin(shedding(c))
+        }),
     ]
 }
 
@@ -505,6 +508,69 @@ async fn flood(ctx: Ctx) -> anyhow::Result<()> {
     ensure!(
         waited <= Duration::from_secs(5),
         "locked out {waited:?} after the attack stopped, window 3 s"
+    );
+    Ok(())
+}
+
+/// One argon2 check at a time and two waiting: a burst of 40 unknown-client requests mostly
+/// gets 503 `temporarily_unavailable` at once instead of queueing without bound, and the
+/// warm client is served throughout.
+async fn shedding(ctx: Ctx) -> anyhow::Result<()> {
+    let port = oauth_operator::envtest::free_port()?;
+    let _controller = ctx.start_controller(&format!("http://127.0.0.1:{port}"))?;
+    let server = ctx
+        .start_server_with(
+            port,
+            &["--max-concurrent-hashes=1", "--max-queued-hashes=2"],
+        )
+        .await?;
+    ctx.apply(&clients(1, &["only"]))?;
+    ctx.wait_ready("c0").await?;
+    let good = ctx.credentials("c0-credentials").await?;
+    token_ok(&ctx, &server, &good).await?;
+
+    let burst = (0..40).map(|i| {
+        let (http, url) = (ctx.http.clone(), server.url.clone());
+        async move {
+            let res = http
+                .post(format!("{url}/token"))
+                .basic_auth(format!("nobody-{i}"), Some("guess"))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await?;
+            let status = res.status().as_u16();
+            let retry_after = res.headers().contains_key("retry-after");
+            let body: serde_json::Value = res.json().await?;
+            Ok::<_, anyhow::Error>((status, retry_after, body))
+        }
+    });
+    let (answers, _) = tokio::join!(
+        futures::future::join_all(burst),
+        token_ok(&ctx, &server, &good)
+    );
+    let mut shed = 0;
+    for answer in answers {
+        let (status, retry_after, body) = answer?;
+        match status {
+            401 => ensure!(body["error"] == "invalid_client", "{body}"),
+            503 => {
+                ensure!(
+                    body["error"] == "temporarily_unavailable" && retry_after,
+                    "{body}"
+                );
+                shed += 1;
+            }
+            other => bail!("unexpected {other}: {body}"),
+        }
+    }
+    ensure!(shed >= 1, "nothing was shed: every request waited its turn");
+    token_ok(&ctx, &server, &good)
+        .await
+        .context("the warm client after the burst")?;
+    let metrics = server.metrics(&ctx.http).await?;
+    ensure!(
+        metrics.contains("oauth_operator_argon2_queue 0"),
+        "{metrics}"
     );
     Ok(())
 }
