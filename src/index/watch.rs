@@ -1,5 +1,5 @@
-//! Feeds the [`Index`] from kube-runtime watchers: verifiers in the watched namespaces and
-//! the one signing-key Secret. One way only: API server -> watch -> index.
+//! Feeds the [`Index`] from kube-runtime watchers: verifiers in the watched namespaces,
+//! revocations, and the one signing-key Secret. One way only: API server -> watch -> index.
 
 use std::sync::Arc;
 
@@ -8,104 +8,113 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
 
 use super::{Index, Watch};
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, RevokedToken};
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 
-/// Watches verifiers through `api` (scoped to `namespace`, or all) until the stream ends,
-/// keeping `index` current. Watch errors back off and retry; the index keeps serving what
-/// it knew meanwhile.
+/// What a watch tells the index: one object changed or went, or the complete list after a
+/// (re)list, which replaces everything known before (objects deleted while the watch was
+/// down are simply not in it).
+enum Change<K> {
+    Applied(K),
+    Deleted(K),
+    Listed(Vec<K>),
+}
+
+/// Follows `api` until the stream ends, handing every change to `on`. Watch errors back
+/// off and retry; meanwhile the index keeps serving what it knew, and `watch` is reported
+/// disconnected.
+async fn follow<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    watch: Watch,
+    index: &Index,
+    mut on: impl FnMut(Change<K>),
+) where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let stream = watcher::watcher(api, config)
+        .backoff(crate::watch_backoff::WatchBackoff::default())
+        .map_err(|e| tracing::warn!(error = %e, ?watch, "watch failed; retrying"));
+    futures::pin_mut!(stream);
+    let mut listing: Vec<K> = Vec::new();
+    while let Some(event) = stream.next().await {
+        index.watch_result(watch, event.is_ok());
+        match event {
+            Ok(Event::Apply(k)) => on(Change::Applied(k)),
+            Ok(Event::Delete(k)) => on(Change::Deleted(k)),
+            Ok(Event::Init) => listing.clear(),
+            Ok(Event::InitApply(k)) => listing.push(k),
+            Ok(Event::InitDone) => on(Change::Listed(std::mem::take(&mut listing))),
+            Err(()) => {}
+        }
+    }
+}
+
+/// The namespace and name of a watched object.
+fn key(meta: &kube::api::ObjectMeta) -> Option<(&str, &str)> {
+    Some((meta.namespace.as_deref()?, meta.name.as_deref()?))
+}
+
+/// Keeps the clients of one scope (`namespace`, or all) in `index`.
 pub async fn verifiers(
     api: Api<OAuthClientVerifier>,
     namespace: Option<String>,
     index: Arc<Index>,
 ) {
-    let mut buffer: Vec<OAuthClientVerifier> = Vec::new();
-    let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-        .backoff(crate::watch_backoff::WatchBackoff::default())
-        .map_err(|e| tracing::warn!(error = %e, "verifier watch failed; retrying"));
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        index.watch_result(Watch::Clients, event.is_ok());
-        match event {
-            Ok(Event::Apply(v)) => index.apply_verifier(&v),
-            Ok(Event::Delete(v)) => {
-                if let (Some(ns), Some(name)) = (&v.metadata.namespace, &v.metadata.name) {
-                    index.delete_verifier(ns, name);
-                }
+    let config = watcher::Config::default().any_semantic();
+    follow(api, config, Watch::Clients, &index, |change| match change {
+        Change::Applied(v) => index.apply_verifier(&v),
+        Change::Deleted(v) => {
+            if let Some((ns, name)) = key(&v.metadata) {
+                index.delete_verifier(ns, name);
             }
-            Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(v)) => buffer.push(v),
-            Ok(Event::InitDone) => {
-                index.reset_verifiers(namespace.as_deref(), buffer.iter());
-                tracing::info!(clients = index.len(), "client index synced");
-                buffer = Vec::new();
-            }
-            Err(()) => {}
         }
-    }
+        Change::Listed(all) => {
+            index.reset_verifiers(namespace.as_deref(), all.iter());
+            tracing::info!(clients = index.len(), "client index synced");
+        }
+    })
+    .await;
 }
 
-/// Watches initial-access-token verifiers in one scope, like [`verifiers`].
+/// Keeps the initial access tokens of one scope in `index`, like [`verifiers`].
 pub async fn token_verifiers(
     api: Api<InitialAccessTokenVerifier>,
     namespace: Option<String>,
     index: Arc<Index>,
 ) {
-    let mut buffer: Vec<InitialAccessTokenVerifier> = Vec::new();
-    let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-        .backoff(crate::watch_backoff::WatchBackoff::default())
-        .map_err(|e| tracing::warn!(error = %e, "initial-access-token watch failed; retrying"));
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        index.watch_result(Watch::Tokens, event.is_ok());
-        match event {
-            Ok(Event::Apply(v)) => index.apply_token_verifier(&v),
-            Ok(Event::Delete(v)) => {
-                if let (Some(ns), Some(name)) = (&v.metadata.namespace, &v.metadata.name) {
-                    index.delete_token_verifier(ns, name);
-                }
+    let config = watcher::Config::default().any_semantic();
+    follow(api, config, Watch::Tokens, &index, |change| match change {
+        Change::Applied(v) => index.apply_token_verifier(&v),
+        Change::Deleted(v) => {
+            if let Some((ns, name)) = key(&v.metadata) {
+                index.delete_token_verifier(ns, name);
             }
-            Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(v)) => buffer.push(v),
-            Ok(Event::InitDone) => {
-                index.reset_token_verifiers(
-                    namespace.as_deref(),
-                    std::mem::take(&mut buffer).iter(),
-                );
-            }
-            Err(()) => {}
         }
-    }
+        Change::Listed(all) => index.reset_token_verifiers(namespace.as_deref(), all.iter()),
+    })
+    .await;
 }
 
-/// Watches the signing-key Secret (by name only: the server may read no other Secret).
+/// Keeps the signing keys in `index` (the Secret is watched by name only: the server may
+/// read no other Secret).
 pub async fn signing_keys(api: Api<Secret>, name: String, index: Arc<Index>) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let stream = watcher::watcher(api, config)
-        .backoff(crate::watch_backoff::WatchBackoff::default())
-        .map_err(|e| tracing::warn!(error = %e, "signing-key watch failed; retrying"));
-    futures::pin_mut!(stream);
-    let mut seen = false;
-    while let Some(event) = stream.next().await {
-        index.watch_result(Watch::Keys, event.is_ok());
-        match event {
-            Ok(Event::Apply(s)) | Ok(Event::InitApply(s)) => {
-                seen = true;
-                index.set_keys(load(&s));
+    follow(api, config, Watch::Keys, &index, |change| match change {
+        Change::Applied(s) => index.set_keys(load(&s)),
+        Change::Deleted(_) => index.set_keys(None),
+        Change::Listed(found) => match found.first() {
+            Some(s) => index.set_keys(load(s)),
+            None => {
+                tracing::warn!(secret = %name, "signing-key Secret not found; is the controller running?");
+                index.set_keys(None);
             }
-            Ok(Event::Delete(_)) => index.set_keys(None),
-            Ok(Event::Init) => seen = false,
-            Ok(Event::InitDone) => {
-                if !seen {
-                    tracing::warn!(secret = %name, "signing-key Secret not found; is the controller running?");
-                    index.set_keys(None);
-                }
-            }
-            Err(()) => {}
-        }
-    }
+        },
+    })
+    .await;
 }
 
 fn load(secret: &Secret) -> Option<KeySet> {
@@ -123,32 +132,27 @@ fn load(secret: &Secret) -> Option<KeySet> {
     }
 }
 
-/// Watches revocations in the operator namespace, so every replica refuses a revoked token.
+/// Keeps revocations (in the operator namespace) in `index`, so every replica refuses a
+/// revoked token.
 pub async fn revocations(api: Api<RevokedToken>, index: Arc<Index>) {
-    let mut buffer: Vec<(String, i64)> = Vec::new();
-    let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-        .backoff(crate::watch_backoff::WatchBackoff::default())
-        .map_err(|e| tracing::warn!(error = %e, "revocation watch failed; retrying"));
-    futures::pin_mut!(stream);
     let entry = |r: &RevokedToken| (r.spec.jti.clone(), r.spec.expires_at.0.as_second());
-    while let Some(event) = stream.next().await {
-        index.watch_result(Watch::Revocations, event.is_ok());
-        match event {
-            Ok(Event::Apply(r)) => {
+    let config = watcher::Config::default().any_semantic();
+    follow(
+        api,
+        config,
+        Watch::Revocations,
+        &index,
+        |change| match change {
+            Change::Applied(r) => {
                 let (jti, exp) = entry(&r);
                 index.revoke(&jti, exp);
             }
             // A deleted record is an expired one: nothing to undo.
-            Ok(Event::Delete(_)) => {}
-            Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(r)) => buffer.push(entry(&r)),
-            Ok(Event::InitDone) => {
-                index.reset_revoked(
-                    std::mem::take(&mut buffer),
-                    jiff::Timestamp::now().as_second(),
-                );
+            Change::Deleted(_) => {}
+            Change::Listed(all) => {
+                index.reset_revoked(all.iter().map(entry), jiff::Timestamp::now().as_second())
             }
-            Err(()) => {}
-        }
-    }
+        },
+    )
+    .await;
 }
