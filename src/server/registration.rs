@@ -501,21 +501,16 @@ async fn claim(
         )?;
         let now = Timestamp::now();
         usable(&iat, now, expires_at)?;
-        let count = iat.spec.count;
-        let status = iat.status.get_or_insert_default();
-        status.registered_clients.push(RegisteredClient {
-            name: client_id.to_string(),
-            client_id: client_id.to_string(),
-            registered_at: Time(now),
-        });
-        let used = u32::try_from(status.registered_clients.len()).unwrap_or(u32::MAX);
-        status.remaining = Some(count.saturating_sub(used));
-        let params = PostParams {
-            dry_run: false,
-            field_manager: Some(FIELD_MANAGER.into()),
-        };
-        match tokens.replace_status(name, &params, &iat).await {
-            Ok(_) => return Ok(()),
+        iat.status
+            .get_or_insert_default()
+            .registered_clients
+            .push(RegisteredClient {
+                name: client_id.to_string(),
+                client_id: client_id.to_string(),
+                registered_at: Time(now),
+            });
+        match write_slots(tokens, iat).await {
+            Ok(()) => return Ok(()),
             // Someone else took a slot (or the controller wrote status).
             Err(kube::Error::Api(s)) if s.code == 409 => conflict_backoff(attempt).await,
             Err(e) => return Err(kube_error("claiming a registration")(e)),
@@ -539,7 +534,6 @@ async fn release(tokens: &Api<InitialAccessToken>, name: &str, client_id: &str) 
                 return;
             }
         };
-        let count = iat.spec.count;
         let Some(status) = iat.status.as_mut() else {
             return;
         };
@@ -550,14 +544,8 @@ async fn release(tokens: &Api<InitialAccessToken>, name: &str, client_id: &str) 
         if status.registered_clients.len() == before {
             return;
         }
-        let used = u32::try_from(status.registered_clients.len()).unwrap_or(u32::MAX);
-        status.remaining = Some(count.saturating_sub(used));
-        let params = PostParams {
-            dry_run: false,
-            field_manager: Some(FIELD_MANAGER.into()),
-        };
-        match tokens.replace_status(name, &params, &iat).await {
-            Ok(_) => {
+        match write_slots(tokens, iat).await {
+            Ok(()) => {
                 tracing::info!(target: "audit", event = "registration_slot_released", client_id, initial_access_token = %name);
                 return;
             }
@@ -568,6 +556,27 @@ async fn release(tokens: &Api<InitialAccessToken>, name: &str, client_id: &str) 
             }
         }
     }
+}
+
+/// Writes back the token's list of registered clients, with `remaining` to match, on the
+/// condition that nobody wrote since it was read (its resourceVersion; 409 otherwise).
+async fn write_slots(
+    tokens: &Api<InitialAccessToken>,
+    mut iat: InitialAccessToken,
+) -> Result<(), kube::Error> {
+    let name = iat.name_any();
+    let count = iat.spec.count;
+    let status = iat.status.get_or_insert_default();
+    let used = u32::try_from(status.registered_clients.len()).unwrap_or(u32::MAX);
+    status.remaining = Some(count.saturating_sub(used));
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    tokens
+        .replace_status(&name, &params, &iat)
+        .await
+        .map(|_| ())
 }
 
 /// After losing a resourceVersion race, waits a random few milliseconds, growing with the

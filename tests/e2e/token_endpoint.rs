@@ -470,15 +470,17 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
     ctx.wait_ready("app").await?;
     let (rs_id, rs_secret) = ctx.credentials("rs-credentials").await?;
     let (app_id, app_secret) = ctx.credentials("app-credentials").await?;
-    let grant = [("grant_type", "client_credentials")];
-    let token_of = |body: serde_json::Value| body["access_token"].as_str().map(str::to_string);
-    let t1 = token_of(
-        server
-            .token(&ctx.http, Some((&app_id, &app_secret)), &grant)
-            .await?
-            .2,
-    )
-    .context("token")?;
+    // A token for `id`, once the server has caught up with the client's latest state.
+    let served = |id: String, secret: String, what: &'static str| {
+        let (server, http) = (&server, ctx.http.clone());
+        async move {
+            crate::support::eventually(std::time::Duration::from_secs(15), what, || {
+                server.issue(&http, &id, &secret)
+            })
+            .await
+        }
+    };
+    let t1 = served(app_id.clone(), app_secret.clone(), "token").await?;
 
     let introspect = |token: String| {
         let (http, url, id, secret) = (
@@ -580,20 +582,7 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
     .await?;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     ctx.apply(app)?;
-    let t2 = crate::support::eventually(
-        std::time::Duration::from_secs(15),
-        "reactivated",
-        || async {
-            token_of(
-                server
-                    .token(&ctx.http, Some((&app_id, &app_secret)), &grant)
-                    .await?
-                    .2,
-            )
-            .context("no token yet")
-        },
-    )
-    .await?;
+    let t2 = served(app_id, app_secret, "reactivated").await?;
     ensure!(
         introspect(t1.clone()).await?["active"] == false,
         "a token from before the deactivation came back"
@@ -625,20 +614,7 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
     ctx.apply(app)?;
     ctx.wait_ready("app").await?;
     let (app_id, app_secret) = ctx.credentials("app-credentials").await?;
-    let t3 = crate::support::eventually(
-        std::time::Duration::from_secs(15),
-        "recreated client served",
-        || async {
-            token_of(
-                server
-                    .token(&ctx.http, Some((&app_id, &app_secret)), &grant)
-                    .await?
-                    .2,
-            )
-            .context("no token yet")
-        },
-    )
-    .await?;
+    let t3 = served(app_id, app_secret, "recreated client served").await?;
     ensure!(introspect(t3).await?["active"] == true);
     ensure!(
         introspect(t2).await?["active"] == false,
