@@ -309,7 +309,8 @@ fn is_true(conditions: &[Condition], type_: &str) -> bool {
 }
 
 /// Writes the status fields the controller owns (never `registeredClients`, which is the
-/// token server's) if they changed, then publishes the Events.
+/// token server's) if they changed, onto the version they were computed from, then
+/// publishes the Events.
 async fn finish(
     iat: &InitialAccessToken,
     ctx: &Context,
@@ -340,7 +341,10 @@ async fn finish(
             registered_clients: Vec::new(),
             ..status
         };
-        ctx.apply_status(iat, &owned).await?;
+        if !ctx.apply_status_if_current(iat, &owned).await? {
+            // The token server claimed or released a slot since this version was read.
+            return Ok(Action::await_change());
+        }
         for (type_, reason, note) in events {
             ctx.publish(iat, type_, reason, note).await;
         }

@@ -122,21 +122,64 @@ impl Context {
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
+        self.patch_status(object, status, None).await.map(|_| ())
+    }
+
+    /// Like [`Self::apply_status`], but only onto the version of `object` the status was
+    /// computed from, for status that another writer changes too (the token server claims
+    /// an InitialAccessToken's slots): a reconcile of an older version must not overwrite
+    /// a newer one. `false` if the object changed meanwhile; that change brings another
+    /// reconcile.
+    pub async fn apply_status_if_current<K>(
+        &self,
+        object: &K,
+        status: impl serde::Serialize,
+    ) -> Result<bool, Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.patch_status(object, status, object.resource_version())
+            .await
+    }
+
+    async fn patch_status<K>(
+        &self,
+        object: &K,
+        status: impl serde::Serialize,
+        resource_version: Option<String>,
+    ) -> Result<bool, Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
         let name = object.name_any();
-        let patch = serde_json::json!({
+        let conditional = resource_version.is_some();
+        let mut patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": status,
         });
-        Api::<K>::namespaced(self.client.clone(), &object.namespace().unwrap_or_default())
+        if let Some(rv) = resource_version {
+            patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+        }
+        // Forced, so a 409 can only be the resourceVersion precondition.
+        match Api::<K>::namespaced(self.client.clone(), &object.namespace().unwrap_or_default())
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(|source| Error::PatchStatus { name, source })?;
-        Ok(())
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if conditional && s.code == 409 => Ok(false),
+            Err(source) => Err(Error::PatchStatus { name, source }),
+        }
     }
 
     /// Publishes an Event about `object`. A failure is logged: it never fails a reconcile.
