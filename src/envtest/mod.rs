@@ -353,11 +353,22 @@ fn binaries() -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::Build("build.sh printed no directory".into()))
 }
 
-/// A port that was free a moment ago. The tiny window before the process binds it is
-/// acceptable for tests: a collision fails loudly at start-up.
+/// A port that was free a moment ago, and that this process has not handed out before:
+/// the kernel may give a just-released port to the next `bind(0)`, and two of our
+/// processes told the same port would race for it. So every process the tests start
+/// listens on a port from here, never on port 0. (Another program on the machine can
+/// still take the port in the short window before ours binds it; that fails at start-up.)
 pub fn free_port() -> Result<u16, Error> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(Error::Port)?;
-    Ok(l.local_addr().map_err(Error::Port)?.port())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(Error::Port)?;
+        let port = l.local_addr().map_err(Error::Port)?.port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 fn admin_kubeconfig(server: &str, pki: &certs::Pki) -> String {

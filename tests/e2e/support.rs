@@ -364,8 +364,11 @@ impl Ctx {
     ) -> anyhow::Result<Proc> {
         let mut args = vec![
             "controller".to_string(),
-            // Any free port: tests run several controllers at once.
-            "--health-listen=127.0.0.1:0".to_string(),
+            // Not port 0: the kernel could hand it a port a token server was just told.
+            format!(
+                "--health-listen=127.0.0.1:{}",
+                oauth_operator::envtest::free_port()?
+            ),
         ];
         args.extend(self.common_args(issuer));
         // Tests that restart a controller would wait out a dead one's lease; the
@@ -424,21 +427,48 @@ impl Ctx {
                 .map(|a| a.to_string()),
         );
         let proc = self.spawn_as(&format!("server-{port}"), &args, kubeconfig)?;
-        let server = Server {
+        let mut server = Server {
             url,
             _process: proc,
         };
-        eventually(Duration::from_secs(60), "token server ready", || async {
-            let r = self
-                .http
-                .get(format!("{}/readyz", server.url))
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().is_success(), "readyz {}", r.status());
-            Ok(())
-        })
-        .await?;
-        Ok(server)
+        // Ready means this process answers: it is still running, and the port serves the
+        // token server's discovery document (not some other process's /readyz).
+        let started = Instant::now();
+        loop {
+            if let Some(status) = server
+                .process_mut()
+                .wait_exit(Duration::from_millis(1))
+                .await?
+            {
+                bail!(
+                    "the token server exited ({status}) before it was ready: {}",
+                    server.process().log_text()
+                );
+            }
+            if self.server_answers(&server.url).await {
+                return Ok(server);
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("token server not ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn server_answers(&self, url: &str) -> bool {
+        let ready = self.http.get(format!("{url}/readyz")).send().await;
+        let discovery = self
+            .http
+            .get(format!("{url}/.well-known/oauth-authorization-server"))
+            .send()
+            .await;
+        match (ready, discovery) {
+            (Ok(r), Ok(d)) if r.status().is_success() && d.status().is_success() => d
+                .json::<serde_json::Value>()
+                .await
+                .is_ok_and(|v| v["token_endpoint"].is_string()),
+            _ => false,
+        }
     }
 
     /// Waits until the client's condition `type_` has `status` (and `reason`, if given).
