@@ -89,9 +89,15 @@ if [[ "$remaining" == 0 ]]; then
 else
   iat=$(kubectl get -n default secret partner-onboarding-token -o jsonpath='{.data.token}' | base64 -d)
   echo "==> curl -H \"Authorization: Bearer \$IAT\" -H 'Content-Type: application/json' -d '{...}' $issuer/register"
-  registration=$(curl -fsS -H "Authorization: Bearer $iat" -H 'Content-Type: application/json' \
-    -d '{"client_name":"Partner A","grant_types":["client_credentials"],"scope":"invoices.read"}' \
-    "$issuer/register")
+  # Ready is written right after the verifier the server watches; give the server's watch
+  # a moment to deliver it (a token it has not seen yet is answered 401).
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    registration=$(curl -fsS -H "Authorization: Bearer $iat" -H 'Content-Type: application/json' \
+      -d '{"client_name":"Partner A","grant_types":["client_credentials"],"scope":"invoices.read"}' \
+      "$issuer/register") && break
+    [[ $attempt == 10 ]] && { echo "registration failed" >&2; exit 1; }
+    sleep 0.5
+  done
   # Show the response without the two values it holds only once.
   printf '%s\n' "$registration" | sed -E 's/"(client_secret|registration_access_token)":"[^"]+"/"\1":"(hidden)"/g'
   reg_id=$(printf '%s' "$registration" | sed -E 's/.*"client_id":"([^"]+)".*/\1/')

@@ -500,16 +500,22 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
         ctx.credentials_key("onboarding-token", "token").await
     })
     .await?;
-    let res = ctx
-        .http
-        .post(format!("{}/register", server.url))
-        .bearer_auth(&iat)
-        .json(&serde_json::json!({"grant_types": ["client_credentials"]}))
-        .send()
-        .await?;
-    let status = res.status();
-    let registered: serde_json::Value = res.json().await?;
-    ensure!(status.as_u16() == 201, "register: {status} {registered}");
+    // The Secret is written before the verifier the server watches: until the server has
+    // seen it, the token is unknown there (401), so ask again until then.
+    let registered = eventually(Duration::from_secs(15), "registration", || async {
+        let res = ctx
+            .http
+            .post(format!("{}/register", server.url))
+            .bearer_auth(&iat)
+            .json(&serde_json::json!({"grant_types": ["client_credentials"]}))
+            .send()
+            .await?;
+        let status = res.status();
+        let registered: serde_json::Value = res.json().await?;
+        ensure!(status.as_u16() == 201, "register: {status} {registered}");
+        Ok(registered)
+    })
+    .await?;
     let (rid, rsecret) = (
         registered["client_id"].as_str().context("client_id")?,
         registered["client_secret"]
