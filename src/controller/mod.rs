@@ -73,6 +73,23 @@ pub struct Context {
     stores: OnceCell<Vec<Store<OAuthClient>>>,
 }
 
+/// A namespaced resource the controller reads and writes through kube's typed API.
+pub trait Namespaced:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 impl Context {
     /// Runs argon2 work on a blocking thread, at most `max_concurrent_hashes` at once
     /// (each takes ~19 MiB).
@@ -89,11 +106,7 @@ impl Context {
     pub async fn apply_owned<O, K>(&self, owner: &O, mut object: K) -> Result<(), Error>
     where
         O: kube::Resource<DynamicType = ()>,
-        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::Serialize
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced + serde::Serialize,
     {
         let name = object.name_any();
         let namespace = owner.meta().namespace.clone().unwrap_or_default();
@@ -117,10 +130,7 @@ impl Context {
         status: impl serde::Serialize,
     ) -> Result<(), Error>
     where
-        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         self.patch_status(object, status, None).await.map(|_| ())
     }
@@ -136,10 +146,7 @@ impl Context {
         status: impl serde::Serialize,
     ) -> Result<bool, Error>
     where
-        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         self.patch_status(object, status, object.resource_version())
             .await
@@ -152,10 +159,7 @@ impl Context {
         resource_version: Option<String>,
     ) -> Result<bool, Error>
     where
-        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         let name = object.name_any();
         let conditional = resource_version.is_some();
