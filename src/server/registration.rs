@@ -391,21 +391,14 @@ async fn handle_register(
 
     // The API server's own validation (schema and CEL) before a slot is spent.
     let clients: Api<OAuthClient> = Api::namespaced(kube.clone(), &entry.namespace);
-    let dry_run = PostParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.into()),
-    };
     clients
-        .create(&dry_run, &client)
+        .create(&post_params(true), &client)
         .await
         .map_err(rejected_metadata)?;
 
     claim(&tokens, &entry.name, entry.expires_at, &client_id, &current).await?;
 
-    let params = PostParams {
-        dry_run: false,
-        field_manager: Some(FIELD_MANAGER.into()),
-    };
+    let params = post_params(false);
     let created = match clients.create(&params, &client).await {
         Ok(created) => created,
         Err(e) => {
@@ -569,14 +562,18 @@ async fn write_slots(
     let status = iat.status.get_or_insert_default();
     let used = u32::try_from(status.registered_clients.len()).unwrap_or(u32::MAX);
     status.remaining = Some(count.saturating_sub(used));
-    let params = PostParams {
-        dry_run: false,
-        field_manager: Some(FIELD_MANAGER.into()),
-    };
     tokens
-        .replace_status(&name, &params, &iat)
+        .replace_status(&name, &post_params(false), &iat)
         .await
         .map(|_| ())
+}
+
+/// Every create and replace of the server names it as the field manager.
+fn post_params(dry_run: bool) -> PostParams {
+    PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
+    }
 }
 
 /// After losing a resourceVersion race, waits a random few milliseconds, growing with the
