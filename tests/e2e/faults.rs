@@ -214,13 +214,7 @@ async fn killed(ctx: Ctx) -> anyhow::Result<()> {
     // controller at random points ten times during each.
     let mut kills = 0;
     for entries in [&["first"][..], &["first", "second"][..]] {
-        let out = ctx.kubectl(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&clients(N, entries)),
-        )?;
-        if !out.status.success() {
-            bail!("apply: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        ctx.apply_server_side(&clients(N, entries))?;
         for _ in 0..10 {
             tokio::time::sleep(random_delay(200)).await;
             controller.kill();
@@ -244,13 +238,7 @@ async fn racing(ctx: Ctx) -> anyhow::Result<()> {
     let server = ctx.start_server(port).await?;
     let (seen, sampler) = watch_values(&ctx);
     for entries in [&["one", "two"][..], &["one", "two", "three"][..]] {
-        let out = ctx.kubectl(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&clients(N, entries)),
-        )?;
-        if !out.status.success() {
-            bail!("apply: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        ctx.apply_server_side(&clients(N, entries))?;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let result = converged(&ctx, &server, N, &["one", "two", "three"], &seen).await;

@@ -294,7 +294,22 @@ impl Ctx {
 
     /// `kubectl apply -f -`; fails with kubectl's message if the apiserver refuses.
     pub fn apply(&self, yaml: &str) -> anyhow::Result<()> {
-        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml))?;
+        self.apply_with(&[], yaml)
+    }
+
+    /// `kubectl apply --server-side -f -`, for batches of many objects at once.
+    pub fn apply_server_side(&self, yaml: &str) -> anyhow::Result<()> {
+        self.apply_with(&["--server-side"], yaml)
+    }
+
+    fn apply_with(&self, flags: &[&str], yaml: &str) -> anyhow::Result<()> {
+        let args: Vec<&str> = ["apply"]
+            .iter()
+            .chain(flags)
+            .chain(&["-f", "-"])
+            .copied()
+            .collect();
+        let out = self.kubectl(&args, Some(yaml))?;
         if !out.status.success() {
             bail!(
                 "kubectl apply failed: {}",
@@ -435,11 +450,7 @@ impl Ctx {
         // token server's discovery document (not some other process's /readyz).
         let started = Instant::now();
         loop {
-            if let Some(status) = server
-                .process_mut()
-                .wait_exit(Duration::from_millis(1))
-                .await?
-            {
+            if let Some(status) = server.process_mut().exited()? {
                 bail!(
                     "the token server exited ({status}) before it was ready: {}",
                     server.process().log_text()
@@ -622,14 +633,22 @@ impl Proc {
     ) -> anyhow::Result<Option<std::process::ExitStatus>> {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            let child = self.child.as_mut().context("process already reaped")?;
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
+            if let Some(status) = self.exited()? {
                 return Ok(Some(status));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(None)
+    }
+
+    /// The exit status if the process has exited (it is then reaped), `None` if it runs.
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let child = self.child.as_mut().context("process already reaped")?;
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
     }
 }
 
