@@ -11,10 +11,12 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Only what `cargo build` reads (.dockerignore keeps the rest out of the context).
-# tests/ is there because Cargo.toml declares the e2e test target; it is not compiled.
+# tests/ and envtest/ are there because Cargo.toml declares the test targets and the
+# workspace member; neither is compiled (`--bin oauth-operator` builds the product alone).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests ./tests
+COPY envtest ./envtest
 COPY crds ./crds
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

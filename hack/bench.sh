@@ -36,7 +36,7 @@ if [[ ! -x $oha ]]; then
 fi
 bin_dir=$(hack/controlplane/build.sh)
 echo "==> cargo build --release"
-cargo build --release --quiet --bin oauth-operator
+cargo build --release --quiet -p oauth-operator -p envtest --bins
 B=$PWD/target/release/oauth-operator
 work=$(mktemp -d /tmp/oauth-operator-bench.XXXXXX)
 pids=()
@@ -107,7 +107,7 @@ rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 echo "==> starting a local control plane"
-"$B" control-plane --dir "$work/cp" >"$work/cp.log" 2>&1 &
+"$PWD/target/release/envtest" --dir "$work/cp" --crds crds/crds.yaml >"$work/cp.log" 2>&1 &
 pids+=($!)
 KC=$work/cp/kubeconfig
 kubectl() { "$bin_dir/kubectl" --kubeconfig "$KC" "$@"; }

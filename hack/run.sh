@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs oauth-operator end to end on this machine:
 #   1. builds the operator and (once, cached) the local control plane,
-#   2. starts `oauth-operator local`: a control plane on 127.0.0.1 (or the cluster of
-#      --kubeconfig/$KUBECONFIG when given), the CRDs, the controller and the token server,
-#   3. applies examples/, waits for the client to be Ready,
-#   4. obtains a token with curl using the generated Secret, and prints its claims.
+#   2. starts a control plane on 127.0.0.1 with the CRDs (the `envtest` binary), unless a
+#      cluster is given with --kubeconfig or $KUBECONFIG (then it applies crds/ there),
+#   3. runs the operator's own binary twice, as in a cluster: `oauth-operator controller`
+#      and `oauth-operator server`,
+#   4. applies examples/, waits for the client to be Ready,
+#   5. obtains a token with curl using the generated Secret, and prints its claims.
 # Then keeps running until Ctrl-C (or exits at once with --once).
 #
 # Usage: hack/run.sh [--once] [--kubeconfig PATH]     env: PORT (default 8080)
@@ -24,37 +26,65 @@ done
 
 port=${PORT:-8080}
 issuer="http://127.0.0.1:$port"
+operator_namespace=oauth-operator-system
 bin_dir=$(hack/controlplane/build.sh)
 kubectl_bin="$bin_dir/kubectl"
-# --all-targets: the same feature set as `cargo test`, so the test build is reused.
-cargo build --quiet --all-targets
-mkdir -p target
-log=target/local-run.log
+# The same packages, features and targets as hack/test.sh's `cargo test`, so its build is reused.
+cargo build --quiet --workspace --all-targets --features e2e
+logs=target/local-run
+mkdir -p "$logs"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-args=(local --listen "127.0.0.1:$port" --issuer "$issuer")
-if [[ -n "$kubeconfig" ]]; then
-  args=(--kubeconfig "$kubeconfig" "${args[@]}")
-else
-  kubeconfig=target/local-cluster/kubeconfig
-fi
-
-echo "==> starting oauth-operator local (log: $log)"
-target/debug/oauth-operator "${args[@]}" >"$log" 2>&1 &
-pid=$!
+pids=()
 cleanup() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  # Newest first: the operator before the control plane it talks to.
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT INT TERM
+alive() { # pid name log
+  kill -0 "$1" 2>/dev/null || { echo "$2 exited; see $3" >&2; tail -30 "$3" >&2; exit 1; }
+}
+kubectl() { "$kubectl_bin" --kubeconfig "$kubeconfig" "$@"; }
+
+if [[ -z "$kubeconfig" ]]; then
+  kubeconfig=target/local-cluster/kubeconfig
+  echo "==> starting a local control plane (log: $logs/control-plane.log)"
+  target/debug/envtest --dir target/local-cluster --crds crds/crds.yaml >"$logs/control-plane.log" 2>&1 &
+  pids+=($!)
+  # It prints this line once the API server is ready and the CRDs are established.
+  for _ in $(seq 1 720); do
+    grep -q '^control plane ready' "$logs/control-plane.log" && break
+    alive "${pids[0]}" "the control plane" "$logs/control-plane.log"
+    sleep 0.5
+  done
+  grep -q '^control plane ready' "$logs/control-plane.log" || { echo "control plane not ready" >&2; exit 1; }
+else
+  echo "==> kubectl apply -f crds/ (cluster of $kubeconfig)"
+  kubectl apply --server-side --force-conflicts -f crds/crds.yaml
+  kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+fi
+kubectl create namespace "$operator_namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+
+common=(--kubeconfig "$kubeconfig")
+echo "==> starting oauth-operator controller (log: $logs/controller.log)"
+target/debug/oauth-operator "${common[@]}" controller --issuer "$issuer" \
+  --health-listen "127.0.0.1:$(free_port)" >"$logs/controller.log" 2>&1 &
+pids+=($!)
+controller_pid=$!
+echo "==> starting oauth-operator server on 127.0.0.1:$port (log: $logs/server.log)"
+target/debug/oauth-operator "${common[@]}" server --issuer "$issuer" \
+  --listen "127.0.0.1:$port" >"$logs/server.log" 2>&1 &
+pids+=($!)
+server_pid=$!
 
 for _ in $(seq 1 240); do
   if curl -fsS "$issuer/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$pid" 2>/dev/null; then echo "oauth-operator exited; see $log" >&2; tail -30 "$log" >&2; exit 1; fi
+  alive "$controller_pid" "the controller" "$logs/controller.log"
+  alive "$server_pid" "the token server" "$logs/server.log"
   sleep 0.5
 done
-curl -fsS "$issuer/readyz" >/dev/null || { echo "token server not ready; see $log" >&2; exit 1; }
-
-kubectl() { "$kubectl_bin" --kubeconfig "$kubeconfig" "$@"; }
+curl -fsS "$issuer/readyz" >/dev/null || { echo "token server not ready; see $logs/server.log" >&2; exit 1; }
 
 echo "==> kubectl apply -f examples/"
 kubectl apply -n default -f examples/
@@ -113,4 +143,4 @@ if [[ "$once" == true ]]; then
   exit 0
 fi
 echo "==> running; kubeconfig: $kubeconfig; Ctrl-C to stop"
-wait "$pid"
+wait -n "${pids[@]}"

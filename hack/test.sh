@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every check the project has, from a clean checkout: formatting, lints, unit tests,
-# integration tests on a real control plane (built from the Go module proxy on first use
-# and cached in ~/.cache/oauth-operator, like helm for the chart tests), and the README's
-# run command.
+# integration tests on a real control plane (the `envtest` crate; its Go binaries are built
+# from the Go module proxy on first use and cached in ~/.cache/oauth-operator, like helm for
+# the chart tests), and the README's run command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -14,14 +14,20 @@ hack/controlplane/build.sh
 step "helm (built from the Go module proxy, cached after the first build)"
 hack/tools/helm.sh
 
+step "rust-version: not below any dependency's own minimum"
+cargo metadata --locked --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" \
+  | python3 hack/lib/rust-version.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets --features e2e -- -D warnings
 
-step "cargo test (unit, then integration on a real control plane)"
-cargo test --locked --all-targets
+# The unit, router and fuzz tests (what a plain `cargo test` runs, with no cluster and no
+# Go) come first, then the integration tests on a real control plane. One build serves both.
+step "cargo test: unit, router, fuzz, then integration on a real control plane"
+cargo test --locked --workspace --all-targets --features e2e
 
 step "end-to-end run command (hack/run.sh --once)"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \

@@ -17,14 +17,11 @@
 //! - [`index`]: the in-memory view of verifiers and signing keys the server reads.
 //! - [`server`]: the HTTP surface (axum), reading only the index.
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
-//! - [`envtest`]: a local control plane (etcd, kube-apiserver, kube-controller-manager)
-//!   for tests and the local run.
 //! - [`watch_backoff`]: how every watch retries while the API server is away.
 
 pub mod api;
 pub mod auth;
 pub mod controller;
-pub mod envtest;
 pub mod index;
 pub mod server;
 pub mod telemetry;

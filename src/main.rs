@@ -1,15 +1,14 @@
-//! `oauth-operator`: the controller, the token server, the CRDs, or all of it locally.
+//! `oauth-operator`: the controller, the token server, or the CRDs. (Running it all
+//! locally on a control plane of its own is `hack/run.sh`, with the `envtest` crate.)
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use oauth_operator::telemetry::{self, LogFormat};
-use oauth_operator::{api, controller, envtest, server};
+use oauth_operator::{api, controller, server};
 
 // Every argon2 computation allocates ~19 MiB. glibc's allocator keeps such freed blocks in
 // per-thread arenas, so RSS grew to hundreds of MiB after a burst of checks (measured:
@@ -39,19 +38,6 @@ enum Command {
     Server(ServerArgs),
     /// Print the CRDs as YAML (the content of crds/crds.yaml).
     Crd,
-    /// Run everything locally: a control plane (unless --kubeconfig is given), the CRDs,
-    /// the controller and the token server, until Ctrl-C.
-    Local(LocalArgs),
-    /// Run only a local control plane with the CRDs installed, until Ctrl-C; its admin
-    /// kubeconfig is `<dir>/kubeconfig`.
-    ControlPlane(ControlPlaneArgs),
-}
-
-#[derive(Args)]
-struct ControlPlaneArgs {
-    /// Where the control plane keeps its state.
-    #[arg(long, default_value = "target/local-cluster")]
-    dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -175,7 +161,7 @@ struct ServerArgs {
     options: ServerOptions,
 }
 
-/// What the token server alone is told (the `local` command takes them too).
+/// What the token server alone is told.
 #[derive(Args, Clone)]
 struct ServerOptions {
     /// `aud` of tokens for clients that name no audience; the issuer when omitted.
@@ -223,23 +209,6 @@ impl LockoutArgs {
             reset_after: std(self.lockout_reset),
         }
     }
-}
-
-#[derive(Args)]
-struct LocalArgs {
-    #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    options: ControllerOptions,
-    #[command(flatten)]
-    server: ServerOptions,
-    /// Address of the token server.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Where the local control plane keeps its state; its admin kubeconfig is
-    /// `<dir>/kubeconfig`.
-    #[arg(long, default_value = "target/local-cluster")]
-    dir: PathBuf,
 }
 
 fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<controller::Config> {
@@ -301,10 +270,13 @@ fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::C
 }
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    match kubeconfig {
-        Some(path) => Ok(envtest::client_from_kubeconfig(path).await?),
-        None => Ok(kube::Client::try_default().await?),
-    }
+    let Some(path) = kubeconfig else {
+        return Ok(kube::Client::try_default().await?);
+    };
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 #[tokio::main]
@@ -331,70 +303,5 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Local(args) => local(cli.kubeconfig, args).await,
-        Command::ControlPlane(args) => {
-            let _ = std::fs::remove_dir_all(&args.dir);
-            let cp = envtest::ControlPlane::start(envtest::Options {
-                dir: Some(args.dir.clone()),
-                crds: api::crds(),
-            })
-            .await
-            .context("starting the local control plane")?;
-            tracing::info!(kubeconfig = %cp.kubeconfig().display(), server = cp.server(), "control plane ready");
-            telemetry::shutdown_signal().await;
-            drop(cp);
-            Ok(())
-        }
     }
-}
-
-async fn local(kubeconfig: Option<PathBuf>, args: LocalArgs) -> anyhow::Result<()> {
-    // Keep the control plane alive for the whole run; dropping it stops every process.
-    let (_control_plane, client) = match kubeconfig {
-        Some(path) => {
-            let client = envtest::client_from_kubeconfig(&path).await?;
-            envtest::install_crds(&client, &api::crds()).await?;
-            (None, client)
-        }
-        None => {
-            let _ = std::fs::remove_dir_all(&args.dir);
-            tracing::info!(dir = %args.dir.display(), "starting a local control plane");
-            let cp = envtest::ControlPlane::start(envtest::Options {
-                dir: Some(args.dir.clone()),
-                crds: api::crds(),
-            })
-            .await
-            .context("starting the local control plane")?;
-            let client = cp.client().await?;
-            tracing::info!(kubeconfig = %cp.kubeconfig().display(), server = cp.server(), "local control plane ready");
-            (Some(cp), client)
-        }
-    };
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(args.common.operator_namespace.clone()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => return Err(e).context("creating the operator namespace"),
-    }
-
-    let controller = controller::run(
-        client.clone(),
-        controller_config(&args.common, &args.options)?,
-    );
-    let server = server::run(
-        client,
-        server_config(&args.common, args.listen, &args.server),
-    );
-    tokio::select! {
-        r = controller => r?,
-        r = server => r?,
-    }
-    Ok(())
 }

@@ -58,6 +58,15 @@ impl VerifiedCache {
         self.mac(&[b"slot", client_id.as_bytes(), phc.as_bytes()])
     }
 
+    /// The map, even after a panic elsewhere while it was held: every change to it is one
+    /// `insert` or `remove`, which leaves it whole, so a poisoned lock holds nothing
+    /// half-written, and refusing the cache would turn one panic into argon2 for everyone.
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Tag, Tag>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn tag(&self, client_id: &str, phc: &str, secret: &str) -> Tag {
         self.mac(&[
             b"tag",
@@ -71,10 +80,7 @@ impl VerifiedCache {
     /// in the comparison of the remembered tag.
     pub fn check(&self, client_id: &str, phc: &str, secret: &str) -> bool {
         let slot = self.slot(client_id, phc);
-        let remembered = match self.entries.lock() {
-            Ok(m) => m.get(&slot).copied(),
-            Err(_) => None,
-        };
+        let remembered = self.entries().get(&slot).copied();
         remembered.is_some_and(|t| bool::from(t.ct_eq(&self.tag(client_id, phc, secret))))
     }
 
@@ -85,19 +91,19 @@ impl VerifiedCache {
             return;
         }
         let (slot, tag) = (self.slot(client_id, phc), self.tag(client_id, phc, secret));
-        if let Ok(mut m) = self.entries.lock() {
-            if m.len() >= self.capacity && !m.contains_key(&slot) {
-                if let Some(victim) = m.keys().next().copied() {
-                    m.remove(&victim);
-                }
-            }
-            m.insert(slot, tag);
+        let mut m = self.entries();
+        if m.len() >= self.capacity
+            && !m.contains_key(&slot)
+            && let Some(victim) = m.keys().next().copied()
+        {
+            m.remove(&victim);
         }
+        m.insert(slot, tag);
     }
 
     /// How many secrets are remembered.
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -461,7 +461,7 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
     let server_kc = service_account_kubeconfig(ctx, &format!("{fullname}-server")).await?;
     let keys = format!("--signing-key-secret={fullname}-signing-keys");
     let lease = format!("--lease-name={fullname}-controller");
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let controller = ctx.start_controller_as(
         &controller_kc,
@@ -529,7 +529,7 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
 
     // Forbidden stays forbidden, asked with the very tokens the components run with.
     for (kubeconfig, what) in [(&server_kc, "server"), (&controller_kc, "controller")] {
-        let client = oauth_operator::envtest::client_from_kubeconfig(kubeconfig).await?;
+        let client = envtest::client_from_kubeconfig(kubeconfig).await?;
         let everywhere: kube::Api<k8s_openapi::api::core::v1::Secret> =
             kube::Api::all(client.clone());
         match everywhere.list(&Default::default()).await {
@@ -540,7 +540,7 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
             ),
         }
     }
-    let server_client = oauth_operator::envtest::client_from_kubeconfig(&server_kc).await?;
+    let server_client = envtest::client_from_kubeconfig(&server_kc).await?;
     let here: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(server_client, &ctx.ns);
     match here.get("app-credentials").await {

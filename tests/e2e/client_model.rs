@@ -566,7 +566,7 @@ async fn output_secret(ctx: Ctx) -> anyhow::Result<()> {
 }
 
 async fn lifetime_bounds(ctx: Ctx) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let _controller = ctx.start_controller_with(
         &format!("http://127.0.0.1:{port}"),
         &["--min-token-lifetime=120", "--max-token-lifetime=600"],

@@ -204,7 +204,7 @@ async fn converged(
 
 async fn killed(ctx: Ctx) -> anyhow::Result<()> {
     const N: usize = 200;
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let mut controller: Proc = ctx.start_controller(&issuer)?;
     let server = ctx.start_server(port).await?;
@@ -230,7 +230,7 @@ async fn killed(ctx: Ctx) -> anyhow::Result<()> {
 
 async fn racing(ctx: Ctx) -> anyhow::Result<()> {
     const N: usize = 40;
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     // Two controllers on the same namespace, leader election off on purpose.
     let _a = ctx.start_controller(&issuer)?;
@@ -300,7 +300,7 @@ async fn token_ok(ctx: &Ctx, server: &Server, creds: &(String, String)) -> anyho
 /// Its own control plane (the shared one serves the other tests): the API server stopped
 /// for a minute, then etcd restarted.
 async fn outage(ctx: Ctx) -> anyhow::Result<()> {
-    use oauth_operator::envtest::{ControlPlane, Options};
+    use envtest::{ControlPlane, Options};
     let mut cp = ControlPlane::start(Options {
         dir: None,
         crds: oauth_operator::api::crds(),
@@ -314,7 +314,7 @@ async fn outage(ctx: Ctx) -> anyhow::Result<()> {
         .create(&Default::default(), &ns)
         .await?;
     let kubeconfig = cp.kubeconfig().to_path_buf();
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let _controller = ctx.start_controller_as(&kubeconfig, &issuer, &[])?;
     let server = ctx.start_server_as(&kubeconfig, port, &[]).await?;
@@ -395,7 +395,7 @@ async fn outage(ctx: Ctx) -> anyhow::Result<()> {
 /// got a chance to warm its secret, works again within the lockout window once the
 /// attack stops.
 async fn flood(ctx: Ctx) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let _controller = ctx.start_controller(&issuer)?;
     let server = ctx
@@ -504,7 +504,7 @@ async fn flood(ctx: Ctx) -> anyhow::Result<()> {
 /// gets 503 `temporarily_unavailable` at once instead of queueing without bound, and the
 /// warm client is served throughout.
 async fn shedding(ctx: Ctx) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let _controller = ctx.start_controller(&format!("http://127.0.0.1:{port}"))?;
     let server = ctx
         .start_server_with(

@@ -95,7 +95,7 @@ async fn delete_client(ctx: Ctx) -> anyhow::Result<()> {
 }
 
 async fn restart(ctx: Ctx) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let mut controller = ctx.start_controller(&issuer)?;
     let server = ctx.start_server(port).await?;

@@ -73,7 +73,7 @@ async fn secret_state(ctx: &Ctx, name: &str) -> anyhow::Result<(Option<String>, 
 }
 
 async fn failover(ctx: Ctx) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let (mut procs, leader) = elected(&ctx, &issuer, 2, 4).await?;
     let standby = 1 - leader;
@@ -140,7 +140,7 @@ async fn failover(ctx: Ctx) -> anyhow::Result<()> {
 }
 
 async fn sigterm(ctx: Ctx) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     // A long lease: a takeover within it proves the leader released it.
     let (mut procs, leader) = elected(&ctx, &issuer, 2, 60).await?;

@@ -37,10 +37,7 @@ const API: &str = "https://api.example.test";
 
 /// A controller and two token servers sharing one issuer (the first's URL).
 async fn start(ctx: &Ctx) -> anyhow::Result<(Proc, Server, Server)> {
-    let (port_a, port_b) = (
-        oauth_operator::envtest::free_port()?,
-        oauth_operator::envtest::free_port()?,
-    );
+    let (port_a, port_b) = (envtest::free_port()?, envtest::free_port()?);
     let issuer = format!("http://127.0.0.1:{port_a}");
     let controller = ctx.start_controller(&issuer)?;
     let a = ctx.start_server(port_a).await?;

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use envtest::ControlPlane;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use oauth_operator::api::OAuthClient;
-use oauth_operator::envtest::{self, ControlPlane};
 
 /// Shared by every test of the binary.
 pub struct Env {
@@ -380,10 +380,7 @@ impl Ctx {
         let mut args = vec![
             "controller".to_string(),
             // Not port 0: the kernel could hand it a port a token server was just told.
-            format!(
-                "--health-listen=127.0.0.1:{}",
-                oauth_operator::envtest::free_port()?
-            ),
+            format!("--health-listen=127.0.0.1:{}", envtest::free_port()?),
         ];
         args.extend(self.common_args(issuer));
         // Tests that restart a controller would wait out a dead one's lease; the

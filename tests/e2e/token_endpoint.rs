@@ -625,10 +625,10 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
 
 async fn revocation(ctx: Ctx) -> anyhow::Result<()> {
     // Two token servers, as two replicas: revoke at one, introspect at the other.
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let _controller = ctx.start_controller(&format!("http://127.0.0.1:{port}"))?;
     let a = ctx.start_server(port).await?;
-    let b_port = oauth_operator::envtest::free_port()?;
+    let b_port = envtest::free_port()?;
     // Same issuer for both replicas, as behind one Service.
     let b = ctx
         .start_server_with(b_port, &[&format!("--issuer=http://127.0.0.1:{port}")])
@@ -694,7 +694,7 @@ async fn revocation(ctx: Ctx) -> anyhow::Result<()> {
 }
 
 async fn algorithm(ctx: Ctx, alg: &'static str) -> anyhow::Result<()> {
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let _controller = ctx.start_controller_with(
         &format!("http://127.0.0.1:{port}"),
         &[&format!("--signing-algorithm={alg}")],
@@ -756,7 +756,7 @@ async fn key_rotation(ctx: Ctx) -> anyhow::Result<()> {
     use std::collections::HashMap;
     use std::time::{Duration, Instant};
 
-    let port = oauth_operator::envtest::free_port()?;
+    let port = envtest::free_port()?;
     let _controller = ctx.start_controller_with(
         &format!("http://127.0.0.1:{port}"),
         &[

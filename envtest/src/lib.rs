@@ -3,8 +3,10 @@
 //! free ports and a fresh PKI. The binaries are built from the Go module proxy by
 //! `hack/controlplane/build.sh` and cached outside the tree.
 //!
-//! Used by the integration tests (one control plane per test binary) and by
-//! `oauth-operator local` when no cluster is given.
+//! Used by the integration tests (one control plane per test binary), and through the
+//! `envtest` binary by `hack/run.sh` and `hack/bench.sh` when no cluster is given. It is a
+//! crate of its own so that none of it reaches the product binary or its image, and a
+//! plain `cargo test` of the product never starts a Go build.
 
 mod certs;
 mod process;
@@ -19,6 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
+use serde::Deserialize as _;
 
 use process::Managed;
 
@@ -55,6 +58,8 @@ pub enum Error {
     InstallCrd { name: String, source: kube::Error },
     #[error("waiting for CRD {0} to be established")]
     CrdNotEstablished(String),
+    #[error("reading CRDs from {path}: {reason}")]
+    ReadCrds { path: PathBuf, reason: String },
 }
 
 /// How to start a control plane.
@@ -326,13 +331,33 @@ pub async fn install_crds(
     Ok(())
 }
 
+/// The CRDs of a multi-document YAML file such as `crds/crds.yaml`.
+pub fn read_crds(path: &Path) -> Result<Vec<CustomResourceDefinition>, Error> {
+    let fail = |reason: String| Error::ReadCrds {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let mut crds = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| fail(e.to_string()))?;
+        // A file may end in `---` or hold comments only between documents.
+        if value.is_null() {
+            continue;
+        }
+        crds.push(serde_yaml_ng::from_value(value).map_err(|e| fail(e.to_string()))?);
+    }
+    Ok(crds)
+}
+
 /// Where the binaries are: `$OAUTH_OPERATOR_CONTROLPLANE_BIN`, or the cache that
 /// `hack/controlplane/build.sh` fills (building on first use).
 fn binaries() -> Result<PathBuf, Error> {
     if let Ok(dir) = std::env::var("OAUTH_OPERATOR_CONTROLPLANE_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/controlplane/build.sh");
+    // The script lives with the project's other tooling, one level up from this crate.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/controlplane/build.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
