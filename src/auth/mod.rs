@@ -2,6 +2,8 @@
 
 pub mod hash;
 pub mod keys;
+pub mod pkce;
+pub mod redirect;
 pub mod secret;
 pub mod token;
 pub mod verified_cache;
