@@ -5,6 +5,12 @@
 //! one, holding argon2id hashes instead of secrets, and the token server reads them. Keeping the hashes
 //! out of `OAuthClient.status` means anyone allowed to read a client (every team that
 //! owns one) never sees material an attacker could brute-force offline.
+//!
+//! Values that several fields share have one type each, carrying the one grammar, parser
+//! and JSON schema of that value: [`Duration`] (`expiresAfter`), [`Scope`] and
+//! [`Audience`]. They decode without checking, since the API server checked them with the
+//! same schema; code that takes text from elsewhere (a token request, a flag) parses it
+//! with their functions.
 
 mod audience;
 mod duration;
@@ -18,7 +24,6 @@ pub use audience::{AUDIENCE_MAX_LENGTH, Audience, AudienceError};
 pub use duration::{
     DURATION_MAX_LENGTH, DURATION_PATTERN, Duration, DurationError, parse_duration,
 };
-
 pub use initial_access_token::{
     InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegisteredClient,
     RegistrationPolicy,
