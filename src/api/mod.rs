@@ -33,7 +33,7 @@ pub use oauth_client::{
     OAuthClientStatus, Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
 };
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
-pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError};
+pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
     OAuthClientVerifierSpec, SecretVerifier, SourceRef,

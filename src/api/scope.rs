@@ -30,6 +30,19 @@ pub enum ScopeError {
     Character(char),
 }
 
+/// Whether `s` is a scope-token by RFC 6749 section 3.3 alone, at any length: what the token
+/// endpoint checks a request's space-separated `scope` (and `audience`) values with. The
+/// length bound of [`Scope::parse`] is for what resources hold; a longer requested value
+/// is then simply not among the client's.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_scope_char)
+}
+
+/// `%x21 / %x23-5B / %x5D-7E`.
+fn is_scope_char(c: char) -> bool {
+    matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+}
+
 /// One scope token, e.g. `invoices.read`. Decoding does not check it: the API server did,
 /// with the schema below, and a watch that fails to decode one stored object stops for every
 /// object. Text from anywhere else goes through [`Scope::parse`].
@@ -43,10 +56,7 @@ impl Scope {
         if s.is_empty() {
             return Err(ScopeError::Empty);
         }
-        if let Some(c) = s
-            .chars()
-            .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
-        {
+        if let Some(c) = s.chars().find(|&c| !is_scope_char(c)) {
             return Err(ScopeError::Character(c));
         }
         // Only ASCII is left, so bytes count characters as the API server does.
@@ -158,7 +168,10 @@ mod tests {
         for b in 0u8..=0x7F {
             let s = char::from(b).to_string();
             assert_eq!(Scope::parse(&s).is_ok(), in_class(b), "byte {b:#x}");
+            assert_eq!(is_scope_token(&s), in_class(b), "byte {b:#x}");
         }
+        assert!(!is_scope_token(""));
+        assert!(is_scope_token(&"a".repeat(SCOPE_MAX_LENGTH + 1)));
     }
 
     #[test]

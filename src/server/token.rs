@@ -247,7 +247,7 @@ fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    if tokens.is_empty() || !tokens.iter().all(|t| crate::api::Scope::parse(t).is_ok()) {
+    if tokens.is_empty() || !tokens.iter().all(|t| crate::api::is_scope_token(t)) {
         return Err(OAuthError::InvalidScope);
     }
     Ok(Some(tokens))
