@@ -138,8 +138,7 @@ fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
 }
 
 fn parse_span(s: &str) -> Result<jiff::SignedDuration, String> {
-    controller::parse_duration(s)
-        .ok_or_else(|| format!("{s:?} is not a duration like 7d, 12h or 30m"))
+    api::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]

@@ -2,10 +2,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::GrantType;
+use super::duration::duration_grammar;
+use super::{Audience, Duration, GrantType, Scope};
 
-/// An initial access token (RFC 7591 section 3): lets its holder register new clients,
-/// until it expires or has created `count` clients.
+/// An initial access token (RFC 7591 section 3): lets its holder register new clients, until it expires or has created `count` clients.
 // kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -35,12 +35,13 @@ use super::GrantType;
     .message("exactly one of spec.expiresAfter and spec.expiresAt must be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct InitialAccessTokenSpec {
-    /// How long the token stays valid after it is created, e.g. `24h` or `7d`.
+    /// How long the token stays valid after it is created, e.g. `24h` or `7d`. Set exactly one of `expiresAfter` and `expiresAt`.
+    ///
+    #[doc = duration_grammar!()]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(s|m|h|d))+$"))]
-    pub expires_after: Option<String>,
+    pub expires_after: Option<Duration>,
 
-    /// An absolute expiry time (RFC 3339).
+    /// An absolute expiry time (RFC 3339), e.g. `2026-12-31T00:00:00Z`. Set exactly one of `expiresAfter` and `expiresAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
 
@@ -66,28 +67,19 @@ pub struct RegistrationPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 3))]
     pub grant_types: Vec<GrantType>,
-    /// Scopes a registered client may ask for; empty allows none (scopes grant access,
-    /// so they are never allowed by default).
+    /// Scopes a registered client may ask for; empty allows none (scopes grant access, so they are never allowed by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 64),
-        inner(
-            regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"),
-            length(min = 1, max = 128)
-        )
-    )]
-    pub scopes: Vec<String>,
+    #[schemars(length(max = 64))]
+    pub scopes: Vec<Scope>,
     /// Audiences every registered client gets; empty means the operator's default audience.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
-    pub audiences: Vec<String>,
+    #[schemars(length(max = 16))]
+    pub audiences: Vec<Audience>,
     /// The access-token lifetime of registered clients, in seconds (3600 when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 3600))]
     pub max_access_token_lifetime_seconds: Option<u32>,
-    /// Also write a registered client's secret into a Secret in this namespace. By
-    /// default the secret is returned once, in the registration response, and only its
-    /// hash is kept.
+    /// Also write a registered client's secret into a Secret in this namespace. By default the secret is returned once, in the registration response, and only its hash is kept.
     #[serde(default)]
     pub write_secret: bool,
 }
@@ -105,8 +97,7 @@ pub struct InitialAccessTokenStatus {
     /// The Secret holding the token value (key `token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// Every client registered with the token. Written by the token server with the
-    /// resourceVersion it read, so concurrent registrations never exceed `spec.count`.
+    /// Every client registered with the token. Written by the token server with the resourceVersion it read, so concurrent registrations never exceed `spec.count`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registered_clients: Vec<RegisteredClient>,
     /// The `metadata.generation` this status describes.

@@ -5,12 +5,25 @@
 //! one, holding argon2id hashes instead of secrets, and the token server reads them. Keeping the hashes
 //! out of `OAuthClient.status` means anyone allowed to read a client (every team that
 //! owns one) never sees material an attacker could brute-force offline.
+//!
+//! Values that several fields share have one type each, carrying the one grammar, parser
+//! and JSON schema of that value: [`Duration`] (`expiresAfter`), [`Scope`] and
+//! [`Audience`]. They decode without checking, since the API server checked them with the
+//! same schema; code that takes text from elsewhere (a token request, a flag) parses it
+//! with their functions.
 
+mod audience;
+mod duration;
 mod initial_access_token;
 mod oauth_client;
 mod revoked_token;
+mod scope;
 mod verifier;
 
+pub use audience::{AUDIENCE_MAX_LENGTH, Audience, AudienceError};
+pub use duration::{
+    DURATION_MAX_LENGTH, DURATION_PATTERN, Duration, DurationError, parse_duration,
+};
 pub use initial_access_token::{
     InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegisteredClient,
     RegistrationPolicy,
@@ -20,6 +33,7 @@ pub use oauth_client::{
     OAuthClientStatus, Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
 };
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
+pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
     OAuthClientVerifierSpec, SecretVerifier, SourceRef,
@@ -84,5 +98,74 @@ mod tests {
             chart == generated,
             "charts/oauth-operator/crds/crds.yaml is out of date: cp crds/crds.yaml charts/oauth-operator/crds/"
         );
+    }
+
+    /// Collects the path of every property in `schema` that has no description, which
+    /// `kubectl explain` would show as `<no description>`.
+    fn undocumented(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, prop) in props {
+                let here = format!("{path}.{name}");
+                // `apiVersion`, `kind` and `metadata` are the API server's, documented there.
+                let standard =
+                    path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&name.as_str());
+                if !standard && prop.get("description").is_none() {
+                    out.push(here.clone());
+                }
+                undocumented(prop, &here, out);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            undocumented(items, &format!("{path}[]"), out);
+        }
+    }
+
+    #[test]
+    fn every_field_is_documented() {
+        let mut missing = Vec::new();
+        for crd in crds() {
+            for version in &crd.spec.versions {
+                let schema = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .expect("a schema");
+                let json = serde_json::to_value(schema).expect("schema serialises");
+                undocumented(&json, &crd.spec.names.kind, &mut missing);
+            }
+        }
+        assert!(missing.is_empty(), "no description: {missing:#?}");
+    }
+
+    /// `kubectl explain` wraps descriptions itself; a line break inside a sentence shows as
+    /// a ragged line there. Paragraph breaks (a blank line) are fine.
+    #[test]
+    fn descriptions_have_no_hard_line_breaks() {
+        let mut ragged = Vec::new();
+        for crd in crds() {
+            let json = serde_json::to_string(&crd).expect("CRD serialises");
+            let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+            collect_ragged(&value, &mut ragged);
+        }
+        assert!(
+            ragged.is_empty(),
+            "descriptions with a line break inside a paragraph: {ragged:#?}"
+        );
+    }
+
+    fn collect_ragged(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let text = v.as_str().filter(|_| k == "description");
+                    if let Some(text) = text.filter(|t| t.replace("\n\n", "").contains('\n')) {
+                        out.push(text.to_string());
+                    }
+                    collect_ragged(v, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| collect_ragged(i, out)),
+            _ => {}
+        }
     }
 }

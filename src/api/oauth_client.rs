@@ -4,8 +4,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-/// An OAuth 2.0 client. The controller generates its secrets into a Secret in the same
-/// namespace and the token server issues it access tokens.
+use super::duration::duration_grammar;
+use super::{Audience, Duration, Scope};
+
+/// An OAuth 2.0 client. The controller generates its secrets into a Secret in the same namespace and the token server issues it access tokens.
 // kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -67,21 +69,16 @@ pub struct OAuthClientSpec {
     #[schemars(length(max = 64))]
     pub version: Option<String>,
 
-    /// The client identifier presented at the token endpoint, unique in the cluster
-    /// (compared case-insensitively). Generated from the resource's UID when omitted.
-    /// Immutable.
+    /// The client identifier presented at the token endpoint, unique in the cluster (compared case-insensitively). Generated from the resource's UID when omitted. Immutable.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._~-]+$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
 
-    /// The client type (RFC 6749 section 2.1): `confidential` clients hold secrets,
-    /// `public` ones never do.
+    /// The client type (RFC 6749 section 2.1): `confidential` clients hold secrets, `public` ones never do.
     #[serde(default, rename = "type")]
     pub client_type: ClientType,
 
-    /// Whether the client may obtain tokens. A deactivated client keeps its configuration
-    /// and secrets, is refused at the token endpoint, and every token issued to it before
-    /// stops being valid (see the README).
+    /// Whether the client may obtain tokens. A deactivated client keeps its configuration and secrets, is refused at the token endpoint, and every token issued to it before stops being valid (see the README).
     #[serde(default = "default_true")]
     pub active: bool,
 
@@ -91,8 +88,7 @@ pub struct OAuthClientSpec {
     #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h == g))").message("spec.grantTypes must not repeat a grant type"))]
     pub grant_types: Vec<GrantType>,
 
-    /// Where the authorization server may redirect the user agent: absolute URIs without a
-    /// fragment, `https` except on loopback hosts. Required for `authorization_code`.
+    /// Where the authorization server may redirect the user agent: absolute URIs without a fragment, `https` except on loopback hosts. Required for `authorization_code`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 2048)))]
     #[x_kube(validation = Rule::new("self.all(u, isURL(u) && url(u).getScheme() != '' && url(u).getHost() != '')").message("spec.redirectUris: each entry must be an absolute URI"))]
@@ -102,27 +98,17 @@ pub struct OAuthClientSpec {
     ).message("spec.redirectUris: a redirect URI must use https (http only for localhost, 127.0.0.1 and [::1])"))]
     pub redirect_uris: Vec<String>,
 
-    /// Scopes the client may request. A token request without `scope` gets all of them;
-    /// one asking for anything else is refused with `invalid_scope`.
+    /// Scopes the client may request. A token request without `scope` gets all of them; one asking for anything else is refused with `invalid_scope`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 64),
-        inner(
-            regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"),
-            length(min = 1, max = 128)
-        )
-    )]
-    pub scopes: Vec<String>,
+    #[schemars(length(max = 64))]
+    pub scopes: Vec<Scope>,
 
-    /// Audiences (`aud`) the client may obtain tokens for. A token request may narrow
-    /// them with `audience`; when empty, tokens are issued for the operator's default
-    /// audience.
+    /// Audiences (`aud`) the client may obtain tokens for. A token request may narrow them with `audience`; when empty, tokens are issued for the operator's default audience.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
-    pub audiences: Vec<String>,
+    #[schemars(length(max = 16))]
+    pub audiences: Vec<Audience>,
 
-    /// Roles carried in the token's `roles` claim, besides the operator's default role,
-    /// which every client has.
+    /// Roles carried in the token's `roles` claim, besides the operator's default role, which every client has.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
     pub roles: Vec<String>,
@@ -132,9 +118,7 @@ pub struct OAuthClientSpec {
     #[schemars(range(min = 60, max = 3600))]
     pub access_token_lifetime_seconds: u32,
 
-    /// The client's secrets (confidential clients only). Each works on its own, so adding
-    /// one and removing the old one later rotates without downtime. When empty, a
-    /// confidential client gets one generated secret named `default`, valid one year.
+    /// The client's secrets (confidential clients only). Each works on its own, so adding one and removing the old one later rotates without downtime. When empty, a confidential client gets one generated secret named `default`, valid one year.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub secrets: Vec<ClientSecret>,
@@ -155,8 +139,7 @@ pub struct Registration {
     /// The InitialAccessToken it was registered with.
     #[schemars(length(min = 1, max = 253))]
     pub initial_access_token: String,
-    /// A key of a Secret holding the argon2id hash (PHC string) of the client's
-    /// registration access token.
+    /// A key of a Secret holding the argon2id hash (PHC string) of the client's registration access token.
     pub access_token_hash_ref: SecretKeyRef,
 }
 
@@ -185,9 +168,7 @@ pub enum ClientType {
     Public,
 }
 
-/// Grant types a client may be allowed. The token endpoint implements
-/// `client_credentials`; the others are declared for registration and redirect-URI
-/// validation, and the token endpoint answers them `unsupported_grant_type`.
+/// A grant type (RFC 6749): `client_credentials` (section 4.4), `authorization_code` (section 4.1; needs redirect URIs) or `refresh_token` (section 6). The token endpoint implements `client_credentials`; the others are declared for registration and redirect-URI validation, and the token endpoint answers them `unsupported_grant_type`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum GrantType {
     /// RFC 6749 section 4.4.
@@ -221,8 +202,7 @@ impl GrantType {
     .message("set at most one of secretKeyRef and hashRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClientSecret {
-    /// The entry's name, unique within the client; the secret is also written under
-    /// `<clientSecret key>.<name>` in the credentials Secret.
+    /// The entry's name, unique within the client; the secret is also written under `<clientSecret key>.<name>` in the credentials Secret.
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -234,10 +214,11 @@ pub struct ClientSecret {
     #[schemars(length(max = 256))]
     pub description: Option<String>,
 
-    /// Expires this long after the secret was created, e.g. `90d`, `12h`, `1w`.
+    /// Expires this long after the secret was created, e.g. `90d`.
+    ///
+    #[doc = duration_grammar!()]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]{1,6}(s|m|h|d|w))+$"))]
-    pub expires_after: Option<String>,
+    pub expires_after: Option<Duration>,
 
     /// Expires at this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,15 +228,11 @@ pub struct ClientSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub never_expires: Option<bool>,
 
-    /// Take the value from a key of an existing Secret in the namespace (sealed-secrets,
-    /// external-secrets) instead of generating one. The controller hashes it and never
-    /// copies it.
+    /// Take the value from a key of an existing Secret in the namespace (sealed-secrets, external-secrets) instead of generating one. The controller hashes it and never copies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
 
-    /// Take an argon2id hash (PHC string) of the value from a key of an existing Secret:
-    /// the value itself is held only by whoever made it (a dynamically registered client,
-    /// or a team that hashes its own secrets).
+    /// Take an argon2id hash (PHC string) of the value from a key of an existing Secret: the value itself is held only by whoever made it (a dynamically registered client, or a team that hashes its own secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_ref: Option<SecretKeyRef>,
 }
@@ -282,8 +259,7 @@ pub struct SecretKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecret {
-    /// Name of the Secret, in the client's namespace. Defaults to `<client name>-credentials`.
-    /// Immutable: renaming would orphan the credentials workloads mount.
+    /// Name of the Secret, in the client's namespace. Defaults to `<client name>-credentials`. Immutable: renaming would orphan the credentials workloads mount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.credentialsSecret.name is immutable"))]
@@ -310,8 +286,7 @@ pub struct SecretKeys {
     #[serde(default = "key_client_id")]
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 200))]
     pub client_id: String,
-    /// Key of the newest valid generated secret; each secret is also under
-    /// `<this>.<entry name>`.
+    /// Key of the newest valid generated secret; each secret is also under `<this>.<entry name>`.
     #[serde(default = "key_client_secret")]
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 190))]
     pub client_secret: String,
@@ -369,7 +344,9 @@ pub struct OAuthClientStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretStatus {
+    /// The entry's name in `spec.secrets` (`default` for the implicit secret of a confidential client that lists none).
     pub name: String,
+    /// The entry's description, copied from the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// When the controller generated (or first hashed) the secret.
@@ -378,6 +355,7 @@ pub struct SecretStatus {
     /// When it stops being accepted; absent for a secret that never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// `Valid` (accepted), `ExpiringSoon` (accepted, but expires within the operator's warning threshold), `Expired` (no longer accepted) or `Pending` (not usable yet: its source Secret is missing, or its expiry is already past).
     pub state: SecretState,
 }
 

@@ -2,9 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
-/// Internal, written by the token server: one revoked access token (RFC 7009), shared
-/// through the API server so that every replica answers introspection alike. Named after
-/// a hash of the token's `jti`; worthless after `expiresAt`, when the token expires anyway.
+/// Internal, written by the token server: one revoked access token (RFC 7009), shared through the API server so that every replica answers introspection alike. Named after a hash of the token's `jti`; worthless after `expiresAt`, when the token expires anyway.
 // kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]

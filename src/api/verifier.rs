@@ -4,9 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ClientType;
 
-/// Internal, written only by the controller: what the token server needs to verify one
-/// `OAuthClient`. One per client, same name, owned by it (so it is garbage-collected with
-/// it). Holds argon2id hashes, never a secret.
+/// Internal, written only by the controller: what the token server needs to verify one `OAuthClient`. One per client, same name, owned by it (so it is garbage-collected with it). Holds argon2id hashes, never a secret.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[kube(
     group = "oauth-operator.dev",
@@ -31,8 +29,7 @@ pub struct OAuthClientVerifierSpec {
     pub client_type: ClientType,
     /// Whether the client may obtain tokens.
     pub active: bool,
-    /// Tokens issued before this time are no longer valid (set when the client is
-    /// deactivated, kept when it is reactivated).
+    /// Tokens issued before this time are no longer valid (set when the client is deactivated, kept when it is reactivated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Time>,
     /// Grant types the client may use, by their RFC names.
@@ -52,8 +49,7 @@ pub struct OAuthClientVerifierSpec {
     /// One entry per accepted client secret.
     #[serde(default)]
     pub secrets: Vec<SecretVerifier>,
-    /// For a dynamically registered client: the argon2id hash of its registration access
-    /// token (RFC 7592).
+    /// For a dynamically registered client: the argon2id hash of its registration access token (RFC 7592).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,
 }
@@ -66,8 +62,7 @@ pub struct SecretVerifier {
     pub name: String,
     /// The argon2id hash of the secret, in PHC string format.
     pub hash: String,
-    /// Where the hashed value came from. The controller compares it with the source's
-    /// current identity to know, without hashing again, that the hash is current.
+    /// Where the hashed value came from. The controller compares it with the source's current identity to know, without hashing again, that the hash is current.
     pub source: SourceRef,
     /// When the secret stops being accepted; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,13 +79,11 @@ pub struct SourceRef {
     pub key: String,
     /// The Secret's UID when hashed.
     pub uid: String,
-    /// A version of the value: its creation time for a generated secret (which is never
-    /// rewritten), the Secret's resourceVersion for one brought by the user.
+    /// A version of the value: its creation time for a generated secret (which is never rewritten), the Secret's resourceVersion for one brought by the user.
     pub version: String,
 }
 
-/// Internal, written only by the controller: what the token server needs to accept one
-/// `InitialAccessToken` at `POST /register`. Same name, owned by it.
+/// Internal, written only by the controller: what the token server needs to accept one `InitialAccessToken` at `POST /register`. Same name, owned by it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[kube(
     group = "oauth-operator.dev",

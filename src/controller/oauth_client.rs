@@ -564,8 +564,13 @@ async fn apply_verifier(
             .iter()
             .map(|g| g.as_str().to_string())
             .collect(),
-        scopes: client.spec.scopes.clone(),
-        audiences: client.spec.audiences.clone(),
+        scopes: client.spec.scopes.iter().map(ToString::to_string).collect(),
+        audiences: client
+            .spec
+            .audiences
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         roles,
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
         secrets: verifiers,

@@ -18,28 +18,10 @@ pub const CREATED_ANNOTATION: &str = "oauth-operator.dev/secrets-created";
 /// Secrets expire one year after creation unless the spec says otherwise (seed 001).
 pub const DEFAULT_VALIDITY: SignedDuration = SignedDuration::from_hours(365 * 24);
 
-/// Parses `90d`, `12h30m`, `1w`: what the CRD's pattern admits.
+/// Parses `90d`, `12h30m`, `1w` by the API's one grammar ([`crate::api::parse_duration`]):
+/// `None` for anything but a duration longer than zero.
 pub fn parse_duration(s: &str) -> Option<SignedDuration> {
-    let mut total: i64 = 0;
-    let mut number = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: i64 = number.parse().ok()?;
-        number.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    (number.is_empty() && total > 0).then(|| SignedDuration::from_secs(total))
+    crate::api::parse_duration(s).ok()
 }
 
 /// When a secret created at `created` expires: `None` for never.
@@ -142,7 +124,7 @@ mod tests {
         };
         assert_eq!(expiry(&never, created), None);
         let after = ClientSecret {
-            expires_after: Some("2d".into()),
+            expires_after: Some("2d".parse().expect("duration")),
             ..entry()
         };
         assert_eq!(

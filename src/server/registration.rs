@@ -35,7 +35,7 @@ use super::error::OAuthError;
 use crate::api::{
     ClientSecret, ClientType, GrantType, InitialAccessToken, MANAGED_BY, MANAGED_BY_LABEL,
     OAuthClient, OAuthClientSpec, REGISTERED_BY_LABEL, RegisteredClient, Registration,
-    RegistrationPolicy, SecretKeyRef,
+    RegistrationPolicy, Scope, SecretKeyRef,
 };
 use crate::auth::hash;
 use crate::auth::secret::{self, SecretString, split_token};
@@ -124,7 +124,7 @@ impl AuthMethod {
 struct Accepted {
     name: Option<String>,
     grant_types: Vec<GrantType>,
-    scopes: Vec<String>,
+    scopes: Vec<Scope>,
     redirect_uris: Vec<String>,
     auth_method: AuthMethod,
 }
@@ -138,7 +138,7 @@ fn metadata_error(msg: &str) -> OAuthError {
 fn validate(
     meta: ClientMetadata,
     allowed_grants: &[GrantType],
-    allowed_scopes: &[String],
+    allowed_scopes: &[Scope],
 ) -> Result<Accepted, OAuthError> {
     let auth_method = AuthMethod::parse(meta.token_endpoint_auth_method.as_deref()).ok_or_else(
         || metadata_error("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none"),
@@ -168,15 +168,15 @@ fn validate(
             "grant_types: client_credentials needs a confidential client, not token_endpoint_auth_method none",
         ));
     }
-    let mut scopes: Vec<String> = Vec::new();
+    let mut scopes: Vec<Scope> = Vec::new();
     for s in meta.scope.as_deref().unwrap_or_default().split_whitespace() {
-        if !allowed_scopes.iter().any(|a| a == s) {
+        let Some(allowed) = allowed_scopes.iter().find(|a| *a == s) else {
             return Err(metadata_error(
                 "scope: the initial access token does not allow this scope",
             ));
-        }
-        if !scopes.iter().any(|x| x == s) {
-            scopes.push(s.to_string());
+        };
+        if !scopes.contains(allowed) {
+            scopes.push(allowed.clone());
         }
     }
     let redirect_uris = meta.redirect_uris.unwrap_or_default();
@@ -861,7 +861,10 @@ mod tests {
     #[test]
     fn metadata_is_checked_against_the_policy() {
         let grants = [GrantType::ClientCredentials];
-        let scopes = ["read".to_string(), "write".to_string()];
+        let scopes = [
+            Scope::parse("read").expect("scope"),
+            Scope::parse("write").expect("scope"),
+        ];
         let ok = validate(
             meta(serde_json::json!({"grant_types": ["client_credentials"], "scope": "read read", "client_name": "x"})),
             &grants,

@@ -247,11 +247,7 @@ fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let valid = |t: &String| {
-        t.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-    };
-    if tokens.is_empty() || !tokens.iter().all(valid) {
+    if tokens.is_empty() || !tokens.iter().all(|t| crate::api::is_scope_token(t)) {
         return Err(OAuthError::InvalidScope);
     }
     Ok(Some(tokens))

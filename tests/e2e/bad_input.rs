@@ -86,6 +86,21 @@ async fn refused(ctx: Ctx) -> anyhow::Result<()> {
             "exactly one of spec.expiresAfter and spec.expiresAt",
         ),
         (
+            "token valid for no time",
+            "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: t\nspec:\n  expiresAfter: 0s\n".to_string(),
+            "spec.expiresAfter",
+        ),
+        (
+            "token valid for zero hours and zero minutes",
+            "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: t\nspec:\n  expiresAfter: 0h0m\n".to_string(),
+            "spec.expiresAfter",
+        ),
+        (
+            "secret valid for no time",
+            client("  secrets: [{name: a, expiresAfter: 0s}]"),
+            "spec.secrets[0].expiresAfter",
+        ),
+        (
             "token count zero",
             "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: t\nspec:\n  expiresAfter: 1h\n  count: 0\n".to_string(),
             "spec.count",
@@ -98,6 +113,14 @@ async fn refused(ctx: Ctx) -> anyhow::Result<()> {
             "{what}: message does not name {field}: {msg}"
         );
     }
+    // A zero duration is refused in words by the schema's own rule, not by a regex dump.
+    let msg = ctx.apply_refused(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: t\nspec:\n  expiresAfter: 0s\n",
+    )?;
+    ensure!(
+        msg.contains("spec.expiresAfter") && msg.contains("must be longer than zero"),
+        "zero expiresAfter: {msg}"
+    );
     Ok(())
 }
 
