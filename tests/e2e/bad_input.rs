@@ -1,5 +1,5 @@
-//! The apiserver itself refuses bad manifests, with a message naming the field; and every
-//! example in examples/ is accepted.
+//! The apiserver itself refuses bad manifests, with a message naming the field; and the
+//! examples in examples/, applied together, are accepted and all become Ready.
 
 use anyhow::ensure;
 
@@ -11,7 +11,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             Box::pin(refused(c))
         }),
         ("client_id_cannot_change", |c| Box::pin(immutable_id(c))),
-        ("every_example_applies", |c| Box::pin(examples(c))),
+        ("every_example_applies_and_becomes_ready", |c| {
+            Box::pin(examples(c))
+        }),
     ]
 }
 
@@ -137,6 +139,8 @@ async fn immutable_id(ctx: Ctx) -> anyhow::Result<()> {
 }
 
 async fn examples(ctx: Ctx) -> anyhow::Result<()> {
+    use oauth_operator::api::{InitialAccessToken, OAuthClient};
+    let _controller = ctx.start_controller("http://127.0.0.1:1")?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut applied = 0;
     for entry in std::fs::read_dir(&dir)? {
@@ -149,5 +153,45 @@ async fn examples(ctx: Ctx) -> anyhow::Result<()> {
         }
     }
     ensure!(applied > 0, "no examples found in {}", dir.display());
+
+    // Every client, including the one whose secret comes from a Secret of the examples.
+    let clients = ctx.api::<OAuthClient>().list(&Default::default()).await?;
+    ensure!(
+        clients.items.len() >= 4,
+        "only {} clients",
+        clients.items.len()
+    );
+    for client in &clients.items {
+        ctx.wait_ready(&kube::ResourceExt::name_any(client)).await?;
+    }
+    let tokens: kube::Api<InitialAccessToken> = ctx.api();
+    let names: Vec<String> = tokens
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .map(kube::ResourceExt::name_any)
+        .collect();
+    ensure!(
+        !names.is_empty(),
+        "no InitialAccessToken among the examples"
+    );
+    for name in names {
+        crate::support::eventually(
+            std::time::Duration::from_secs(60),
+            &format!("InitialAccessToken {name} Ready"),
+            || async {
+                let t = tokens.get(&name).await?;
+                let ready = t
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .is_some_and(|c| c.status == "True");
+                ensure!(ready, "not ready: {:?}", t.status);
+                Ok(())
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
