@@ -15,7 +15,8 @@
 //! - [`api`]: the CRD types, no I/O.
 //! - [`controller`]: reconcilers that write Secrets, verifiers and status.
 //! - [`index`]: the in-memory view of verifiers and signing keys the server reads.
-//! - [`server`]: the HTTP surface (axum), reading only the index.
+//! - [`server`]: the HTTP surface (axum), answering from the index; the server's own
+//!   writes are registrations and revocations, through the API server.
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
 //! - [`watch_backoff`]: how every watch retries while the API server is away.
 

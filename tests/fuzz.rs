@@ -8,114 +8,23 @@
 //! `hack/fuzz.sh` (PROPTEST_CASES=150000, release build). A panic anywhere fails the case
 //! and proptest shrinks it to a minimal request.
 
+mod fixture;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use base64::Engine;
 use proptest::prelude::*;
 use tower::ServiceExt;
 
-use oauth_operator::api::{
-    InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
-    OAuthClientVerifierSpec, SecretVerifier, SourceRef,
-};
-use oauth_operator::auth::hash;
-use oauth_operator::auth::keys::{KeySet, StoredKeys};
+use fixture::{ACCESS_TOKEN, CLIENT_ID, IAT, REGISTERED, SECRET, basic};
+use oauth_operator::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use oauth_operator::index::Index;
-use oauth_operator::server::{self, AppState, LockoutConfig};
 
-const CLIENT_ID: &str = "fuzz-client";
-const SECRET: &str = "fuzz-secret-0123456789abcdefghij";
-const REGISTERED: &str = "dcr-fuzz";
-const ACCESS_TOKEN: &str = "registration-access-token-0123456789";
-const IAT: &str = "tid.initial-access-token-0123456789";
-
-fn source() -> SourceRef {
-    SourceRef {
-        secret_name: "s".into(),
-        key: "k".into(),
-        uid: "u".into(),
-        version: "1".into(),
-    }
-}
-
-fn verifier(name: &str, id: &str, rat: Option<String>) -> OAuthClientVerifier {
-    let mut v = OAuthClientVerifier::new(
-        name,
-        OAuthClientVerifierSpec {
-            client_id: id.into(),
-            client_type: Default::default(),
-            active: true,
-            not_before: None,
-            grant_types: vec!["client_credentials".into()],
-            scopes: vec!["read".into(), "write".into()],
-            audiences: vec!["https://api.example.test".into()],
-            roles: vec!["member".into()],
-            access_token_lifetime_seconds: 600,
-            secrets: vec![SecretVerifier {
-                name: "default".into(),
-                hash: HASHES.0.clone(),
-                source: source(),
-                expires_at: None,
-            }],
-            registration_access_token_hash: rat,
-        },
-    );
-    v.metadata.namespace = Some("fuzz".into());
-    v
-}
-
-/// (secret hash, registration access token hash, initial access token hash): computed
-/// once, argon2 being slow on purpose.
-static HASHES: LazyLock<(String, String, String)> = LazyLock::new(|| {
-    let h = |v: &str| hash::hash(v).unwrap_or_default();
-    (h(SECRET), h(ACCESS_TOKEN), h(IAT))
-});
-
-static ROUTER: LazyLock<Option<axum::Router>> = LazyLock::new(|| {
-    let index = Arc::new(Index::default());
-    let mut iat = InitialAccessTokenVerifier::new(
-        "iat",
-        InitialAccessTokenVerifierSpec {
-            token_id: "tid".into(),
-            hash: HASHES.2.clone(),
-            source: source(),
-            expires_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                jiff::Timestamp::now()
-                    .checked_add(jiff::SignedDuration::from_hours(1))
-                    .unwrap_or_else(|_| jiff::Timestamp::now()),
-            ),
-        },
-    );
-    iat.metadata.namespace = Some("fuzz".into());
-    index.apply_token_verifier(&iat);
-    let clients = [
-        verifier("c", CLIENT_ID, None),
-        verifier("r", REGISTERED, Some(HASHES.1.clone())),
-    ];
-    index.reset_verifiers(None, clients.iter());
-    index.set_keys(
-        StoredKeys::generate_es256()
-            .and_then(|k| KeySet::load(&k))
-            .ok(),
-    );
-    let config = server::Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        issuer: "http://issuer.test".into(),
-        default_audience: "http://issuer.test".into(),
-        namespaces: vec![],
-        operator_namespace: "fuzz".into(),
-        signing_key_secret: "keys".into(),
-        max_concurrent_hashes: 2,
-        max_queued_hashes: 8,
-        verified_cache_size: 100,
-        lockout: LockoutConfig::default(),
-    };
-    AppState::new(index, config, None).ok().map(server::router)
-});
+static ROUTER: LazyLock<Option<axum::Router>> =
+    LazyLock::new(|| fixture::router(fixture::filled_index(true)));
 
 static RUNTIME: LazyLock<Option<tokio::runtime::Runtime>> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -124,13 +33,6 @@ static RUNTIME: LazyLock<Option<tokio::runtime::Runtime>> = LazyLock::new(|| {
         .build()
         .ok()
 });
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
 
 fn authorization() -> impl Strategy<Value = Option<String>> {
     prop_oneof![

@@ -1,12 +1,23 @@
-//! The in-memory view the token server reads: client verifiers by client id, and the
-//! signing keys. Fed by watches (see [`watch`]); read on every request without any API
-//! call. Pure state with `apply` / `delete` / `reset`, so it is tested without a cluster.
+//! The in-memory view the token server reads: client verifiers by client id, initial
+//! access token verifiers, revoked token ids, and the signing keys. Fed by watches (see
+//! [`watch`]); read on every request without any API call. Pure state with `apply` /
+//! `delete` / `reset` per kind, so it is tested without a cluster.
+//!
+//! Ready ([`Index::is_ready`]) once every watch has listed once (each kind in each watched
+//! namespace) and a signing key is loaded: before that, a client, token or revocation
+//! that exists could be answered as unknown.
+//!
+//! Locks: a poisoned lock (a panic while it was held; product code denies panics, so
+//! this is a bug elsewhere) is recovered with [`PoisonError::into_inner`], not skipped. A
+//! write here is one insert, remove or swap, so what a panic can leave is at worst one
+//! stale entry, which the next event or relist corrects; skipping the lock instead would
+//! silently answer every client as unknown (and the lockout would fail open).
 
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use crate::auth::keys::KeySet;
@@ -116,7 +127,7 @@ fn owner_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
 type ObjectKey = (String, String);
 
 /// The watches feeding the index, to tell which one cannot reach the API server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Watch {
     Clients = 0,
     Tokens = 1,
@@ -176,9 +187,10 @@ pub struct Index {
     /// Initial access tokens by their verifier object.
     tokens: RwLock<HashMap<ObjectKey, Arc<TokenEntry>>>,
     /// The watch scopes (namespaces, or `None` for all) expected to list before the index
-    /// is complete, and those that have.
+    /// is complete, and the (watch, scope) pairs that have; revocations are watched in the
+    /// operator namespace alone, under scope `None`.
     scopes: Vec<Option<String>>,
-    synced_scopes: RwLock<HashSet<Option<String>>>,
+    synced: RwLock<HashSet<(Watch, Option<String>)>>,
     keys_synced: AtomicBool,
     /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
     /// The index keeps serving what it has meanwhile.
@@ -205,7 +217,7 @@ impl Index {
             keys: RwLock::default(),
             tokens: RwLock::default(),
             scopes,
-            synced_scopes: RwLock::default(),
+            synced: RwLock::default(),
             keys_synced: AtomicBool::new(false),
             disconnected: Default::default(),
         }
@@ -213,12 +225,12 @@ impl Index {
 
     /// The client with this id, if the server should serve it.
     pub fn client(&self, client_id: &str) -> Option<Arc<ClientEntry>> {
-        self.clients.read().ok()?.by_id.get(client_id).cloned()
+        read(&self.clients).by_id.get(client_id).cloned()
     }
 
     /// How many clients are indexed.
     pub fn len(&self) -> usize {
-        self.clients.read().map(|c| c.by_id.len()).unwrap_or(0)
+        read(&self.clients).by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -227,18 +239,14 @@ impl Index {
 
     /// Adds or replaces the entry of a verifier.
     pub fn apply_verifier(&self, v: &OAuthClientVerifier) {
-        if let (Some(entry), Ok(mut clients)) =
-            (ClientEntry::from_verifier(v), self.clients.write())
-        {
-            clients.apply(entry);
+        if let Some(entry) = ClientEntry::from_verifier(v) {
+            write(&self.clients).apply(entry);
         }
     }
 
     /// Removes the entry of a deleted verifier.
     pub fn delete_verifier(&self, namespace: &str, name: &str) {
-        if let Ok(mut clients) = self.clients.write() {
-            clients.delete(namespace, name);
-        }
+        write(&self.clients).delete(namespace, name);
     }
 
     /// Replaces every entry of one watch scope at once, after a (re)list, and marks that
@@ -248,43 +256,37 @@ impl Index {
         scope: Option<&str>,
         all: impl IntoIterator<Item = &'a OAuthClientVerifier>,
     ) {
-        if let Ok(mut clients) = self.clients.write() {
+        {
+            let mut clients = write(&self.clients);
             clients.clear(scope);
             for entry in all.into_iter().filter_map(ClientEntry::from_verifier) {
                 clients.apply(entry);
             }
         }
-        if let Ok(mut synced) = self.synced_scopes.write() {
-            synced.insert(scope.map(str::to_string));
-        }
+        self.mark_synced(Watch::Clients, scope);
     }
 
     /// Whether the token with this `jti` was revoked.
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.read().is_ok_and(|r| r.contains_key(jti))
+        read(&self.revoked).contains_key(jti)
     }
 
     /// Records a revocation.
     pub fn revoke(&self, jti: &str, expires_at: i64) {
-        if let Ok(mut r) = self.revoked.write() {
-            r.insert(jti.to_string(), expires_at);
-        }
+        write(&self.revoked).insert(jti.to_string(), expires_at);
     }
 
-    /// Replaces every revocation at once, after a (re)list, dropping the expired ones:
-    /// their tokens are refused for their expiry anyway.
+    /// Replaces every revocation at once, after a (re)list, dropping the expired ones
+    /// (their tokens are refused for their expiry anyway), and marks revocations synced.
     pub fn reset_revoked(&self, all: impl IntoIterator<Item = (String, i64)>, now: i64) {
-        if let Ok(mut r) = self.revoked.write() {
-            *r = all.into_iter().filter(|(_, exp)| *exp > now).collect();
-        }
+        *write(&self.revoked) = all.into_iter().filter(|(_, exp)| *exp > now).collect();
+        self.mark_synced(Watch::Revocations, None);
     }
 
     /// The initial access token with this id.
     pub fn initial_access_token(&self, token_id: &str) -> Option<Arc<TokenEntry>> {
         // A handful per namespace: a scan is cheaper than keeping a second map in step.
-        self.tokens
-            .read()
-            .ok()?
+        read(&self.tokens)
             .values()
             .find(|t| t.token_id == token_id)
             .cloned()
@@ -292,42 +294,41 @@ impl Index {
 
     /// Adds or replaces an initial access token.
     pub fn apply_token_verifier(&self, v: &InitialAccessTokenVerifier) {
-        if let (Some(e), Ok(mut tokens)) = (TokenEntry::from_verifier(v), self.tokens.write()) {
-            tokens.insert((e.namespace.clone(), e.name.clone()), Arc::new(e));
+        if let Some(e) = TokenEntry::from_verifier(v) {
+            write(&self.tokens).insert((e.namespace.clone(), e.name.clone()), Arc::new(e));
         }
     }
 
     /// Removes a deleted initial access token.
     pub fn delete_token_verifier(&self, namespace: &str, name: &str) {
-        if let Ok(mut tokens) = self.tokens.write() {
-            tokens.remove(&(namespace.to_string(), name.to_string()));
-        }
+        write(&self.tokens).remove(&(namespace.to_string(), name.to_string()));
     }
 
-    /// Replaces every initial access token of one watch scope, after a (re)list.
+    /// Replaces every initial access token of one watch scope, after a (re)list, and
+    /// marks that scope's tokens synced. Other scopes' entries stay.
     pub fn reset_token_verifiers<'a>(
         &self,
         scope: Option<&str>,
         all: impl IntoIterator<Item = &'a InitialAccessTokenVerifier>,
     ) {
-        if let Ok(mut tokens) = self.tokens.write() {
+        {
+            let mut tokens = write(&self.tokens);
             tokens.retain(|(ns, _), _| scope.is_some_and(|s| s != ns));
             for e in all.into_iter().filter_map(TokenEntry::from_verifier) {
                 tokens.insert((e.namespace.clone(), e.name.clone()), Arc::new(e));
             }
         }
+        self.mark_synced(Watch::Tokens, scope);
     }
 
     /// The signing keys, once loaded.
     pub fn keys(&self) -> Option<Arc<KeySet>> {
-        self.keys.read().ok()?.clone()
+        read(&self.keys).clone()
     }
 
     /// Installs (or, with `None`, withdraws) the signing keys, and marks them synced.
     pub fn set_keys(&self, keys: Option<KeySet>) {
-        if let Ok(mut k) = self.keys.write() {
-            *k = keys.map(Arc::new);
-        }
+        *write(&self.keys) = keys.map(Arc::new);
         self.keys_synced.store(true, Ordering::Release);
     }
 
@@ -342,124 +343,34 @@ impl Index {
         self.disconnected.iter().all(|d| !d.load(Ordering::Acquire))
     }
 
-    /// Ready to serve: both watches have listed once and a signing key is loaded.
-    pub fn is_ready(&self) -> bool {
-        let clients_synced = self
-            .synced_scopes
-            .read()
-            .map(|s| self.scopes.iter().all(|scope| s.contains(scope)))
-            .unwrap_or(false);
-        clients_synced && self.keys_synced.load(Ordering::Acquire) && self.keys().is_some()
+    fn mark_synced(&self, watch: Watch, scope: Option<&str>) {
+        write(&self.synced).insert((watch, scope.map(str::to_string)));
     }
+
+    /// Ready to serve: the clients and initial access tokens of every scope and the
+    /// revocations have listed once, and a signing key is loaded.
+    pub fn is_ready(&self) -> bool {
+        let lists_synced = {
+            let synced = read(&self.synced);
+            let scoped = self.scopes.iter().all(|scope| {
+                synced.contains(&(Watch::Clients, scope.clone()))
+                    && synced.contains(&(Watch::Tokens, scope.clone()))
+            });
+            scoped && synced.contains(&(Watch::Revocations, None))
+        };
+        lists_synced && self.keys_synced.load(Ordering::Acquire) && self.keys().is_some()
+    }
+}
+
+/// Reads through a poisoned lock (see the module doc for why).
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes through a poisoned lock (see the module doc for why).
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{OAuthClientVerifierSpec, SecretVerifier, SourceRef};
-
-    fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
-        let mut v = OAuthClientVerifier::new(
-            name,
-            OAuthClientVerifierSpec {
-                client_id: id.into(),
-                client_type: Default::default(),
-                active: true,
-                not_before: None,
-                grant_types: vec!["client_credentials".into()],
-                scopes: vec!["read".into()],
-                audiences: vec![],
-                roles: vec!["member".into()],
-                access_token_lifetime_seconds: 600,
-                secrets: vec![SecretVerifier {
-                    name: "default".into(),
-                    hash: "$argon2id$x".into(),
-                    source: SourceRef {
-                        secret_name: "s".into(),
-                        key: "k".into(),
-                        uid: "u".into(),
-                        version: "1".into(),
-                    },
-                    expires_at: None,
-                }],
-                registration_access_token_hash: None,
-            },
-        );
-        v.metadata.namespace = Some(ns.into());
-        v
-    }
-
-    #[test]
-    fn revocations_survive_a_relist_until_they_expire() {
-        let index = Index::default();
-        assert!(!index.is_revoked("j1"));
-        index.revoke("j1", 100);
-        assert!(index.is_revoked("j1"));
-        index.reset_revoked([("j1".to_string(), 100), ("j2".to_string(), 50)], 60);
-        assert!(index.is_revoked("j1"));
-        assert!(!index.is_revoked("j2"), "expired revocations are dropped");
-    }
-
-    #[test]
-    fn apply_then_delete() {
-        let index = Index::default();
-        index.apply_verifier(&verifier("a", "one", "id-1"));
-        let e = index.client("id-1").expect("indexed");
-        assert_eq!(e.scopes, vec!["read".to_string()]);
-        assert_eq!(e.secrets.len(), 1);
-        assert!(e.secrets[0].is_valid_at(0));
-        index.delete_verifier("a", "one");
-        assert!(index.client("id-1").is_none());
-        assert!(index.is_empty());
-    }
-
-    #[test]
-    fn reset_drops_what_the_new_list_lacks() {
-        let index = Index::default();
-        index.apply_verifier(&verifier("a", "one", "id-1"));
-        let two = verifier("a", "two", "id-2");
-        index.reset_verifiers(None, [&two]);
-        assert!(index.client("id-1").is_none());
-        assert!(index.client("id-2").is_some());
-    }
-
-    #[test]
-    fn reset_of_one_namespace_keeps_the_others() {
-        let index = Index::with_scopes(vec![Some("a".into()), Some("b".into())]);
-        index.apply_verifier(&verifier("a", "one", "id-1"));
-        index.apply_verifier(&verifier("b", "two", "id-2"));
-        index.reset_verifiers(Some("a"), []);
-        assert!(index.client("id-1").is_none());
-        assert!(index.client("id-2").is_some());
-        index.set_keys(Some(
-            KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen"))
-                .expect("load"),
-        ));
-        assert!(!index.is_ready(), "namespace b has not listed yet");
-        index.reset_verifiers(Some("b"), []);
-        assert!(index.is_ready());
-    }
-
-    #[test]
-    fn a_changed_client_id_replaces_the_old_one() {
-        let index = Index::default();
-        index.apply_verifier(&verifier("a", "one", "id-1"));
-        index.apply_verifier(&verifier("a", "one", "id-9"));
-        assert!(index.client("id-1").is_none());
-        assert!(index.client("id-9").is_some());
-        assert_eq!(index.len(), 1);
-    }
-
-    #[test]
-    fn not_ready_until_both_watches_synced_and_keys_loaded() {
-        let index = Index::default();
-        assert!(!index.is_ready());
-        index.reset_verifiers(None, []);
-        assert!(!index.is_ready());
-        index.set_keys(None);
-        assert!(!index.is_ready());
-        let keys = crate::auth::keys::StoredKeys::generate_es256().expect("gen");
-        index.set_keys(Some(KeySet::load(&keys).expect("load")));
-        assert!(index.is_ready());
-    }
-}
+mod tests;

@@ -1,6 +1,16 @@
-//! Client authentication at the token endpoint (RFC 6749 section 2.3.1): HTTP Basic
-//! (`client_secret_basic`) or form fields (`client_secret_post`), never both.
+//! Client authentication at the token, introspection and revocation endpoints (RFC 6749
+//! section 2.3.1): HTTP Basic (`client_secret_basic`) or form fields
+//! (`client_secret_post`), never both.
+//!
+//! The Basic header is parsed by hand on purpose: RFC 6749 asks for the id and secret to
+//! be form-encoded before base64, which generic Basic parsers (`headers`, `axum-extra`)
+//! do not undo. [`BasicCredentials`] is an optional extractor whose rejection (a header
+//! that is there but not valid Basic) is `invalid_client` with `WWW-Authenticate`;
+//! handlers take it as [`BasicHeader`] and let [`presented`] decide, because RFC 6749
+//! checks the grant and the form before the client.
 
+use axum::extract::OptionalFromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,6 +18,38 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::OAuthError;
 use super::form::Form;
 use crate::auth::secret::SecretString;
+
+/// Credentials from `Authorization: Basic`, already form-decoded.
+#[derive(Debug)]
+pub struct BasicCredentials {
+    client_id: String,
+    secret: SecretString,
+}
+
+/// What the `Authorization` header said: nothing, Basic credentials, or something that
+/// is not valid Basic (`invalid_client`, answered only once the form was checked).
+pub type BasicHeader = Result<Option<BasicCredentials>, OAuthError>;
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for BasicCredentials {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        basic_header(&parts.headers)
+    }
+}
+
+/// The `Authorization` header read as Basic credentials.
+fn basic_header(headers: &HeaderMap) -> BasicHeader {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let (client_id, secret) =
+        parse_basic(value.as_bytes()).ok_or(OAuthError::InvalidClient { basic: true })?;
+    Ok(Some(BasicCredentials {
+        client_id,
+        secret: SecretString::new(secret),
+    }))
+}
 
 /// Credentials as presented.
 #[derive(Debug)]
@@ -18,25 +60,27 @@ pub struct Presented {
     pub basic: bool,
 }
 
-/// Extracts the client's credentials from the header or the form.
-pub fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthError> {
-    let authorization = headers.get(header::AUTHORIZATION);
-    if let Some(value) = authorization {
+/// The client's credentials, from the header or the form, in the RFC's order of checks.
+pub fn presented(basic: BasicHeader, form: &Form) -> Result<Presented, OAuthError> {
+    if !matches!(basic, Ok(None)) {
         if form.get("client_secret").is_some() {
             return Err(OAuthError::InvalidRequest(
                 "more than one client authentication method was used",
             ));
         }
-        let (id, secret) =
-            parse_basic(value.as_bytes()).ok_or(OAuthError::InvalidClient { basic: true })?;
-        if form.get("client_id").is_some_and(|body_id| body_id != id) {
+        let BasicCredentials { client_id, secret } =
+            basic?.ok_or(OAuthError::InvalidClient { basic: true })?;
+        if form
+            .get("client_id")
+            .is_some_and(|body_id| body_id != client_id)
+        {
             return Err(OAuthError::InvalidRequest(
                 "client_id does not match the Authorization header",
             ));
         }
         return Ok(Presented {
-            client_id: id,
-            secret: SecretString::new(secret),
+            client_id,
+            secret,
             basic: true,
         });
     }
@@ -46,6 +90,7 @@ pub fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthErr
             secret: SecretString::new(secret.to_string()),
             basic: false,
         }),
+        // No credentials at all: RFC 6749 section 5.2 says to answer with the challenge.
         _ => Err(OAuthError::InvalidClient { basic: true }),
     }
 }
@@ -75,14 +120,14 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn basic(id: &str, secret: &str) -> HeaderMap {
+    fn basic(id: &str, secret: &str) -> BasicHeader {
         let mut h = HeaderMap::new();
         let v = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_str(&v).expect("header"),
         );
-        h
+        basic_header(&h)
     }
 
     fn form(s: &str) -> Form {
@@ -92,7 +137,7 @@ mod tests {
     #[test]
     fn basic_credentials_are_url_decoded() {
         let p = presented(
-            &basic("my%20id", "a%3Ab"),
+            basic("my%20id", "a%3Ab"),
             &form("grant_type=client_credentials"),
         )
         .expect("ok");
@@ -103,29 +148,37 @@ mod tests {
 
     #[test]
     fn post_credentials() {
-        let p = presented(&HeaderMap::new(), &form("client_id=c&client_secret=s")).expect("ok");
+        let p = presented(Ok(None), &form("client_id=c&client_secret=s")).expect("ok");
         assert_eq!(p.client_id, "c");
         assert!(!p.basic);
     }
 
     #[test]
     fn both_methods_at_once_is_invalid_request() {
-        let err = presented(&basic("c", "s"), &form("client_secret=s")).expect_err("refused");
+        let err = presented(basic("c", "s"), &form("client_secret=s")).expect_err("refused");
+        assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn both_methods_is_invalid_request_even_when_the_header_is_malformed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        let err = presented(basic_header(&h), &form("client_secret=s")).expect_err("refused");
         assert_eq!(err.code(), "invalid_request");
     }
 
     #[test]
     fn no_credentials_or_bad_basic_is_invalid_client() {
         assert_eq!(
-            presented(&HeaderMap::new(), &form(""))
-                .expect_err("x")
-                .code(),
+            presented(Ok(None), &form("")).expect_err("x").code(),
             "invalid_client"
         );
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
         assert_eq!(
-            presented(&h, &form("")).expect_err("x").code(),
+            presented(basic_header(&h), &form(""))
+                .expect_err("x")
+                .code(),
             "invalid_client"
         );
     }

@@ -1,38 +1,48 @@
 //! `application/x-www-form-urlencoded` bodies, parsed strictly: RFC 6749 section 3.2 says
 //! parameters "MUST NOT be included more than once", and a parameter sent without a value
-//! is treated as omitted.
+//! is treated as omitted. Written by hand on purpose: axum's `Form` (serde_urlencoded)
+//! keeps the last of a repeated parameter and sees an empty one as present.
+//!
+//! [`Form`] is an axum extractor whose rejection is the RFC's `invalid_request`, for the
+//! token, introspection and revocation endpoints.
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
 use bytes::Bytes;
 
 use super::error::OAuthError;
 
-/// The form body of a POST to the token, introspection or revocation endpoint: the right
-/// content type, within the size limit, no repeated parameter.
-pub fn read(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Form, OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Err(OAuthError::InvalidRequest(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let body =
-        body.map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
-    Form::parse(&body)
-}
-
+/// The parameters of a form body: the right content type, within the size limit
+/// ([`axum::extract::DefaultBodyLimit`]), no repeated parameter.
 #[derive(Debug, Default)]
 pub struct Form(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(OAuthError::InvalidRequest(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
+        Form::parse(&body)
+    }
+}
 
 impl Form {
     pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {

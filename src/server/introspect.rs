@@ -9,32 +9,32 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde_json::json;
 
 use super::AppState;
+use super::client_auth::BasicHeader;
 use super::error::OAuthError;
-use super::form;
+use super::form::Form;
 use super::token::authenticated_token;
 use crate::auth::token::AccessTokenClaims;
 
+/// `POST /introspect`; the span carries the authenticated client's id, never the token.
+#[tracing::instrument(
+    name = "introspect",
+    skip_all,
+    fields(client_id = tracing::field::Empty, source = %peer.ip())
+)]
 pub async fn introspect(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    basic: BasicHeader,
+    form: Result<Form, OAuthError>,
 ) -> Response {
-    match answer(&state, &headers, body).await {
-        Ok(value) => {
-            let mut res = Json(value).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
+    match answer(&state, basic, form).await {
+        // `Cache-Control: no-store` comes from the route's layer.
+        Ok(value) => Json(value).into_response(),
         Err(err) => {
             tracing::info!(target: "audit", event = "introspection_refused", reason = err.code(), source = %peer.ip());
             err.into_response()
@@ -44,11 +44,11 @@ pub async fn introspect(
 
 async fn answer(
     state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    basic: BasicHeader,
+    form: Result<Form, OAuthError>,
 ) -> Result<serde_json::Value, OAuthError> {
-    let form = form::read(headers, body)?;
-    let (_, token) = authenticated_token(state, headers, &form).await?;
+    let form = form?;
+    let (_, token) = authenticated_token(state, basic, &form).await?;
     Ok(inspect(state, &token).unwrap_or_else(|| json!({ "active": false })))
 }
 

@@ -8,9 +8,13 @@
 //! to the attacker. A secret that already passed argon2 (the warm cache) is still
 //! accepted, so a lock stops guessing without shutting out the client's own workloads.
 //! Only client ids in the index are tracked, so memory is bounded by the index.
+//!
+//! A poisoned lock is recovered ([`PoisonError::into_inner`]): the counts are plain
+//! numbers a panic cannot leave half-written, and skipping the lock would fail open (no
+//! client ever locked) without a word.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Lockout settings (Keycloak: maxLoginFailures, waitIncrementSeconds,
@@ -59,9 +63,13 @@ impl Lockout {
         }
     }
 
+    fn state(&self) -> MutexGuard<'_, HashMap<String, Failures>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// `Some(remaining)` while `client_id` is locked at `now`.
     pub fn locked(&self, client_id: &str, now: Instant) -> Option<Duration> {
-        let state = self.state.lock().ok()?;
+        let state = self.state();
         let until = state.get(client_id)?.locked_until?;
         (until > now).then(|| until - now)
     }
@@ -71,7 +79,7 @@ impl Lockout {
         if self.config.max_failures == 0 {
             return None;
         }
-        let mut state = self.state.lock().ok()?;
+        let mut state = self.state();
         let f = state.entry(client_id.to_string()).or_insert(Failures {
             count: 0,
             last: now,
@@ -96,16 +104,12 @@ impl Lockout {
 
     /// Records a success: the client's failures are forgotten.
     pub fn success(&self, client_id: &str) {
-        if let Ok(mut state) = self.state.lock() {
-            state.remove(client_id);
-        }
+        self.state().remove(client_id);
     }
 
     /// Drops the state of clients the index no longer holds.
     pub fn retain(&self, known: impl Fn(&str) -> bool) {
-        if let Ok(mut state) = self.state.lock() {
-            state.retain(|id, _| known(id));
-        }
+        self.state().retain(|id, _| known(id));
     }
 }
 

@@ -1,4 +1,19 @@
-//! The read path: an axum server answering from the [`Index`] only.
+//! The token server: an axum server answering from the [`Index`], which watches keep
+//! current (see [`crate::index`]). Every replica serves; no request waits on the API
+//! server, except the server's own writes: registrations (`/register`, see
+//! [`registration`]: OAuthClients, their Secrets, slots in an InitialAccessToken's
+//! status) and revocations (`/revoke`: RevokedTokens). Both are recorded through the API
+//! server, so every replica learns them from the same watches as everything else (a
+//! revocation is also noted at once in the index of the replica that took it).
+//!
+//! The HTTP edge, in one place each: the strict form body ([`form::Form`]) and HTTP Basic
+//! ([`client_auth`]) are extractors whose rejection is an [`OAuthError`]; that enum is
+//! the one mapping of errors to RFC 6749 JSON; `Cache-Control: no-store` is a layer on
+//! the routes that hand out or inspect credentials ([`router`]). A handler per endpoint
+//! module: [`token`], [`introspect`], [`revoke`], [`registration`], [`discovery`].
+//!
+//! Readiness (`/readyz`) waits until every watch the server answers from has listed
+//! once: clients, initial access tokens, revocations, and the signing keys.
 
 mod client_auth;
 mod discovery;
@@ -16,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,7 +78,8 @@ pub struct AppState {
     pub cache: Arc<VerifiedCache>,
     pub metrics: Arc<Metrics>,
     pub lockout: Arc<lockout::Lockout>,
-    /// For the few writes the server makes (revocations); `None` in tests of the router.
+    /// For the server's own writes (registrations, revocations); `None` in tests of the
+    /// router, where those answer `server_error` or `temporarily_unavailable`.
     pub kube: Option<kube::Client>,
 }
 
@@ -94,18 +110,34 @@ impl AppState {
 const MAX_BODY: usize = 16 * 1024;
 
 /// The HTTP surface, apart from serving, so that tests drive it with `oneshot`.
+///
+/// The no-store layers are route layers, so they touch only the endpoints' own answers,
+/// not axum's 405 for another method. Errors carry both headers themselves
+/// ([`OAuthError`]); the layers add what a success lacks and never replace a header.
 pub fn router(state: AppState) -> Router {
+    // RFC 6749 section 5.1 and RFC 7591 section 3.2.1: answers with credentials in them
+    // take `Cache-Control: no-store` and `Pragma: no-cache`.
+    let credentials = || axum::middleware::map_response(no_store_no_cache);
+    // RFC 7662 section 2.2 and RFC 7009: the answers say things about a token; not cached.
+    let about_tokens = || axum::middleware::map_response(no_store);
     Router::new()
-        .route("/token", post(token::token))
+        .route("/token", post(token::token).route_layer(credentials()))
         .route("/jwks", get(jwks))
-        .route("/introspect", post(introspect::introspect))
-        .route("/revoke", post(revoke::revoke))
-        .route("/register", post(registration::register))
+        .route(
+            "/introspect",
+            post(introspect::introspect).route_layer(about_tokens()),
+        )
+        .route("/revoke", post(revoke::revoke).route_layer(about_tokens()))
+        .route(
+            "/register",
+            post(registration::register).route_layer(credentials()),
+        )
         .route(
             "/register/{client_id}",
             get(registration::read)
                 .put(registration::update)
-                .delete(registration::delete),
+                .delete(registration::delete)
+                .route_layer(credentials()),
         )
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/openid-configuration", get(discovery))
@@ -115,6 +147,23 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+fn set_if_absent(res: &mut Response, name: header::HeaderName, value: &'static str) {
+    res.headers_mut()
+        .entry(name)
+        .or_insert(HeaderValue::from_static(value));
+}
+
+async fn no_store(mut res: Response) -> Response {
+    set_if_absent(&mut res, header::CACHE_CONTROL, "no-store");
+    res
+}
+
+async fn no_store_no_cache(mut res: Response) -> Response {
+    set_if_absent(&mut res, header::CACHE_CONTROL, "no-store");
+    set_if_absent(&mut res, header::PRAGMA, "no-cache");
+    res
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {

@@ -1,35 +1,41 @@
 //! `POST /revoke`: token revocation (RFC 7009).
 //!
-//! The revocation is recorded as a `RevokedToken` in the operator namespace, through the
-//! API server, so every replica's index learns it from its watch within seconds; it is not
-//! kept in this process's memory alone. Offline verifiers of the JWT do not see it: they
-//! accept the token until its `exp` (at most the client's lifetime).
+//! One of the server's two writes (with registration): the revocation is recorded as a
+//! `RevokedToken` in the operator namespace, through the API server, so every replica's
+//! index learns it from its watch within seconds; it is not kept in this process's memory
+//! alone. Offline verifiers of the JWT do not see it: they accept the token until its
+//! `exp` (at most the client's lifetime).
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, PostParams};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::client_auth::BasicHeader;
 use super::error::OAuthError;
-use super::form;
+use super::form::Form;
 use super::token::authenticated_token;
 use crate::api::{RevokedToken, RevokedTokenSpec};
 use crate::auth::token::AccessTokenClaims;
 
+/// `POST /revoke`; the span carries the authenticated client's id, never the token.
+#[tracing::instrument(
+    name = "revoke",
+    skip_all,
+    fields(client_id = tracing::field::Empty, source = %peer.ip())
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    basic: BasicHeader,
+    form: Result<Form, OAuthError>,
 ) -> Response {
-    match handle(&state, &headers, body).await {
+    match handle(&state, basic, form).await {
         Ok(Some((client_id, jti))) => {
             tracing::info!(target: "audit", event = "token_revoked", client_id, jti, source = %peer.ip());
             ok()
@@ -42,21 +48,19 @@ pub async fn revoke(
     }
 }
 
-/// RFC 7009 section 2.2: 200 whether or not there was anything to revoke.
+/// RFC 7009 section 2.2: 200 whether or not there was anything to revoke
+/// (`Cache-Control: no-store` comes from the route's layer).
 fn ok() -> Response {
-    let mut res = StatusCode::OK.into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    StatusCode::OK.into_response()
 }
 
 async fn handle(
     state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    basic: BasicHeader,
+    form: Result<Form, OAuthError>,
 ) -> Result<Option<(String, String)>, OAuthError> {
-    let form = form::read(headers, body)?;
-    let (client, token) = authenticated_token(state, headers, &form).await?;
+    let form = form?;
+    let (client, token) = authenticated_token(state, basic, &form).await?;
 
     // An invalid, expired or foreign token: nothing to revoke, and the RFC says 200.
     let Some(claims) = state

@@ -5,17 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::AppState;
-use super::client_auth::{self, Presented};
+use super::client_auth::{self, BasicHeader, Presented};
 use super::error::OAuthError;
-use super::form::{self, Form};
+use super::form::Form;
 use super::metrics::Reason;
 use crate::auth::hash;
 use crate::auth::token::{self, AccessTokenClaims};
@@ -30,14 +27,21 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
+/// `POST /token`. The span carries the client id once the request names one (never the
+/// secret), so a trace shows the one request.
+#[tracing::instrument(
+    name = "token",
+    skip_all,
+    fields(client_id = tracing::field::Empty, source = %peer.ip())
+)]
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    basic: BasicHeader,
+    form: Result<Form, OAuthError>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let outcome = issue(&state, &headers, body).await;
+    let outcome = issue(&state, basic, form).await;
     state
         .metrics
         .token_seconds
@@ -68,13 +72,15 @@ pub async fn token(
 
 type Refusal = (Option<String>, OAuthError);
 
+/// The RFC 6749 order of checks: the form, the grant type, the scope syntax, then the
+/// client, then what the client may have.
 async fn issue(
     state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    basic: BasicHeader,
+    form: Result<Form, OAuthError>,
 ) -> Result<(String, Response), Refusal> {
     let anon = |e| (None, e);
-    let form = form::read(headers, body).map_err(anon)?;
+    let form = form.map_err(anon)?;
     match form.get("grant_type") {
         None => return Err(anon(OAuthError::InvalidRequest("grant_type is missing"))),
         Some("client_credentials") => {}
@@ -82,7 +88,8 @@ async fn issue(
     }
     let requested = parse_scope(form.get("scope")).map_err(anon)?;
     let requested_audience = parse_scope(form.get("audience")).map_err(anon)?;
-    let presented = client_auth::presented(headers, &form).map_err(anon)?;
+    let presented = client_auth::presented(basic, &form).map_err(anon)?;
+    tracing::Span::current().record("client_id", presented.client_id.as_str());
     let id = Some(presented.client_id.clone());
 
     let client = authenticate(state, presented)
@@ -124,17 +131,15 @@ async fn issue(
         tracing::error!(error = %e, "signing failed");
         (id.clone(), OAuthError::ServerError)
     })?;
-    let mut res = Json(TokenResponse {
+    // `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 section 5.1) come from
+    // the route's layer.
+    let res = Json(TokenResponse {
         access_token: jwt,
         token_type: "Bearer",
         expires_in: client.access_token_lifetime_seconds,
         scope,
     })
     .into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok((client.client_id.clone(), res))
 }
 
@@ -228,10 +233,11 @@ async fn authenticate(
 /// request.
 pub(super) async fn authenticated_token(
     state: &AppState,
-    headers: &HeaderMap,
+    basic: BasicHeader,
     form: &Form,
 ) -> Result<(Arc<ClientEntry>, String), OAuthError> {
-    let presented = client_auth::presented(headers, form)?;
+    let presented = client_auth::presented(basic, form)?;
+    tracing::Span::current().record("client_id", presented.client_id.as_str());
     let token = form
         .get("token")
         .ok_or(OAuthError::InvalidRequest("token is missing"))?

@@ -1,0 +1,286 @@
+//! Index tests, without a cluster: for each kind the index holds (client verifiers,
+//! initial access token verifiers, revocations, signing keys), what an applied, a deleted
+//! and a listed object do, and when the index is ready.
+
+use super::*;
+use crate::api::{
+    InitialAccessTokenVerifierSpec, OAuthClientVerifierSpec, SecretVerifier, SourceRef,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+
+fn source() -> SourceRef {
+    SourceRef {
+        secret_name: "s".into(),
+        key: "k".into(),
+        uid: "u".into(),
+        version: "1".into(),
+    }
+}
+
+fn keys() -> KeySet {
+    KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen")).expect("load")
+}
+
+fn token_verifier(ns: &str, name: &str, token_id: &str) -> InitialAccessTokenVerifier {
+    let mut v = InitialAccessTokenVerifier::new(
+        name,
+        InitialAccessTokenVerifierSpec {
+            token_id: token_id.into(),
+            hash: "$argon2id$t".into(),
+            source: source(),
+            expires_at: Time(jiff::Timestamp::from_second(2_000_000_000).expect("time")),
+        },
+    );
+    v.metadata.namespace = Some(ns.into());
+    v.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "oauth-operator.dev/v1alpha1".into(),
+        kind: "InitialAccessToken".into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }]);
+    v
+}
+
+/// Lists every kind once, as the watches do at start.
+fn list_everything(index: &Index, scope: Option<&str>) {
+    index.reset_verifiers(scope, []);
+    index.reset_token_verifiers(scope, []);
+}
+
+fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
+    let mut v = OAuthClientVerifier::new(
+        name,
+        OAuthClientVerifierSpec {
+            client_id: id.into(),
+            client_type: Default::default(),
+            active: true,
+            not_before: None,
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["read".into()],
+            audiences: vec![],
+            roles: vec!["member".into()],
+            access_token_lifetime_seconds: 600,
+            secrets: vec![SecretVerifier {
+                name: "default".into(),
+                hash: "$argon2id$x".into(),
+                source: SourceRef {
+                    secret_name: "s".into(),
+                    key: "k".into(),
+                    uid: "u".into(),
+                    version: "1".into(),
+                },
+                expires_at: None,
+            }],
+            registration_access_token_hash: None,
+        },
+    );
+    v.metadata.namespace = Some(ns.into());
+    v
+}
+
+#[test]
+fn revocations_survive_a_relist_until_they_expire() {
+    let index = Index::default();
+    assert!(!index.is_revoked("j1"));
+    index.revoke("j1", 100);
+    assert!(index.is_revoked("j1"));
+    index.reset_revoked([("j1".to_string(), 100), ("j2".to_string(), 50)], 60);
+    assert!(index.is_revoked("j1"));
+    assert!(!index.is_revoked("j2"), "expired revocations are dropped");
+}
+
+#[test]
+fn apply_then_delete() {
+    let index = Index::default();
+    index.apply_verifier(&verifier("a", "one", "id-1"));
+    let e = index.client("id-1").expect("indexed");
+    assert_eq!(e.scopes, vec!["read".to_string()]);
+    assert_eq!(e.secrets.len(), 1);
+    assert!(e.secrets[0].is_valid_at(0));
+    index.delete_verifier("a", "one");
+    assert!(index.client("id-1").is_none());
+    assert!(index.is_empty());
+}
+
+#[test]
+fn reset_drops_what_the_new_list_lacks() {
+    let index = Index::default();
+    index.apply_verifier(&verifier("a", "one", "id-1"));
+    let two = verifier("a", "two", "id-2");
+    index.reset_verifiers(None, [&two]);
+    assert!(index.client("id-1").is_none());
+    assert!(index.client("id-2").is_some());
+}
+
+#[test]
+fn reset_of_one_namespace_keeps_the_others() {
+    let index = Index::with_scopes(vec![Some("a".into()), Some("b".into())]);
+    index.apply_verifier(&verifier("a", "one", "id-1"));
+    index.apply_verifier(&verifier("b", "two", "id-2"));
+    index.reset_verifiers(Some("a"), []);
+    assert!(index.client("id-1").is_none());
+    assert!(index.client("id-2").is_some());
+    index.set_keys(Some(
+        KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen")).expect("load"),
+    ));
+    index.reset_token_verifiers(Some("a"), []);
+    index.reset_revoked([], 0);
+    assert!(!index.is_ready(), "namespace b has not listed yet");
+    index.reset_verifiers(Some("b"), []);
+    assert!(
+        !index.is_ready(),
+        "namespace b's tokens have not listed yet"
+    );
+    index.reset_token_verifiers(Some("b"), []);
+    assert!(index.is_ready());
+}
+
+#[test]
+fn a_changed_client_id_replaces_the_old_one() {
+    let index = Index::default();
+    index.apply_verifier(&verifier("a", "one", "id-1"));
+    index.apply_verifier(&verifier("a", "one", "id-9"));
+    assert!(index.client("id-1").is_none());
+    assert!(index.client("id-9").is_some());
+    assert_eq!(index.len(), 1);
+}
+
+#[test]
+fn not_ready_until_every_watch_synced_and_keys_loaded() {
+    let index = Index::default();
+    assert!(!index.is_ready());
+    index.reset_verifiers(None, []);
+    index.reset_token_verifiers(None, []);
+    index.reset_revoked([], 0);
+    assert!(!index.is_ready());
+    index.set_keys(None);
+    assert!(!index.is_ready());
+    let keys = crate::auth::keys::StoredKeys::generate_es256().expect("gen");
+    index.set_keys(Some(KeySet::load(&keys).expect("load")));
+    assert!(index.is_ready());
+}
+
+#[test]
+fn not_ready_until_initial_access_tokens_listed() {
+    let index = Index::default();
+    index.reset_verifiers(None, []);
+    index.reset_revoked([], 0);
+    index.set_keys(Some(keys()));
+    assert!(
+        !index.is_ready(),
+        "a registration could be refused for a token not yet listed"
+    );
+    index.reset_token_verifiers(None, []);
+    assert!(index.is_ready());
+}
+
+#[test]
+fn not_ready_until_revocations_listed() {
+    let index = Index::default();
+    list_everything(&index, None);
+    index.set_keys(Some(keys()));
+    assert!(
+        !index.is_ready(),
+        "a revoked token could introspect as active"
+    );
+    index.reset_revoked([], 0);
+    assert!(index.is_ready());
+}
+
+#[test]
+fn withdrawn_keys_make_the_index_unready_again() {
+    let index = Index::default();
+    list_everything(&index, None);
+    index.reset_revoked([], 0);
+    index.set_keys(Some(keys()));
+    assert!(index.is_ready());
+    assert!(index.keys().is_some());
+    index.set_keys(None);
+    assert!(index.keys().is_none());
+    assert!(!index.is_ready(), "no key to sign with");
+}
+
+#[test]
+fn initial_access_tokens_apply_and_delete_by_object() {
+    let index = Index::default();
+    index.apply_token_verifier(&token_verifier("a", "iat", "tid-1"));
+    let e = index.initial_access_token("tid-1").expect("indexed");
+    assert_eq!((e.namespace.as_str(), e.name.as_str()), ("a", "iat"));
+    assert_eq!(e.owner_uid.as_deref(), Some("uid-iat"));
+    assert_eq!(e.expires_at, 2_000_000_000);
+    // A rotated token: the same object with a new token id replaces the old one.
+    index.apply_token_verifier(&token_verifier("a", "iat", "tid-2"));
+    assert!(index.initial_access_token("tid-1").is_none());
+    assert!(index.initial_access_token("tid-2").is_some());
+    index.delete_token_verifier("a", "iat");
+    assert!(index.initial_access_token("tid-2").is_none());
+}
+
+#[test]
+fn initial_access_tokens_reset_per_scope() {
+    let index = Index::with_scopes(vec![Some("a".into()), Some("b".into())]);
+    index.apply_token_verifier(&token_verifier("a", "one", "tid-a"));
+    index.apply_token_verifier(&token_verifier("b", "two", "tid-b"));
+    let fresh = token_verifier("a", "three", "tid-a3");
+    index.reset_token_verifiers(Some("a"), [&fresh]);
+    assert!(
+        index.initial_access_token("tid-a").is_none(),
+        "gone from the list"
+    );
+    assert!(index.initial_access_token("tid-a3").is_some());
+    assert!(
+        index.initial_access_token("tid-b").is_some(),
+        "other scope kept"
+    );
+    index.reset_token_verifiers(None, []);
+    assert!(index.initial_access_token("tid-b").is_none(), "all scopes");
+}
+
+#[test]
+fn an_object_without_namespace_is_ignored() {
+    let index = Index::default();
+    let mut v = verifier("a", "one", "id-1");
+    v.metadata.namespace = None;
+    index.apply_verifier(&v);
+    assert!(index.client("id-1").is_none());
+    let mut t = token_verifier("a", "iat", "tid");
+    t.metadata.namespace = None;
+    index.apply_token_verifier(&t);
+    assert!(index.initial_access_token("tid").is_none());
+}
+
+#[test]
+fn a_client_entry_carries_its_owner_uid_and_secret_expiry() {
+    let index = Index::default();
+    let mut v = verifier("a", "one", "id-1");
+    v.spec.secrets[0].expires_at = Some(Time(jiff::Timestamp::from_second(100).expect("t")));
+    v.metadata.owner_references = token_verifier("a", "one", "x").metadata.owner_references;
+    index.apply_verifier(&v);
+    let e = index.client("id-1").expect("indexed");
+    assert_eq!(e.uid.as_deref(), Some("uid-one"));
+    assert!(e.secrets[0].is_valid_at(99));
+    assert!(!e.secrets[0].is_valid_at(100), "expired at its instant");
+}
+
+#[test]
+fn a_revocation_replaced_by_a_relist_without_it_is_forgotten() {
+    let index = Index::default();
+    index.revoke("j1", 100);
+    index.reset_revoked([("j2".to_string(), 100)], 10);
+    assert!(!index.is_revoked("j1"), "the list is the truth");
+    assert!(index.is_revoked("j2"));
+}
+
+#[test]
+fn watch_results_report_disconnection_per_watch() {
+    let index = Index::default();
+    assert!(index.watches_connected());
+    index.watch_result(Watch::Revocations, false);
+    assert!(!index.watches_connected());
+    index.watch_result(Watch::Keys, true);
+    assert!(!index.watches_connected(), "another watch is still down");
+    index.watch_result(Watch::Revocations, true);
+    assert!(index.watches_connected());
+}

@@ -1,0 +1,276 @@
+//! Client metadata (RFC 7591 section 2) as the caller sent it, and its validation against
+//! what an initial access token's policy (or, on update, the client itself) allows. Pure:
+//! no HTTP, no Kubernetes; the handlers parse the JSON body into [`ClientMetadata`] and
+//! hand the [`Accepted`] result to [`super::objects`].
+
+use serde::Deserialize;
+
+use crate::api::{GrantType, Scope};
+use crate::server::error::OAuthError;
+
+/// RFC 7591 section 2 client metadata; what is not listed is ignored, as the RFC allows.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct ClientMetadata {
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub scope: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+/// How the client authenticates at the token endpoint (`token_endpoint_auth_method`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum AuthMethod {
+    Basic,
+    Post,
+    None,
+}
+
+impl AuthMethod {
+    /// The method named, `client_secret_basic` when none is (RFC 7591 section 2).
+    pub fn parse(s: Option<&str>) -> Option<Self> {
+        match s {
+            None | Some("client_secret_basic") => Some(AuthMethod::Basic),
+            Some("client_secret_post") => Some(AuthMethod::Post),
+            Some("none") => Some(AuthMethod::None),
+            Some(_) => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// Metadata that passed validation.
+#[derive(Debug, PartialEq)]
+pub(super) struct Accepted {
+    pub name: Option<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<Scope>,
+    pub redirect_uris: Vec<String>,
+    pub auth_method: AuthMethod,
+}
+
+pub(super) fn metadata_error(msg: &str) -> OAuthError {
+    OAuthError::InvalidClientMetadata(msg.to_string())
+}
+
+/// Checks metadata against what may be granted: `allowed_grants` (empty: any supported)
+/// and `allowed_scopes`.
+pub(super) fn validate(
+    meta: ClientMetadata,
+    allowed_grants: &[GrantType],
+    allowed_scopes: &[Scope],
+) -> Result<Accepted, OAuthError> {
+    let auth_method = AuthMethod::parse(meta.token_endpoint_auth_method.as_deref()).ok_or_else(
+        || metadata_error("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none"),
+    )?;
+    // RFC 7591 section 2: without grant_types, the client uses authorization_code only.
+    let names = meta
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into()]);
+    let mut grant_types = Vec::new();
+    for n in &names {
+        let g: GrantType = serde_json::from_value(serde_json::Value::String(n.clone()))
+            .map_err(|_| metadata_error("grant_types: supported are client_credentials, authorization_code and refresh_token"))?;
+        if !allowed_grants.is_empty() && !allowed_grants.contains(&g) {
+            return Err(metadata_error(
+                "grant_types: the initial access token does not allow this grant type",
+            ));
+        }
+        if !grant_types.contains(&g) {
+            grant_types.push(g);
+        }
+    }
+    if grant_types.is_empty() {
+        return Err(metadata_error("grant_types must not be empty"));
+    }
+    if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(metadata_error(
+            "grant_types: client_credentials needs a confidential client, not token_endpoint_auth_method none",
+        ));
+    }
+    let mut scopes: Vec<Scope> = Vec::new();
+    for s in meta.scope.as_deref().unwrap_or_default().split_whitespace() {
+        let Some(allowed) = allowed_scopes.iter().find(|a| *a == s) else {
+            return Err(metadata_error(
+                "scope: the initial access token does not allow this scope",
+            ));
+        };
+        if !scopes.contains(allowed) {
+            scopes.push(allowed.clone());
+        }
+    }
+    let redirect_uris = meta.redirect_uris.unwrap_or_default();
+    if redirect_uris.len() > 32 {
+        return Err(OAuthError::InvalidRedirectUri(
+            "at most 32 redirect_uris".into(),
+        ));
+    }
+    for u in &redirect_uris {
+        check_redirect_uri(u)?;
+    }
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(OAuthError::InvalidRedirectUri(
+            "redirect_uris must list at least one URI for the authorization_code grant".into(),
+        ));
+    }
+    if meta
+        .client_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 200)
+    {
+        return Err(metadata_error("client_name is longer than 200 characters"));
+    }
+    Ok(Accepted {
+        name: meta.client_name,
+        grant_types,
+        scopes,
+        redirect_uris,
+        auth_method,
+    })
+}
+
+/// The same rules as the CRD's: absolute, no fragment, `https` except on loopback hosts.
+fn check_redirect_uri(u: &str) -> Result<(), OAuthError> {
+    let bad = |why: &str| {
+        Err(OAuthError::InvalidRedirectUri(format!(
+            "redirect_uris: {why}"
+        )))
+    };
+    if u.is_empty() || u.len() > 2048 {
+        return bad("each URI must have 1 to 2048 characters");
+    }
+    if u.contains('#') {
+        return bad("a redirect URI must not have a fragment (#)");
+    }
+    let Ok(uri) = u.parse::<axum::http::Uri>() else {
+        return bad("each entry must be an absolute URI");
+    };
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return bad("each entry must be an absolute URI");
+    };
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    match scheme {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => bad("a redirect URI must use https (http only for localhost, 127.0.0.1 and [::1])"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(json: serde_json::Value) -> ClientMetadata {
+        serde_json::from_value(json).expect("metadata")
+    }
+
+    #[test]
+    fn metadata_is_checked_against_the_policy() {
+        let grants = [GrantType::ClientCredentials];
+        let scopes = [
+            Scope::parse("read").expect("scope"),
+            Scope::parse("write").expect("scope"),
+        ];
+        let ok = validate(
+            meta(serde_json::json!({"grant_types": ["client_credentials"], "scope": "read read", "client_name": "x"})),
+            &grants,
+            &scopes,
+        )
+        .expect("valid");
+        assert_eq!(ok.scopes, vec!["read".to_string()]);
+        assert_eq!(ok.auth_method, AuthMethod::Basic);
+
+        let code = |json| {
+            validate(meta(json), &grants, &scopes)
+                .map(|_| ())
+                .expect_err("refused")
+                .code()
+        };
+        assert_eq!(
+            code(serde_json::json!({})),
+            "invalid_client_metadata",
+            "default authorization_code is not allowed"
+        );
+        assert_eq!(
+            code(serde_json::json!({"grant_types": ["password"]})),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(serde_json::json!({"grant_types": ["client_credentials"], "scope": "admin"})),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(
+                serde_json::json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"})
+            ),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(
+                serde_json::json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            ),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(
+                serde_json::json!({"grant_types": ["client_credentials"], "redirect_uris": ["http://example.com/cb"]})
+            ),
+            "invalid_redirect_uri"
+        );
+        let any = validate(meta(serde_json::json!({"redirect_uris": []})), &[], &scopes);
+        assert_eq!(
+            any.map(|_| ()).expect_err("refused").code(),
+            "invalid_redirect_uri",
+            "authorization_code needs a redirect URI"
+        );
+    }
+
+    #[test]
+    fn redirect_uris_follow_the_crd_rules() {
+        assert!(check_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost:8080/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1/cb").is_ok());
+        assert!(check_redirect_uri("http://example.com/cb").is_err());
+        assert!(check_redirect_uri("https://app.example.com/cb#frag").is_err());
+        assert!(check_redirect_uri("/relative").is_err());
+        assert!(check_redirect_uri("").is_err());
+    }
+
+    #[test]
+    fn an_empty_policy_allows_every_supported_grant_and_duplicates_collapse() {
+        let ok = validate(
+            meta(serde_json::json!({
+                "grant_types": ["authorization_code", "refresh_token", "authorization_code"],
+                "redirect_uris": ["https://app.example.com/cb"],
+                "token_endpoint_auth_method": "none",
+            })),
+            &[],
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
+        assert_eq!(ok.auth_method, AuthMethod::None);
+        assert!(ok.scopes.is_empty());
+    }
+
+    #[test]
+    fn auth_methods_round_trip() {
+        for m in [AuthMethod::Basic, AuthMethod::Post, AuthMethod::None] {
+            assert_eq!(AuthMethod::parse(Some(m.as_str())), Some(m));
+        }
+        assert_eq!(AuthMethod::parse(None), Some(AuthMethod::Basic));
+        assert_eq!(AuthMethod::parse(Some("private_key_jwt")), None);
+    }
+}
