@@ -7,6 +7,7 @@ mod health;
 mod initial_access_token;
 mod leader;
 mod oauth_client;
+mod outcome;
 mod secrets;
 mod signing_keys;
 
@@ -239,6 +240,21 @@ impl Context {
             })
             .filter(|other| key(other) < mine)
             .min_by_key(|other| key(other))
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+    }
+
+    /// The `namespace/name` of an older client in the same namespace with the same display
+    /// name and version (compared case-insensitively, a missing version as empty), if there
+    /// is one. Decided as [`Self::client_id_owner`] decides: the older client keeps the
+    /// pair, the younger one is told. A client without a display name claims nothing.
+    pub fn display_name_owner(&self, client: &OAuthClient) -> Option<String> {
+        let (name, _) = oauth_client::display(client);
+        if name.is_empty() {
+            return None;
+        }
+        let namespace = client.namespace();
+        let others = self.stores.get()?.iter().flat_map(|s| s.state());
+        oauth_client::older_with_display(client, others.filter(|o| o.namespace() == namespace))
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
     }
 }
