@@ -29,7 +29,7 @@ pub async fn act(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let written_uid = match write_secret(&secrets, plan.secret).await? {
         Written::Conflict => return Ok(Requeue::After(std::time::Duration::from_secs(1))),
-        Written::Now(s) => s.metadata.uid,
+        Written::Now { uid } => uid,
         Written::Unchanged => observed.credentials.and_then(|s| s.metadata.uid),
     };
 
@@ -63,7 +63,10 @@ pub async fn act(
 /// What became of the Secret write.
 enum Written {
     Unchanged,
-    Now(Secret),
+    /// Written; the UID the API server gave it.
+    Now {
+        uid: Option<String>,
+    },
     /// Someone else wrote it first (409).
     Conflict,
 }
@@ -78,7 +81,9 @@ async fn write_secret(api: &Api<Secret>, write: SecretWrite) -> Result<Written, 
         }
     };
     match result {
-        Ok(s) => Ok(Written::Now(s)),
+        Ok(s) => Ok(Written::Now {
+            uid: s.metadata.uid,
+        }),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Written::Conflict),
         Err(source) => Err(Error::WriteSecret { name, source }),
     }

@@ -5,6 +5,7 @@
 //! the registration access token's hash) and the verifier. Nothing is decided here.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -75,9 +76,9 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
         names.push(reg.access_token_hash_ref.name.clone());
     }
     for name in names {
-        if !observed.referenced.contains_key(&name) {
-            let s = read_secret(&secrets, &name).await?;
-            observed.referenced.insert(name, s);
+        if let Entry::Vacant(slot) = observed.referenced.entry(name) {
+            let s = read_secret(&secrets, slot.key()).await?;
+            slot.insert(s);
         }
     }
 

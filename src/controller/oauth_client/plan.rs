@@ -99,7 +99,7 @@ pub enum VerifierPlan {
     /// Delete it: the token server must not answer for this client.
     Delete,
     /// Write this, once its hashes are known, unless it equals the one read.
-    Write(VerifierDraft),
+    Write(Box<VerifierDraft>),
 }
 
 /// A verifier spec whose secret hashes may still have to be computed.
@@ -455,10 +455,10 @@ pub fn plan(
             hashing,
         });
     }
-    let verifier = VerifierPlan::Write(VerifierDraft {
+    let verifier = VerifierPlan::Write(Box::new(VerifierDraft {
         spec: verifier_spec(client, observed, now, settings, registration_hash),
         entries: drafts,
-    });
+    }));
 
     // Status, conditions and the Events of state changes.
     let previous: BTreeMap<String, SecretState> = client
@@ -887,9 +887,9 @@ mod tests {
         assert_eq!(calls, 1);
         assert!(matches!(p.secret, SecretWrite::Create(_)));
         let s = written(&p);
-        assert_eq!(data(s, "client-secret.default").as_deref(), Some("fresh-1"));
-        assert_eq!(data(s, "client-secret").as_deref(), Some("fresh-1"));
-        assert_eq!(data(s, "client-id").as_deref(), Some("uid-1"));
+        assert_eq!(data(s, "client_secret.default").as_deref(), Some("fresh-1"));
+        assert_eq!(data(s, "client_secret").as_deref(), Some("fresh-1"));
+        assert_eq!(data(s, "client_id").as_deref(), Some("uid-1"));
         assert_eq!(ready(&p), ("True".into(), "CredentialsReady".into()));
         assert_eq!(reasons(&p), ["SecretCreated"]);
         assert!(matches!(draft(&p).entries[0].hashing, Hashing::Hash(_)));
@@ -935,10 +935,10 @@ mod tests {
         assert_eq!(calls, 1, "only the new entry gets a value");
         assert!(matches!(p.secret, SecretWrite::Replace(_)));
         let s = written(&p);
-        assert_eq!(data(s, "client-secret.a").as_deref(), Some("fresh-1"));
-        assert_eq!(data(s, "client-secret.b").as_deref(), Some("second"));
+        assert_eq!(data(s, "client_secret.a").as_deref(), Some("fresh-1"));
+        assert_eq!(data(s, "client_secret.b").as_deref(), Some("second"));
         assert_eq!(
-            data(s, "client-secret").as_deref(),
+            data(s, "client_secret").as_deref(),
             Some("second"),
             "the newest"
         );
@@ -959,8 +959,8 @@ mod tests {
         let (p, calls) = run(&c, &o, now());
         assert_eq!(calls, 0);
         let s = written(&p);
-        assert_eq!(data(s, "client-secret.a"), None);
-        assert_eq!(data(s, "client-secret.b").as_deref(), Some("fresh-2"));
+        assert_eq!(data(s, "client_secret.a"), None);
+        assert_eq!(data(s, "client_secret.b").as_deref(), Some("fresh-2"));
         let names: Vec<&str> = draft(&p).entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["b"]);
         assert_eq!(reasons(&p), ["SecretRevoked"]);
@@ -1010,9 +1010,9 @@ mod tests {
         assert_eq!(ready(&p), ("False".into(), "NoValidSecret".into()));
         assert_eq!(reasons(&p), ["SecretExpired"]);
         let s = written(&p);
-        assert_eq!(data(s, "client-secret"), None);
+        assert_eq!(data(s, "client_secret"), None);
         assert_eq!(
-            data(s, "client-secret.a").as_deref(),
+            data(s, "client_secret.a").as_deref(),
             Some("fresh-1"),
             "kept"
         );
@@ -1025,7 +1025,7 @@ mod tests {
         );
         let (p, calls) = run(&c, &observed(&c), now());
         assert_eq!(calls, 0);
-        assert_eq!(data(written(&p), "client-secret.a"), None);
+        assert_eq!(data(written(&p), "client_secret.a"), None);
         let spec = cond(&p, "SpecValid").expect("SpecValid");
         assert_eq!(
             (spec.status.as_str(), spec.reason.as_str()),
@@ -1058,8 +1058,8 @@ mod tests {
         assert_eq!(waiting.status, "True");
         assert!(waiting.message.contains("Secret mine"));
         let s = written(&p);
-        assert_eq!(data(s, "client-secret.a"), None);
-        assert_eq!(data(s, "client-secret"), None);
+        assert_eq!(data(s, "client_secret.a"), None);
+        assert_eq!(data(s, "client_secret"), None);
         assert!(draft(&p).entries.is_empty());
         assert_eq!(p.outcome.requeue, Requeue::After(POLL));
     }
@@ -1192,7 +1192,7 @@ mod tests {
         let c = client(serde_json::json!({"type": "public", "grantTypes": ["refresh_token"]}));
         let (p, calls) = run(&c, &observed(&c), now());
         assert_eq!(calls, 0);
-        assert_eq!(data(written(&p), "client-secret"), None);
+        assert_eq!(data(written(&p), "client_secret"), None);
         assert_eq!(ready(&p), ("True".into(), "CredentialsReady".into()));
     }
 
