@@ -1,5 +1,21 @@
 //! The write path: reconciles `OAuthClient`s into credentials Secrets, verifiers for the
-//! token server, and status.
+//! token server, and status; `InitialAccessToken`s into their token Secret and verifier.
+//! Only the Lease holder runs it (`leader`).
+//!
+//! Each reconciler has the same three parts: *observe* (the reads, into a plain struct),
+//! *plan* (a pure function of the spec, the observed state, the time and the config, that
+//! decides every write and ends in one `outcome::Outcome`: status with conditions,
+//! Events, requeue) and *act* (the writes, conditional where two controllers could race,
+//! and the argon2 work the plan asked for). The plans are unit-tested without a cluster;
+//! the real control plane tests the whole (`tests/e2e`).
+//!
+//! - `oauth_client`: `observe` / `plan` / `act` for OAuthClients;
+//! - `initial_access_token`: the same for InitialAccessTokens, in one file;
+//! - `outcome`: conditions, Events and requeues, shared by both;
+//! - `credentials`, `secrets`: pure builders of the credentials Secret and expiry;
+//! - `signing_keys`: the JWT signing keys and their rotation;
+//! - `leader`: Lease-based election, its decisions pure;
+//! - `health`: `/healthz`, `/readyz`, `/metrics` of the controller.
 
 mod credentials;
 mod error;

@@ -645,7 +645,7 @@ fn finish(
     observed: &Observed,
     now: Timestamp,
     mut report: Report,
-    requeue: Requeue,
+    mut requeue: Requeue,
 ) -> Outcome<OAuthClientStatus> {
     if !report.invalid.is_empty() {
         let msg = report.invalid.join("; ");
@@ -680,6 +680,12 @@ fn finish(
         report
             .events
             .push(Note::warning("DisplayNameConflict", msg));
+        // Nothing watched changes when the older client goes: look again soon, so the
+        // condition clears within a minute of the pair becoming free.
+        requeue = match requeue {
+            Requeue::After(d) => Requeue::After(d.min(CONFLICT_RETRY)),
+            Requeue::OnChange => Requeue::After(CONFLICT_RETRY),
+        };
     }
     let current = client.status.clone().unwrap_or_default();
     let generation = client.metadata.generation;
