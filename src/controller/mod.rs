@@ -1,5 +1,21 @@
 //! The write path: reconciles `OAuthClient`s into credentials Secrets, verifiers for the
-//! token server, and status.
+//! token server, and status; `InitialAccessToken`s into their token Secret and verifier.
+//! Only the Lease holder runs it (`leader`).
+//!
+//! Each reconciler has the same three parts: *observe* (the reads, into a plain struct),
+//! *plan* (a pure function of the spec, the observed state, the time and the config, that
+//! decides every write and ends in one `outcome::Outcome`: status with conditions,
+//! Events, requeue) and *act* (the writes, conditional where two controllers could race,
+//! and the argon2 work the plan asked for). The plans are unit-tested without a cluster;
+//! the real control plane tests the whole (`tests/e2e`).
+//!
+//! - `oauth_client`: `observe` / `plan` / `act` for OAuthClients;
+//! - `initial_access_token`: the same for InitialAccessTokens, in one file;
+//! - `outcome`: conditions, Events and requeues, shared by both;
+//! - `credentials`, `secrets`: pure builders of the credentials Secret and expiry;
+//! - `signing_keys`: the JWT signing keys and their rotation;
+//! - `leader`: Lease-based election, its decisions pure;
+//! - `health`: `/healthz`, `/readyz`, `/metrics` of the controller.
 
 mod credentials;
 mod error;
@@ -7,6 +23,7 @@ mod health;
 mod initial_access_token;
 mod leader;
 mod oauth_client;
+mod outcome;
 mod secrets;
 mod signing_keys;
 
@@ -239,6 +256,21 @@ impl Context {
             })
             .filter(|other| key(other) < mine)
             .min_by_key(|other| key(other))
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+    }
+
+    /// The `namespace/name` of an older client in the same namespace with the same display
+    /// name and version (compared case-insensitively, a missing version as empty), if there
+    /// is one. Decided as [`Self::client_id_owner`] decides: the older client keeps the
+    /// pair, the younger one is told. A client without a display name claims nothing.
+    pub fn display_name_owner(&self, client: &OAuthClient) -> Option<String> {
+        let (name, _) = oauth_client::display(client);
+        if name.is_empty() {
+            return None;
+        }
+        let namespace = client.namespace();
+        let others = self.stores.get()?.iter().flat_map(|s| s.state());
+        oauth_client::older_with_display(client, others.filter(|o| o.namespace() == namespace))
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
     }
 }

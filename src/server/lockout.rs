@@ -90,7 +90,7 @@ impl Lockout {
         }
         f.count = f.count.saturating_add(1);
         f.last = now;
-        if f.count % self.config.max_failures != 0 {
+        if !f.count.is_multiple_of(self.config.max_failures) {
             return None;
         }
         let wait = self

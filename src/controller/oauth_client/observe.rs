@@ -1,0 +1,100 @@
+//! Observe: the reads of one reconcile, into a plain [`Observed`] the plan decides from.
+//!
+//! Everything here is a read: the id and display-name owners from the watch stores, the
+//! credentials Secret, every Secret the spec refers to (brought-your-own values, hashes,
+//! the registration access token's hash) and the verifier. Nothing is decided here.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::super::{Context, Error};
+use crate::api::{OAuthClient, OAuthClientVerifier};
+
+/// What one reconcile read. Holds Secrets, so it has no `Debug`: it must never be logged.
+pub struct Observed {
+    /// The client id in force.
+    pub client_id: String,
+    /// The credentials Secret's name.
+    pub secret_name: String,
+    /// `namespace/name` of an older client with the same client id.
+    pub id_owner: Option<String>,
+    /// `namespace/name` of an older client in the namespace with the same display name and
+    /// version.
+    pub name_owner: Option<String>,
+    /// The credentials Secret as read, with its resourceVersion.
+    pub credentials: Option<Secret>,
+    /// Every Secret the spec refers to, by name; `None` for one that does not exist (yet).
+    pub referenced: BTreeMap<String, Option<Secret>>,
+    /// The verifier as read.
+    pub verifier: Option<OAuthClientVerifier>,
+}
+
+impl Observed {
+    /// A Secret the spec refers to, if it exists.
+    pub fn referenced(&self, name: &str) -> Option<&Secret> {
+        self.referenced.get(name).and_then(Option::as_ref)
+    }
+}
+
+/// Reads what a reconcile of `client` decides from.
+pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Error> {
+    let ns = client.namespace().ok_or(Error::MissingNamespace)?;
+    let client_id = client.effective_client_id().ok_or(Error::MissingUid)?;
+    let secret_name = client.credentials_secret_name();
+
+    // Ownership is judged over the whole picture: wait until every watch has listed once.
+    ctx.stores_ready().await;
+    let id_owner = ctx.client_id_owner(client, &client_id);
+    let name_owner = ctx.display_name_owner(client);
+    let mut observed = Observed {
+        client_id,
+        secret_name,
+        id_owner,
+        name_owner,
+        credentials: None,
+        referenced: BTreeMap::new(),
+        verifier: None,
+    };
+    if observed.id_owner.is_some() {
+        // The plan stops here (and deletes the verifier): nothing more to read.
+        return Ok(observed);
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    observed.credentials = read_secret(&secrets, &observed.secret_name).await?;
+    let mut names: Vec<String> = client
+        .secret_entries()
+        .iter()
+        .filter_map(|e| e.secret_key_ref.as_ref().or(e.hash_ref.as_ref()))
+        .map(|r| r.name.clone())
+        .collect();
+    if let Some(reg) = &client.spec.registration {
+        names.push(reg.access_token_hash_ref.name.clone());
+    }
+    for name in names {
+        if let Entry::Vacant(slot) = observed.referenced.entry(name) {
+            let s = read_secret(&secrets, slot.key()).await?;
+            slot.insert(s);
+        }
+    }
+
+    let name = client.name_any();
+    let verifiers: Api<OAuthClientVerifier> = Api::namespaced(ctx.client.clone(), &ns);
+    observed.verifier = verifiers
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::GetVerifier { name, source })?;
+    Ok(observed)
+}
+
+/// Reads a Secret; `None` when it does not exist (yet).
+async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {
+    api.get_opt(name).await.map_err(|source| Error::GetSecret {
+        name: name.to_string(),
+        source,
+    })
+}
