@@ -24,10 +24,14 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --workspace --all-targets --features e2e -- -D warnings
 
-# The unit, router and fuzz tests (what a plain `cargo test` runs, with no cluster and no
-# Go) come first, then the integration tests on a real control plane. One build serves both.
-step "cargo test: unit, router, fuzz, then integration on a real control plane"
-cargo test --locked --workspace --all-targets --features e2e
+# One feature set for every step, so one build serves them all: first what a plain
+# `cargo test` runs (unit, router and fuzz tests; no cluster, no Go), then the integration
+# tests on a real control plane.
+step "fast tests: unit, router, fuzz"
+cargo test --locked --workspace --features e2e --lib --bins --test router --test fuzz
+
+step "integration tests on a real control plane"
+cargo test --locked --features e2e --test e2e
 
 step "end-to-end run command (hack/run.sh --once)"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
