@@ -1,10 +1,7 @@
 //! Audiences: the values a token's `aud` claim may carry (RFC 7519 section 4.1.3), listed by
 //! `spec.audiences` of an OAuthClient and `spec.policy.audiences` of an InitialAccessToken.
 
-use std::borrow::{Borrow, Cow};
-use std::fmt;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::json_schema;
 use serde::{Deserialize, Serialize};
 
 /// The longest audience a resource may hold.
@@ -41,67 +38,24 @@ impl Audience {
         }
         Ok(Audience(s.to_string()))
     }
-
-    /// The audience as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for Audience {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-// As for `Scope`: lists of audiences are compared with, and looked up by, plain text.
-impl Borrow<str> for Audience {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Audience {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<String> for Audience {
-    fn eq(&self, other: &String) -> bool {
-        &self.0 == other
-    }
-}
-
-impl fmt::Display for Audience {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl JsonSchema for Audience {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Audience".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "An audience (`aud`, RFC 7519 section 4.1.3): names the API a token is for, usually its URL, e.g. `https://invoices.internal.example.com`.",
-            "minLength": 1,
-            "maxLength": AUDIENCE_MAX_LENGTH,
-        })
-    }
-}
+super::text::text_type!(
+    Audience,
+    "Audience",
+    json_schema!({
+        "type": "string",
+        "description": "An audience (`aud`, RFC 7519 section 4.1.3): names the API a token is for, usually its URL, e.g. `https://invoices.internal.example.com`.",
+        "minLength": 1,
+        "maxLength": AUDIENCE_MAX_LENGTH,
+    }),
+    compare
+);
 
 #[cfg(test)]
 mod tests {
+    use schemars::{JsonSchema, SchemaGenerator};
+
     use super::*;
 
     #[test]

@@ -2,12 +2,10 @@
 //! each OAuthClient secret, and the operator's duration flags, all read `90d`, `12h30m`, `1w`
 //! through [`parse_duration`], and both CRDs carry the schema of [`Duration`].
 
-use std::borrow::Cow;
-use std::fmt;
 use std::str::FromStr;
 
 use jiff::SignedDuration;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::json_schema;
 use serde::{Deserialize, Serialize};
 
 /// The grammar in words, shared by the schema and the `///` of every duration field so that
@@ -103,11 +101,6 @@ pub fn parse_duration(s: &str) -> Result<SignedDuration, DurationError> {
 pub struct Duration(String);
 
 impl Duration {
-    /// The text as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Its length, by [`parse_duration`].
     pub fn to_signed(&self) -> Result<SignedDuration, DurationError> {
         parse_duration(&self.0)
@@ -124,45 +117,25 @@ impl FromStr for Duration {
     }
 }
 
-impl std::ops::Deref for Duration {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Duration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl JsonSchema for Duration {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": duration_grammar!(),
-            "pattern": DURATION_PATTERN,
-            "maxLength": DURATION_MAX_LENGTH,
-            "x-kubernetes-validations": [{
-                "rule": NOT_ZERO_RULE,
-                "message": "must be longer than zero, e.g. 30m, 12h or 90d",
-            }],
-        })
-    }
-}
+super::text::text_type!(
+    Duration,
+    "Duration",
+    json_schema!({
+        "type": "string",
+        "description": duration_grammar!(),
+        "pattern": DURATION_PATTERN,
+        "maxLength": DURATION_MAX_LENGTH,
+        "x-kubernetes-validations": [{
+            "rule": NOT_ZERO_RULE,
+            "message": "must be longer than zero, e.g. 30m, 12h or 90d",
+        }],
+    })
+);
 
 #[cfg(test)]
 mod tests {
+    use schemars::{JsonSchema, SchemaGenerator};
+
     use super::*;
 
     #[test]

@@ -18,6 +18,7 @@ mod initial_access_token;
 mod oauth_client;
 mod revoked_token;
 mod scope;
+mod text;
 mod verifier;
 
 pub use audience::{AUDIENCE_MAX_LENGTH, Audience, AudienceError};

@@ -78,7 +78,7 @@ pub struct OAuthClientSpec {
     #[serde(default, rename = "type")]
     pub client_type: ClientType,
 
-    /// Whether the client may obtain tokens. A deactivated client keeps its configuration and secrets, is refused at the token endpoint, and every token issued to it before stops being valid (see the README).
+    /// Whether the client may obtain tokens. A deactivated client keeps its configuration and secrets, is refused at the token endpoint, and every token issued to it before stops being valid (docs/oauth-client.md, Deactivation).
     #[serde(default = "default_true")]
     pub active: bool,
 

@@ -3,10 +3,7 @@
 //!
 //! <https://www.rfc-editor.org/rfc/rfc6749#section-3.3>
 
-use std::borrow::{Borrow, Cow};
-use std::fmt;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::json_schema;
 use serde::{Deserialize, Serialize};
 
 /// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`: printable ASCII but space, `"` and `\`.
@@ -65,69 +62,25 @@ impl Scope {
         }
         Ok(Scope(s.to_string()))
     }
-
-    /// The token as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for Scope {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-// `Borrow<str>` lets a list of scopes be joined into a `scope` parameter and looked up by
-// `&str`; equality with text lets code compare a scope with what a request asked for.
-impl Borrow<str> for Scope {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Scope {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<String> for Scope {
-    fn eq(&self, other: &String) -> bool {
-        &self.0 == other
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl JsonSchema for Scope {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Scope".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "A scope token (RFC 6749 section 3.3): printable ASCII without spaces, quotes (\") or backslashes, e.g. `invoices.read`.",
-            "pattern": SCOPE_PATTERN,
-            "minLength": 1,
-            "maxLength": SCOPE_MAX_LENGTH,
-        })
-    }
-}
+super::text::text_type!(
+    Scope,
+    "Scope",
+    json_schema!({
+        "type": "string",
+        "description": "A scope token (RFC 6749 section 3.3): printable ASCII without spaces, quotes (\") or backslashes, e.g. `invoices.read`.",
+        "pattern": SCOPE_PATTERN,
+        "minLength": 1,
+        "maxLength": SCOPE_MAX_LENGTH,
+    }),
+    compare
+);
 
 #[cfg(test)]
 mod tests {
+    use schemars::{JsonSchema, SchemaGenerator};
+
     use super::*;
 
     #[test]

@@ -71,7 +71,7 @@ pub fn expiry(iat: &InitialAccessToken) -> Option<Timestamp> {
         return Some(at.0);
     }
     let created = iat.metadata.creation_timestamp.as_ref()?.0;
-    let after = secrets::parse_duration(iat.spec.expires_after.as_deref()?)?;
+    let after = iat.spec.expires_after.as_ref()?.to_signed().ok()?;
     created.checked_add(after).ok()
 }
 

@@ -41,7 +41,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::Error;
 pub use leader::Election;
-pub use secrets::{CREATED_ANNOTATION, parse_duration};
+pub use secrets::CREATED_ANNOTATION;
 pub use signing_keys::Rotation;
 
 use crate::api::{

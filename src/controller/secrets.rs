@@ -18,12 +18,6 @@ pub const CREATED_ANNOTATION: &str = "oauth-operator.dev/secrets-created";
 /// Secrets expire one year after creation unless the spec says otherwise (seed 001).
 pub const DEFAULT_VALIDITY: SignedDuration = SignedDuration::from_hours(365 * 24);
 
-/// Parses `90d`, `12h30m`, `1w` by the API's one grammar ([`crate::api::parse_duration`]):
-/// `None` for anything but a duration longer than zero.
-pub fn parse_duration(s: &str) -> Option<SignedDuration> {
-    crate::api::parse_duration(s).ok()
-}
-
 /// When a secret created at `created` expires: `None` for never.
 pub fn expiry(spec: &ClientSecret, created: Timestamp) -> Option<Timestamp> {
     if spec.never_expires == Some(true) {
@@ -34,8 +28,8 @@ pub fn expiry(spec: &ClientSecret, created: Timestamp) -> Option<Timestamp> {
     }
     let validity = spec
         .expires_after
-        .as_deref()
-        .and_then(parse_duration)
+        .as_ref()
+        .and_then(|d| d.to_signed().ok())
         .unwrap_or(DEFAULT_VALIDITY);
     created.checked_add(validity).ok()
 }
@@ -95,19 +89,6 @@ mod tests {
             secret_key_ref: None,
             hash_ref: None,
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("90d"),
-            Some(SignedDuration::from_hours(90 * 24))
-        );
-        assert_eq!(parse_duration("1h30m"), Some(SignedDuration::from_mins(90)));
-        assert_eq!(parse_duration("1w"), Some(SignedDuration::from_hours(168)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("0s"), None);
-        assert_eq!(parse_duration("5y"), None);
     }
 
     #[test]
