@@ -267,7 +267,28 @@ pub fn plan(
     let mut generated = Vec::new();
     for e in entries.iter().filter(|e| !e.is_external()) {
         let key = entry_key(&keys.client_secret, &e.name);
-        if data.contains_key(&key) && created.contains_key(&e.name) {
+        let exists = data.contains_key(&key) && created.contains_key(&e.name);
+        // The API server refuses such a duration now, but one admitted before (`0s`) can
+        // still be stored: say so rather than let it pass as the default year. A value
+        // that exists is kept, as every value is.
+        if let Some(d) = &e.expires_after
+            && let Err(err) = d.to_signed()
+        {
+            let consequence = if exists {
+                "the secret expires one year after its creation until this is fixed"
+            } else {
+                "no secret was generated for it"
+            };
+            report.invalid.push(format!(
+                "spec.secrets[{}].expiresAfter {:?}: {err}; {consequence}",
+                e.name,
+                d.as_str()
+            ));
+            if !exists {
+                continue;
+            }
+        }
+        if exists {
             continue;
         }
         if e.expires_at.as_ref().is_some_and(|t| t.0 <= now) {
@@ -1044,6 +1065,34 @@ mod tests {
         );
         assert_eq!(reasons(&p), ["InvalidSecretSpec"]);
         assert_eq!(p.outcome.status.secrets[0].state, SecretState::Pending);
+    }
+
+    #[test]
+    fn a_stored_zero_duration_is_reported_and_generates_nothing() {
+        // Admitted before the schema refused zero; decoding does not check it.
+        let c = client(serde_json::json!({"secrets": [
+            {"name": "a", "expiresAfter": "0s"},
+            {"name": "b", "expiresAfter": "90d"},
+        ]}));
+        let (p, calls) = run(&c, &observed(&c), now());
+        assert_eq!(calls, 1, "only b gets a value");
+        assert_eq!(data(written(&p), "client_secret.a"), None);
+        assert!(data(written(&p), "client_secret.b").is_some());
+        let spec = cond(&p, "SpecValid").expect("SpecValid");
+        assert_eq!(
+            (spec.status.as_str(), spec.reason.as_str()),
+            ("False", "InvalidSecretSpec")
+        );
+        assert!(
+            spec.message.contains("spec.secrets[a].expiresAfter \"0s\""),
+            "{}",
+            spec.message
+        );
+        assert!(
+            reasons(&p).contains(&"InvalidSecretSpec"),
+            "{:?}",
+            reasons(&p)
+        );
     }
 
     fn byo(name: &str, value: &str, version: &str) -> Secret {
