@@ -1,19 +1,23 @@
 //! An operator that manages OAuth 2.0 clients as Kubernetes custom resources, and the
 //! token server that issues them access tokens.
 //!
+//! Three flows, each one way:
+//!
 //! ```text
-//! write path (controller)                      read path (token server, every replica)
-//! OAuthClient --watch--> controller            OAuthClientVerifier --watch--> index --> POST /token
-//!    |-- Secret: client id + secret (create if absent, owned)        (argon2id check, JWT signing)
-//!    |-- OAuthClientVerifier: argon2id hashes (owned)
-//!    '-- status: clientId, Ready, observedGeneration
-//! InitialAccessToken --watch--> controller     InitialAccessTokenVerifier --watch--> index --> POST /register
-//! signing-key Secret (rotated) --watch--> keys --> JWT signing, GET /jwks
+//! (1) read: API server --watch--> index --> token server      (every replica; no API call per request)
+//!     OAuthClientVerifier, InitialAccessTokenVerifier,         POST /token /introspect /revoke /register
+//!     RevokedToken, signing-key Secret                          GET /jwks, discovery
+//! (2) write: OAuthClient, InitialAccessToken --watch--> controller::reconcile   (the Lease holder)
+//!     observe --> plan (pure) --> act: Secret (each value once), verifier (hashes), status, Events
+//! (3) the server's own writes, through the API server, back to (1) and (2) by the same watches:
+//!     POST /register --> OAuthClient + Secret of hashes + a slot in the token's status
+//!     POST /revoke   --> RevokedToken
 //! ```
 //!
 //! Modules, by role:
 //! - [`api`]: the CRD types, no I/O.
-//! - [`controller`]: reconcilers that write Secrets, verifiers and status.
+//! - [`controller`]: reconcilers (observe, plan, act) that write Secrets, verifiers and
+//!   status; leader election; signing-key rotation.
 //! - [`index`]: the in-memory view of verifiers and signing keys the server reads.
 //! - [`server`]: the HTTP surface (axum), answering from the index; the server's own
 //!   writes are registrations and revocations, through the API server.
