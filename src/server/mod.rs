@@ -1,16 +1,16 @@
 //! The token server: an axum server answering from the [`Index`], which watches keep
 //! current (see [`crate::index`]). Every replica serves; no request waits on the API
 //! server, except the server's own writes: registrations (`/register`, see
-//! [`registration`]: OAuthClients, their Secrets, slots in an InitialAccessToken's
+//! `registration`: OAuthClients, their Secrets, slots in an InitialAccessToken's
 //! status) and revocations (`/revoke`: RevokedTokens). Both are recorded through the API
 //! server, so every replica learns them from the same watches as everything else (a
 //! revocation is also noted at once in the index of the replica that took it).
 //!
-//! The HTTP edge, in one place each: the strict form body ([`form::Form`]) and HTTP Basic
-//! ([`client_auth`]) are extractors whose rejection is an [`OAuthError`]; that enum is
+//! The HTTP edge, in one place each: the strict form body (`form::Form`) and HTTP Basic
+//! (`client_auth`) are extractors whose rejection is an [`OAuthError`]; that enum is
 //! the one mapping of errors to RFC 6749 JSON; `Cache-Control: no-store` is a layer on
 //! the routes that hand out or inspect credentials ([`router`]). A handler per endpoint
-//! module: [`token`], [`introspect`], [`revoke`], [`registration`], [`discovery`].
+//! module: `token`, `introspect`, `revoke`, `registration`, `discovery`.
 //!
 //! Readiness (`/readyz`) waits until every watch the server answers from has listed
 //! once: clients, initial access tokens, revocations, and the signing keys.
