@@ -31,6 +31,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("the_older_client_keeps_a_contested_id", |c| {
             Box::pin(conflict(c))
         }),
+        ("a_display_name_and_version_are_reported_once_taken", |c| {
+            Box::pin(display_name_conflict(c))
+        }),
         ("roles_scopes_and_audiences_reach_the_token", |c| {
             Box::pin(claims(c))
         }),
@@ -436,6 +439,85 @@ async fn conflict(ctx: Ctx) -> anyhow::Result<()> {
         "the id passes to the remaining client",
         || async {
             ensure!(code(&ctx, &server, "SHARED-ID", &second_secret).await? == 200);
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The seeds' rule that a display name with its version names one client: the newer one
+/// is told (condition and Warning Event) but stays served, and is told no more once the
+/// older one is gone.
+async fn display_name_conflict(ctx: Ctx) -> anyhow::Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    let (_controller, server) = ctx.start_stack().await?;
+    let named = |version: &str| format!("  displayName: Reports\n  version: \"{version}\"");
+    ctx.apply(&client("reports", &named("1.0")))?;
+    ctx.wait_ready("reports").await?;
+    ctx.apply(&client(
+        "reports-copy",
+        "  displayName: REPORTS\n  version: \"1.0\"",
+    ))?;
+    ctx.apply(&client("reports-next", &named("2.0")))?;
+    let c = ctx
+        .wait_condition(
+            "reports-copy",
+            "DisplayNameConflict",
+            "True",
+            Some("DisplayNameVersionTaken"),
+        )
+        .await?;
+    let msg = condition_message(&c, "DisplayNameConflict");
+    ensure!(
+        msg.contains("reports"),
+        "the message names the owner: {msg}"
+    );
+    // Reported, not an outage: the newer client is served all the same.
+    let copy = ctx.wait_ready("reports-copy").await?;
+    let id = copy.status.and_then(|s| s.client_id).context("client id")?;
+    let (_, secret) = ctx.credentials("reports-copy-credentials").await?;
+    ensure!(code(&ctx, &server, &id, &secret).await? == 200);
+    eventually(
+        Duration::from_secs(30),
+        "a Warning Event DisplayNameConflict for reports-copy",
+        || async {
+            let events = ctx.api::<Event>().list(&Default::default()).await?;
+            ensure!(events.items.iter().any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("DisplayNameConflict")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("reports-copy")
+            }));
+            Ok(())
+        },
+    )
+    .await?;
+    // Another version is another client.
+    let next = ctx.wait_ready("reports-next").await?;
+    ensure!(
+        next.status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .all(|c| c.type_ != "DisplayNameConflict"),
+        "version 2.0 conflicts with nothing: {:?}",
+        next.status
+    );
+
+    ctx.api::<OAuthClient>()
+        .delete("reports", &DeleteParams::default())
+        .await?;
+    let api = ctx.api::<OAuthClient>();
+    eventually(
+        Duration::from_secs(90),
+        "the condition goes with the older client",
+        || async {
+            let c = api.get("reports-copy").await?;
+            let conflict = c
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == "DisplayNameConflict" && c.status == "True")
+                .cloned();
+            ensure!(conflict.is_none(), "still: {conflict:?}");
             Ok(())
         },
     )
