@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 
 use super::error::OAuthError;
@@ -23,16 +23,7 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                v.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !has_media_type(req.headers(), "application/x-www-form-urlencoded") {
             return Err(OAuthError::InvalidRequest(
                 "the body must be application/x-www-form-urlencoded",
             ));
@@ -42,6 +33,16 @@ impl<S: Send + Sync> FromRequest<S> for Form {
             .map_err(|_| OAuthError::InvalidRequest("the body is too large or unreadable"))?;
         Form::parse(&body)
     }
+}
+
+/// Whether the request's `Content-Type` is `media_type`, whatever its parameters
+/// (`; charset=UTF-8`) and in any case, as RFC 9110 section 8.3.1 compares them.
+pub(crate) fn has_media_type(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media_type))
 }
 
 impl Form {

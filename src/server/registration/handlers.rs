@@ -33,6 +33,7 @@ use crate::auth::secret::{self, SecretString, split_token};
 use crate::index::ClientEntry;
 use crate::server::AppState;
 use crate::server::error::OAuthError;
+use crate::server::form::has_media_type;
 
 /// How long a registered client's secret is valid.
 const SECRET_VALIDITY: SignedDuration = SignedDuration::from_hours(365 * 24);
@@ -83,13 +84,7 @@ impl<S: Send + Sync> FromRequest<S> for ClientMetadata {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
+        if !has_media_type(req.headers(), "application/json") {
             return Err(metadata_error("the body must be application/json"));
         }
         let body = Bytes::from_request(req, state)
