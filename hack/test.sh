@@ -28,7 +28,7 @@ cargo clippy --locked --workspace --all-targets --features e2e -- -D warnings
 # `cargo test` runs (unit, router and fuzz tests; no cluster, no Go), then the integration
 # tests on a real control plane.
 step "fast tests: unit, router, fuzz"
-cargo test --locked --workspace --features e2e --lib --bins --test router --test fuzz
+cargo test --locked --workspace --features e2e --lib --bins --test router --test sign_in --test fuzz
 
 step "integration tests on a real control plane"
 cargo test --locked --features e2e --test e2e

@@ -38,6 +38,9 @@ enum Command {
     Server(ServerArgs),
     /// Print the CRDs as YAML (the content of crds/crds.yaml).
     Crd,
+    /// Read a password from standard input (one line) and print its argon2id hash, for
+    /// an OAuthUser's `spec.passwordHash`.
+    HashPassword,
 }
 
 #[derive(Args, Clone)]
@@ -73,13 +76,13 @@ struct Common {
         default_value_t = 4
     )]
     max_concurrent_hashes: usize,
+    /// The role every token has, first in its `roles` claim; clients cannot remove it.
+    #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_ROLE", default_value = "member")]
+    default_role: String,
 }
 
 #[derive(Args, Clone)]
 struct ControllerOptions {
-    /// The role every client has, first in its `roles` claim; clients cannot remove it.
-    #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_ROLE", default_value = "member")]
-    default_role: String,
     /// The shortest access-token lifetime (seconds) a client may ask for.
     #[arg(long, env = "OAUTH_OPERATOR_MIN_TOKEN_LIFETIME", default_value_t = 60)]
     min_token_lifetime: u32,
@@ -233,7 +236,7 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
             duration_secs: o.lease_duration.max(2),
         }),
         health_listen: Some(o.health_listen),
-        default_role: o.default_role.clone(),
+        default_role: c.default_role.clone(),
         lifetime_bounds: (o.min_token_lifetime, o.max_token_lifetime),
         expiry_warning: o.secret_expiry_warning,
         key_rotation: controller::Rotation {
@@ -257,6 +260,7 @@ fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::C
             .default_audience
             .clone()
             .unwrap_or_else(|| c.issuer.clone()),
+        default_role: c.default_role.clone(),
         issuer: c.issuer.clone(),
         namespaces: c.namespaces.clone(),
         operator_namespace: c.operator_namespace.clone(),
@@ -281,12 +285,20 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Clien
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Crd) {
+    if !matches!(cli.command, Command::Crd | Command::HashPassword) {
         telemetry::init(cli.log_format);
     }
     match cli.command {
         Command::Crd => {
             print!("{}", api::crds_yaml()?);
+            Ok(())
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", oauth_operator::auth::hash::hash(password)?);
             Ok(())
         }
         Command::Controller(args) => {

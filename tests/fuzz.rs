@@ -1,5 +1,6 @@
 //! Property-based fuzzing of the token server's request parsing, through the real router
-//! (`/token`, `/introspect`, `/revoke`, `/register`, `/register/{id}`), and of the
+//! (`/token` with both grants, `/introspect`, `/revoke`, `/register`, `/register/{id}`,
+//! `/authorize` and its sign-in form, `/userinfo`), and of the
 //! conversion from the internal CRDs to the index. No cluster: the index is filled by
 //! hand with a client, a registered client and an initial access token whose credentials
 //! the generators know, so that many cases get past authentication into the deeper parsing.
@@ -19,7 +20,13 @@ use axum::http::{Request, StatusCode};
 use proptest::prelude::*;
 use tower::ServiceExt;
 
-use fixture::{ACCESS_TOKEN, CLIENT_ID, IAT, REGISTERED, SECRET, basic};
+use fixture::{
+    ACCESS_TOKEN, CLIENT_ID, IAT, PASSWORD, PUBLIC_APP, REDIRECT, REGISTERED, SECRET, USER, basic,
+};
+
+/// A PKCE pair the generators use (RFC 7636 appendix B).
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 use oauth_operator::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use oauth_operator::index::Index;
 
@@ -54,8 +61,62 @@ fn form_value() -> impl Strategy<Value = String> {
         Just(SECRET.to_string()),
         Just("read write".to_string()),
         Just("access_token".to_string()),
+        Just("authorization_code".to_string()),
+        Just(PUBLIC_APP.to_string()),
+        Just(REDIRECT.to_string()),
+        Just(VERIFIER.to_string()),
+        Just(USER.to_string()),
+        Just(PASSWORD.to_string()),
+        "[A-Za-z0-9_-]{20,200}",
         "\\PC{0,40}",
     ]
+}
+
+/// An authorization request's query: often well formed enough to reach the deep checks.
+fn authorize_query() -> impl Strategy<Value = String> {
+    let keys = prop_oneof![
+        Just("response_type"),
+        Just("client_id"),
+        Just("redirect_uri"),
+        Just("state"),
+        Just("scope"),
+        Just("code_challenge"),
+        Just("code_challenge_method"),
+        Just("nonce"),
+        Just("prompt"),
+        Just("max_age"),
+        Just("request"),
+        Just("response_mode"),
+    ];
+    let values = prop_oneof![
+        Just("code".to_string()),
+        Just("token".to_string()),
+        Just(PUBLIC_APP.to_string()),
+        Just(REDIRECT.to_string()),
+        Just("http://127.0.0.1:9/cb".to_string()),
+        Just(CHALLENGE.to_string()),
+        Just("S256".to_string()),
+        Just("plain".to_string()),
+        Just("openid profile email groups".to_string()),
+        Just("none".to_string()),
+        "\\PC{0,600}",
+    ];
+    (
+        proptest::collection::vec((keys, values), 0..10),
+        any::<bool>(),
+    )
+        .prop_map(|(pairs, base)| {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            if base {
+                s.append_pair("response_type", "code");
+                s.append_pair("client_id", PUBLIC_APP);
+                s.append_pair("redirect_uri", REDIRECT);
+            }
+            for (k, v) in pairs {
+                s.append_pair(k, &v);
+            }
+            format!("/authorize?{}", s.finish())
+        })
 }
 
 fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
@@ -67,6 +128,12 @@ fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
         Just("audience"),
         Just("token"),
         Just("token_type_hint"),
+        Just("code"),
+        Just("redirect_uri"),
+        Just("code_verifier"),
+        Just("request"),
+        Just("username"),
+        Just("password"),
         Just("x"),
     ];
     let form = proptest::collection::vec((keys, form_value()), 0..6).prop_map(|pairs| {
@@ -125,6 +192,9 @@ fn path() -> impl Strategy<Value = String> {
         "/register/[a-zA-Z0-9%._-]{0,20}".prop_map(|s| s),
         Just("/.well-known/oauth-authorization-server".to_string()),
         Just("/jwks".to_string()),
+        authorize_query(),
+        Just("/authorize/login".to_string()),
+        Just("/userinfo".to_string()),
     ]
 }
 
@@ -143,6 +213,8 @@ fn method() -> impl Strategy<Value = &'static str> {
 fn acceptable(path: &str, status: StatusCode) -> bool {
     match status.as_u16() {
         200 | 201 | 204 | 400 | 401 | 404 | 405 | 413 | 415 | 503 => true,
+        // The authorization endpoint answers the client by redirecting to it.
+        303 => path.starts_with("/authorize"),
         // Registration past authentication needs the API server, which this router
         // has not got: `server_error` is its honest answer here.
         500 => path.starts_with("/register"),
@@ -196,6 +268,7 @@ proptest! {
         // Nothing the server says contains a secret it holds.
         let text = String::from_utf8_lossy(&bytes);
         prop_assert!(!text.contains(SECRET) && !text.contains(ACCESS_TOKEN) && !text.contains(IAT));
+        prop_assert!(!text.contains(PASSWORD), "a password is never echoed");
         prop_assert!(!text.contains("$argon2"));
     }
 

@@ -577,6 +577,8 @@ async fn discovery_lists_the_endpoints_and_the_key_algorithms() -> TestResult {
         ("introspection_endpoint", "/introspect"),
         ("revocation_endpoint", "/revoke"),
         ("registration_endpoint", "/register"),
+        ("authorization_endpoint", "/authorize"),
+        ("userinfo_endpoint", "/userinfo"),
     ] {
         expect_eq(
             v[field].as_str().map(str::to_string),
@@ -586,13 +588,18 @@ async fn discovery_lists_the_endpoints_and_the_key_algorithms() -> TestResult {
     }
     expect_eq(
         v["grant_types_supported"].clone(),
-        serde_json::json!(["client_credentials"]),
+        serde_json::json!(["authorization_code", "client_credentials"]),
         "grants",
     )?;
     expect_eq(
         v["token_endpoint_auth_methods_supported"].clone(),
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"]),
+        "auth methods: public clients use none, with PKCE",
+    )?;
+    expect_eq(
+        v["introspection_endpoint_auth_methods_supported"].clone(),
         serde_json::json!(["client_secret_basic", "client_secret_post"]),
-        "auth methods",
+        "introspection needs a secret",
     )?;
     expect_eq(
         v["access_token_signing_alg_values_supported"].clone(),

@@ -1,6 +1,6 @@
 //! The custom resources: types only, no I/O.
 //!
-//! `OAuthClient` and `InitialAccessToken` are what users write. `OAuthClientVerifier` and
+//! `OAuthClient`, `InitialAccessToken` and `OAuthUser` are what users write. `OAuthClientVerifier` and
 //! `InitialAccessTokenVerifier` are internal: the controller projects each resource into
 //! one, holding argon2id hashes instead of secrets, and the token server reads them. Keeping the hashes
 //! out of `OAuthClient.status` means anyone allowed to read a client (every team that
@@ -14,17 +14,20 @@
 
 mod audience;
 mod duration;
+mod grant;
 mod initial_access_token;
 mod oauth_client;
 mod revoked_token;
 mod scope;
 mod text;
+mod user;
 mod verifier;
 
 pub use audience::{AUDIENCE_MAX_LENGTH, Audience, AudienceError};
 pub use duration::{
     DURATION_MAX_LENGTH, DURATION_PATTERN, Duration, DurationError, parse_duration,
 };
+pub use grant::{OAuthGrant, OAuthGrantSpec};
 pub use initial_access_token::{
     InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegisteredClient,
     RegistrationPolicy,
@@ -35,6 +38,7 @@ pub use oauth_client::{
 };
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
 pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
+pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
     OAuthClientVerifierSpec, SecretVerifier, SourceRef,
@@ -67,6 +71,8 @@ pub fn crds()
         OAuthClientVerifier::crd(),
         InitialAccessTokenVerifier::crd(),
         RevokedToken::crd(),
+        OAuthUser::crd(),
+        OAuthGrant::crd(),
     ]
 }
 

@@ -113,6 +113,11 @@ pub struct OAuthClientSpec {
     #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
     pub roles: Vec<String>,
 
+    /// Which of a signed-in user's groups this client may see, in ID tokens and in the access token's `roles`; all of them when omitted, none when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
+    pub allowed_groups: Option<Vec<String>>,
+
     /// Lifetime of the access tokens issued to this client, in seconds.
     #[serde(default = "default_lifetime")]
     #[schemars(range(min = 60, max = 3600))]
@@ -168,7 +173,7 @@ pub enum ClientType {
     Public,
 }
 
-/// A grant type (RFC 6749): `client_credentials` (section 4.4), `authorization_code` (section 4.1; needs redirect URIs) or `refresh_token` (section 6). The token endpoint implements `client_credentials`; the others are declared for registration and redirect-URI validation, and the token endpoint answers them `unsupported_grant_type`.
+/// A grant type (RFC 6749): `client_credentials` (section 4.4), `authorization_code` (section 4.1, with PKCE; needs redirect URIs) or `refresh_token` (section 6; declared, not issued yet: the token endpoint answers it `unsupported_grant_type`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum GrantType {
     /// RFC 6749 section 4.4.

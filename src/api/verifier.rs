@@ -24,6 +24,9 @@ use super::ClientType;
 pub struct OAuthClientVerifierSpec {
     /// The client identifier the token server answers to.
     pub client_id: String,
+    /// The client's display name, shown on the sign-in page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     /// Confidential or public.
     #[serde(default, rename = "type")]
     pub client_type: ClientType,
@@ -44,6 +47,12 @@ pub struct OAuthClientVerifierSpec {
     /// The `roles` claim: the operator's default role and the client's own.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Where `/authorize` may redirect, compared exactly (the port of a loopback URI may vary, RFC 8252).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// Which of a user's groups the client may see; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_groups: Option<Vec<String>>,
     /// Access-token lifetime in seconds.
     pub access_token_lifetime_seconds: u32,
     /// One entry per accepted client secret.

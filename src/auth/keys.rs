@@ -8,6 +8,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::seal::Sealer;
+
 /// The key in the signing-key Secret's `data` that holds [`StoredKeys`] as JSON.
 pub const SECRET_KEY: &str = "keys.json";
 
@@ -26,6 +28,13 @@ pub enum KeyError {
     Rsa,
     #[error("{0:?} is not a supported signing algorithm (ES256, EdDSA, RS256)")]
     Unsupported(Algorithm),
+    #[error("the system random number generator failed")]
+    Random,
+    #[error(
+        "the sealing key is not {} bytes of base64",
+        crate::auth::seal::KEY_LEN
+    )]
+    SealingKey,
     #[error("the signing-key set is not valid JSON: {0}")]
     Parse(#[from] serde_json::Error),
 }
@@ -41,6 +50,12 @@ pub enum KeyError {
 pub struct StoredKeys {
     /// Every key whose tokens may still be in use, and any key about to sign.
     pub keys: Vec<StoredKey>,
+    /// The AES-256 key of sealed values (pending authorization requests, authorization
+    /// codes; see [`crate::auth::seal`]), base64. Added by the controller when missing.
+    /// Not rotated with the signing keys: what it seals lives minutes; deleting the field
+    /// replaces it, failing only the sign-ins in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing_key: Option<String>,
 }
 
 /// One stored signing key.
@@ -75,6 +90,7 @@ impl StoredKeys {
     pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
         Ok(StoredKeys {
             keys: vec![StoredKey::generate(alg, 0)?],
+            sealing_key: Some(new_sealing_key()?),
         })
     }
 
@@ -97,6 +113,14 @@ impl StoredKeys {
     pub fn from_json(data: &[u8]) -> Result<Self, KeyError> {
         Ok(serde_json::from_slice(data)?)
     }
+}
+
+/// A fresh sealing key, base64.
+pub fn new_sealing_key() -> Result<String, KeyError> {
+    use base64::Engine;
+    let key = crate::auth::secret::random_bytes::<{ crate::auth::seal::KEY_LEN }>()
+        .map_err(|_| KeyError::Random)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
 }
 
 impl StoredKey {
@@ -213,6 +237,9 @@ pub struct KeySet {
     pub jwks: JwkSet,
     /// Verification keys by `kid`, for introspection.
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
+    /// Seals and opens pending requests and codes; `None` until the controller added a
+    /// sealing key, when `/authorize` answers `temporarily_unavailable`.
+    pub sealer: Option<Sealer>,
 }
 
 impl KeySet {
@@ -242,10 +269,21 @@ impl KeySet {
             return Err(KeyError::Empty);
         }
         signers.sort_by_key(|(from, _)| *from);
+        let sealer = match &stored.sealing_key {
+            Some(b64) => {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| KeyError::SealingKey)?;
+                Some(Sealer::new(&raw).map_err(|_| KeyError::SealingKey)?)
+            }
+            None => None,
+        };
         Ok(KeySet {
             signers,
             jwks,
             verifiers,
+            sealer,
         })
     }
 
@@ -319,6 +357,8 @@ mod tests {
                 scope: None,
                 roles: vec![],
                 client_uid: None,
+                grant_id: None,
+                auth_time: None,
             };
             let jwt = sign(&claims, set.signer(now)).expect("sign");
             let back: AccessTokenClaims = set.verify(&jwt, "i").expect("verifies");
@@ -332,6 +372,7 @@ mod tests {
         let key = |from| StoredKey::generate(Algorithm::ES256, from).expect("generate");
         let stored = StoredKeys {
             keys: vec![key(100), key(0), key(200)],
+            sealing_key: None,
         };
         let set = KeySet::load(&stored).expect("load");
         let kid_at = |now| set.signer(now).kid.clone();
@@ -348,6 +389,7 @@ mod tests {
         }
         let future = StoredKeys {
             keys: vec![key(200), key(100)],
+            sealing_key: None,
         };
         let set = KeySet::load(&future).expect("load");
         assert_eq!(
@@ -355,7 +397,13 @@ mod tests {
             future.keys[1].kid,
             "earliest when all are future"
         );
-        assert!(KeySet::load(&StoredKeys { keys: vec![] }).is_err());
+        assert!(
+            KeySet::load(&StoredKeys {
+                keys: vec![],
+                sealing_key: None,
+            })
+            .is_err()
+        );
     }
 
     #[test]

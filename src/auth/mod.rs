@@ -4,6 +4,7 @@ pub mod hash;
 pub mod keys;
 pub mod pkce;
 pub mod redirect;
+pub mod seal;
 pub mod secret;
 pub mod token;
 pub mod verified_cache;

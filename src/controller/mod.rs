@@ -46,7 +46,7 @@ pub use signing_keys::Rotation;
 
 use crate::api::{
     InitialAccessToken, InitialAccessTokenVerifier, MANAGED_BY, MANAGED_BY_LABEL, OAuthClient,
-    OAuthClientVerifier, RevokedToken,
+    OAuthClientVerifier, OAuthGrant, RevokedToken,
 };
 use crate::watch_backoff::WatchBackoff;
 
@@ -420,16 +420,21 @@ async fn lead(
             }
         })
     });
-    let sweeper = tokio::spawn(sweep_revocations(Api::namespaced(
-        client.clone(),
-        &config.operator_namespace,
-    )));
+    let sweeper = tokio::spawn(sweep_expired::<RevokedToken>(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        |r| r.spec.expires_at.0,
+    ));
+    let grant_sweeper = tokio::spawn(sweep_expired::<OAuthGrant>(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        |g| g.spec.expires_at.0,
+    ));
     futures::future::join(
         futures::future::join_all(controllers),
         futures::future::join_all(token_controllers),
     )
     .await;
     sweeper.abort();
+    grant_sweeper.abort();
     rotation.abort();
     Ok(())
 }
@@ -463,9 +468,12 @@ fn count<K, E: std::fmt::Display>(
     }
 }
 
-/// Deletes revocation records whose tokens have expired: an expired token is refused for
-/// its expiry alone, so the record has done its work.
-async fn sweep_revocations(api: Api<RevokedToken>) {
+/// Deletes the token server's records once they are worthless: a revocation whose token
+/// has expired (it is refused for its expiry alone), a grant whose last token has.
+async fn sweep_expired<K>(api: Api<K>, expires_at: fn(&K) -> jiff::Timestamp)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tick.tick().await;
@@ -473,7 +481,7 @@ async fn sweep_revocations(api: Api<RevokedToken>) {
             continue;
         };
         let now = jiff::Timestamp::now();
-        for r in list.items.iter().filter(|r| r.spec.expires_at.0 < now) {
+        for r in list.items.iter().filter(|r| expires_at(r) < now) {
             let _ = api.delete(&r.name_any(), &Default::default()).await;
         }
     }

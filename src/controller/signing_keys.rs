@@ -18,7 +18,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 
 use super::Error;
 use crate::api::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::auth::keys::{SECRET_KEY, StoredKey, StoredKeys};
+use crate::auth::keys::{SECRET_KEY, StoredKey, StoredKeys, new_sealing_key};
 
 /// When keys are replaced.
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ struct Plan {
     add: Option<i64>,
     /// Drop these keys: no unexpired token carries their `kid`.
     remove: Vec<String>,
+    /// Add the sealing key the set lacks (a set written before there was one).
+    add_sealing_key: bool,
 }
 
 fn plan(stored: &StoredKeys, now: i64, r: &Rotation) -> Plan {
@@ -65,7 +67,11 @@ fn plan(stored: &StoredKeys, now: i64, r: &Rotation) -> Plan {
         .filter(|pair| pair[1].signs_from <= now && now >= pair[1].signs_from + retain)
         .map(|pair| pair[0].kid.clone())
         .collect();
-    Plan { add, remove }
+    Plan {
+        add,
+        remove,
+        add_sealing_key: stored.sealing_key.is_none(),
+    }
 }
 
 /// Creates the Secret when it is missing, then keeps rotating its keys until the task is
@@ -98,6 +104,7 @@ async fn ensure(api: &Api<Secret>, name: &str, rotation: &Rotation) -> Result<()
     }
     let keys = StoredKeys {
         keys: vec![StoredKey::generate(rotation.algorithm, now())?],
+        sealing_key: Some(new_sealing_key()?),
     };
     let secret = Secret {
         metadata: ObjectMeta {
@@ -156,6 +163,13 @@ async fn rotate(api: &Api<Secret>, name: &str, rotation: &Rotation) -> Result<()
         }
         None => None,
     };
+    if plan.add_sealing_key {
+        keys.sealing_key = Some(new_sealing_key()?);
+        tracing::info!(
+            secret = name,
+            "added the sealing key of authorization codes"
+        );
+    }
     secret.data = Some(data(&keys)?);
     // `replace` carries the resourceVersion read above: a concurrent rotation makes this
     // one fail with 409 and the next tick starts over from what the other wrote.
@@ -213,13 +227,15 @@ mod tests {
     fn a_new_key_is_published_one_lead_before_the_interval_ends() {
         let keys = StoredKeys {
             keys: vec![key("a", 0, Algorithm::ES256)],
+            sealing_key: Some("k".into()),
         };
         assert_eq!(plan(&keys, 899, &ROTATION), Plan::default());
         assert_eq!(
             plan(&keys, 900, &ROTATION),
             Plan {
                 add: Some(1000),
-                remove: vec![]
+                remove: vec![],
+                add_sealing_key: false,
             }
         );
     }
@@ -231,6 +247,7 @@ mod tests {
                 key("a", 0, Algorithm::ES256),
                 key("b", 1000, Algorithm::ES256),
             ],
+            sealing_key: Some("k".into()),
         };
         assert_eq!(plan(&keys, 950, &ROTATION), Plan::default());
     }
@@ -242,6 +259,7 @@ mod tests {
                 key("b", 1000, Algorithm::ES256),
                 key("a", 0, Algorithm::ES256),
             ],
+            sealing_key: None,
         };
         // "a" signed until 1000; its tokens live up to 300 s, plus a 100 s lead.
         assert!(plan(&keys, 1399, &ROTATION).remove.is_empty());
@@ -252,7 +270,24 @@ mod tests {
     fn changing_the_algorithm_rotates_at_once_with_the_lead() {
         let keys = StoredKeys {
             keys: vec![key("a", 0, Algorithm::RS256)],
+            sealing_key: None,
         };
         assert_eq!(plan(&keys, 10, &ROTATION).add, Some(110));
+    }
+
+    #[test]
+    fn a_set_without_a_sealing_key_gets_one_and_nothing_else() {
+        let keys = StoredKeys {
+            keys: vec![key("a", 0, Algorithm::ES256)],
+            sealing_key: None,
+        };
+        assert_eq!(
+            plan(&keys, 10, &ROTATION),
+            Plan {
+                add: None,
+                remove: vec![],
+                add_sealing_key: true,
+            }
+        );
     }
 }

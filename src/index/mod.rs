@@ -1,5 +1,5 @@
 //! The in-memory view the token server reads: client verifiers by client id, initial
-//! access token verifiers, revoked token ids, and the signing keys. Fed by watches (see
+//! access token verifiers, revoked token ids, built-in users, and the signing keys. Fed by watches (see
 //! [`watch`]); read on every request without any API call. Pure state with `apply` /
 //! `delete` / `reset` per kind, so it is tested without a cluster.
 //!
@@ -19,13 +19,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
+use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser};
 use crate::auth::keys::KeySet;
 
 /// What the token server knows of one client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientEntry {
     pub client_id: String,
+    /// Shown on the sign-in page; the client id when `None`.
+    pub display_name: Option<String>,
     pub namespace: String,
     pub name: String,
     pub active: bool,
@@ -35,6 +37,11 @@ pub struct ClientEntry {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub roles: Vec<String>,
+    /// Public clients have no secret: they authenticate with PKCE alone.
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    /// Which of a user's groups the client may see; all when `None`.
+    pub allowed_groups: Option<Vec<String>>,
     pub access_token_lifetime_seconds: u32,
     /// Every secret the client may authenticate with.
     pub secrets: Vec<SecretHash>,
@@ -72,6 +79,59 @@ impl TokenEntry {
     }
 }
 
+/// What the token server knows of one built-in user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserEntry {
+    /// The username: the `OAuthUser`'s name.
+    pub name: String,
+    /// The subject (`sub`): the `OAuthUser`'s UID, never reused, so a user deleted and
+    /// created again under the same name is another subject.
+    pub uid: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub enabled: bool,
+    /// argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl UserEntry {
+    fn from_user(u: &OAuthUser) -> Option<Self> {
+        Some(UserEntry {
+            name: u.metadata.name.clone()?,
+            uid: u.metadata.uid.clone()?,
+            display_name: u.spec.display_name.clone(),
+            email: u.spec.email.clone(),
+            groups: u.spec.groups.clone(),
+            enabled: u.spec.enabled,
+            password_hash: u.spec.password_hash.clone(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Users {
+    by_name: HashMap<String, Arc<UserEntry>>,
+    /// Username by subject.
+    by_uid: HashMap<String, String>,
+}
+
+impl Users {
+    fn apply(&mut self, entry: UserEntry) {
+        if let Some(old) = self.by_name.get(&entry.name) {
+            self.by_uid.remove(&old.uid);
+        }
+        self.by_uid.insert(entry.uid.clone(), entry.name.clone());
+        self.by_name.insert(entry.name.clone(), Arc::new(entry));
+    }
+
+    fn delete(&mut self, name: &str) {
+        if let Some(old) = self.by_name.remove(name) {
+            self.by_uid.remove(&old.uid);
+        }
+    }
+}
+
 /// One accepted secret: its argon2id PHC string and when it stops being accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretHash {
@@ -92,6 +152,7 @@ impl ClientEntry {
         let spec = &v.spec;
         Some(ClientEntry {
             client_id: spec.client_id.clone(),
+            display_name: spec.display_name.clone(),
             namespace: v.metadata.namespace.clone()?,
             name: v.metadata.name.clone()?,
             active: spec.active,
@@ -100,6 +161,9 @@ impl ClientEntry {
             scopes: spec.scopes.clone(),
             audiences: spec.audiences.clone(),
             roles: spec.roles.clone(),
+            public: spec.client_type == crate::api::ClientType::Public,
+            redirect_uris: spec.redirect_uris.clone(),
+            allowed_groups: spec.allowed_groups.clone(),
             access_token_lifetime_seconds: spec.access_token_lifetime_seconds,
             secrets: spec
                 .secrets
@@ -133,6 +197,7 @@ pub enum Watch {
     Tokens = 1,
     Revocations = 2,
     Keys = 3,
+    Users = 4,
 }
 
 #[derive(Default)]
@@ -186,6 +251,8 @@ pub struct Index {
     keys: RwLock<Option<Arc<KeySet>>>,
     /// Initial access tokens by their verifier object.
     tokens: RwLock<HashMap<ObjectKey, Arc<TokenEntry>>>,
+    /// Built-in users (of the operator namespace alone).
+    users: RwLock<Users>,
     /// The watch scopes (namespaces, or `None` for all) expected to list before the index
     /// is complete, and the (watch, scope) pairs that have; revocations are watched in the
     /// operator namespace alone, under scope `None`.
@@ -194,7 +261,7 @@ pub struct Index {
     keys_synced: AtomicBool,
     /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
     /// The index keeps serving what it has meanwhile.
-    disconnected: [AtomicBool; 4],
+    disconnected: [AtomicBool; 5],
 }
 
 impl Default for Index {
@@ -216,6 +283,7 @@ impl Index {
             revoked: RwLock::default(),
             keys: RwLock::default(),
             tokens: RwLock::default(),
+            users: RwLock::default(),
             scopes,
             synced: RwLock::default(),
             keys_synced: AtomicBool::new(false),
@@ -321,6 +389,45 @@ impl Index {
         self.mark_synced(Watch::Tokens, scope);
     }
 
+    /// The built-in user with this username.
+    pub fn user(&self, name: &str) -> Option<Arc<UserEntry>> {
+        read(&self.users).by_name.get(name).cloned()
+    }
+
+    /// The built-in user with this subject.
+    pub fn user_by_subject(&self, uid: &str) -> Option<Arc<UserEntry>> {
+        let users = read(&self.users);
+        users
+            .by_uid
+            .get(uid)
+            .and_then(|name| users.by_name.get(name))
+            .cloned()
+    }
+
+    /// Adds or replaces a user.
+    pub fn apply_user(&self, u: &OAuthUser) {
+        if let Some(e) = UserEntry::from_user(u) {
+            write(&self.users).apply(e);
+        }
+    }
+
+    /// Removes a deleted user.
+    pub fn delete_user(&self, name: &str) {
+        write(&self.users).delete(name);
+    }
+
+    /// Replaces every user at once, after a (re)list, and marks users synced.
+    pub fn reset_users<'a>(&self, all: impl IntoIterator<Item = &'a OAuthUser>) {
+        {
+            let mut users = write(&self.users);
+            *users = Users::default();
+            for e in all.into_iter().filter_map(UserEntry::from_user) {
+                users.apply(e);
+            }
+        }
+        self.mark_synced(Watch::Users, None);
+    }
+
     /// The signing keys, once loaded.
     pub fn keys(&self) -> Option<Arc<KeySet>> {
         read(&self.keys).clone()
@@ -347,8 +454,8 @@ impl Index {
         write(&self.synced).insert((watch, scope.map(str::to_string)));
     }
 
-    /// Ready to serve: the clients and initial access tokens of every scope and the
-    /// revocations have listed once, and a signing key is loaded.
+    /// Ready to serve: the clients and initial access tokens of every scope, the
+    /// revocations and the users have listed once, and a signing key is loaded.
     pub fn is_ready(&self) -> bool {
         let lists_synced = {
             let synced = read(&self.synced);
@@ -356,7 +463,9 @@ impl Index {
                 synced.contains(&(Watch::Clients, scope.clone()))
                     && synced.contains(&(Watch::Tokens, scope.clone()))
             });
-            scoped && synced.contains(&(Watch::Revocations, None))
+            scoped
+                && synced.contains(&(Watch::Revocations, None))
+                && synced.contains(&(Watch::Users, None))
         };
         lists_synced && self.keys_synced.load(Ordering::Acquire) && self.keys().is_some()
     }

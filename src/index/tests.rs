@@ -47,6 +47,22 @@ fn token_verifier(ns: &str, name: &str, token_id: &str) -> InitialAccessTokenVer
 fn list_everything(index: &Index, scope: Option<&str>) {
     index.reset_verifiers(scope, []);
     index.reset_token_verifiers(scope, []);
+    index.reset_users([]);
+}
+
+fn user(name: &str, uid: &str) -> crate::api::OAuthUser {
+    let mut u = crate::api::OAuthUser::new(
+        name,
+        crate::api::OAuthUserSpec {
+            display_name: None,
+            email: None,
+            groups: vec!["dev".into()],
+            enabled: true,
+            password_hash: "$argon2id$x".into(),
+        },
+    );
+    u.metadata.uid = Some(uid.into());
+    u
 }
 
 fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
@@ -54,6 +70,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
         name,
         OAuthClientVerifierSpec {
             client_id: id.into(),
+            display_name: None,
             client_type: Default::default(),
             active: true,
             not_before: None,
@@ -61,6 +78,8 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
             scopes: vec!["read".into()],
             audiences: vec![],
             roles: vec!["member".into()],
+            redirect_uris: vec![],
+            allowed_groups: None,
             access_token_lifetime_seconds: 600,
             secrets: vec![SecretVerifier {
                 name: "default".into(),
@@ -127,6 +146,7 @@ fn reset_of_one_namespace_keeps_the_others() {
     ));
     index.reset_token_verifiers(Some("a"), []);
     index.reset_revoked([], 0);
+    index.reset_users([]);
     assert!(!index.is_ready(), "namespace b has not listed yet");
     index.reset_verifiers(Some("b"), []);
     assert!(
@@ -154,6 +174,7 @@ fn not_ready_until_every_watch_synced_and_keys_loaded() {
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
     index.reset_revoked([], 0);
+    index.reset_users([]);
     assert!(!index.is_ready());
     index.set_keys(None);
     assert!(!index.is_ready());
@@ -167,6 +188,7 @@ fn not_ready_until_initial_access_tokens_listed() {
     let index = Index::default();
     index.reset_verifiers(None, []);
     index.reset_revoked([], 0);
+    index.reset_users([]);
     index.set_keys(Some(keys()));
     assert!(
         !index.is_ready(),
@@ -283,4 +305,36 @@ fn watch_results_report_disconnection_per_watch() {
     assert!(!index.watches_connected(), "another watch is still down");
     index.watch_result(Watch::Revocations, true);
     assert!(index.watches_connected());
+}
+
+#[test]
+fn not_ready_until_users_listed() {
+    let index = Index::default();
+    index.reset_verifiers(None, []);
+    index.reset_token_verifiers(None, []);
+    index.reset_revoked([], 0);
+    index.set_keys(Some(keys()));
+    assert!(!index.is_ready(), "a user could be refused as unknown");
+    index.reset_users([]);
+    assert!(index.is_ready());
+}
+
+#[test]
+fn users_are_found_by_name_and_by_subject_and_a_recreated_user_is_another_subject() {
+    let index = Index::default();
+    index.reset_users([&user("alice", "uid-1")]);
+    assert_eq!(
+        index.user("alice").map(|u| u.uid.clone()).as_deref(),
+        Some("uid-1")
+    );
+    assert!(index.user_by_subject("uid-1").is_some());
+    index.apply_user(&user("alice", "uid-2"));
+    assert!(
+        index.user_by_subject("uid-1").is_none(),
+        "the old subject is gone"
+    );
+    assert!(index.user_by_subject("uid-2").is_some());
+    index.delete_user("alice");
+    assert!(index.user("alice").is_none());
+    assert!(index.user_by_subject("uid-2").is_none());
 }

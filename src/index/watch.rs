@@ -11,7 +11,7 @@ use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
 use super::{Index, Watch};
-use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, RevokedToken};
+use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser, RevokedToken};
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 
 /// What a watch tells the index: one object changed or went, or the complete list after a
@@ -154,5 +154,20 @@ pub async fn revocations(api: Api<RevokedToken>, index: Arc<Index>) {
             }
         },
     )
+    .await;
+}
+
+/// Keeps the built-in users (of the operator namespace) in `index`.
+pub async fn users(api: Api<OAuthUser>, index: Arc<Index>) {
+    let config = watcher::Config::default().any_semantic();
+    follow(api, config, Watch::Users, &index, |change| match change {
+        Change::Applied(u) => index.apply_user(&u),
+        Change::Deleted(u) => {
+            if let Some(name) = u.metadata.name.as_deref() {
+                index.delete_user(name);
+            }
+        }
+        Change::Listed(all) => index.reset_users(all.iter()),
+    })
     .await;
 }

@@ -9,7 +9,7 @@
 //! handlers take it as [`BasicHeader`] and let [`presented`] decide, because RFC 6749
 //! checks the grant and the form before the client.
 
-use axum::extract::OptionalFromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -115,6 +115,29 @@ fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
 }
 
+/// The bearer token of the request (RFC 6750 section 2.1): the initial access token at
+/// `POST /register`, the registration access token at `/register/{client_id}`, an access
+/// token at `/userinfo`. Missing or
+/// not a bearer token: `invalid_token`.
+pub(crate) struct Bearer(pub(crate) SecretString);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        bearer(&parts.headers)
+            .map(|t| Bearer(SecretString::new(t.to_string())))
+            .ok_or(OAuthError::InvalidToken)
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +204,26 @@ mod tests {
                 .code(),
             "invalid_client"
         );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            axum::http::HeaderValue::from_static("Bearer abc.def"),
+        );
+        assert_eq!(bearer(&h), Some("abc.def"));
+        h.insert(
+            header::AUTHORIZATION,
+            axum::http::HeaderValue::from_static("bearer  abc"),
+        );
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            axum::http::HeaderValue::from_static("Basic abc"),
+        );
+        assert_eq!(bearer(&h), None);
     }
 }

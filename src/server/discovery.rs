@@ -1,12 +1,16 @@
-//! Authorization server metadata (RFC 8414), and the subset of OpenID discovery that
-//! client libraries probe. Lists exactly what this server implements.
+//! Authorization server metadata (RFC 8414) and OpenID Connect Discovery 1.0, one
+//! document for both. Lists exactly what this server implements.
 
 use serde::Serialize;
+
+use super::authorize::request::USER_SCOPES;
 
 #[derive(Serialize)]
 pub struct Metadata {
     issuer: String,
+    authorization_endpoint: String,
     token_endpoint: String,
+    userinfo_endpoint: String,
     jwks_uri: String,
     introspection_endpoint: String,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -16,8 +20,18 @@ pub struct Metadata {
     registration_endpoint: String,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// RFC 8414 requires the field; there is no authorization endpoint, so none.
     response_types_supported: Vec<&'static str>,
+    response_modes_supported: Vec<&'static str>,
+    /// PKCE (RFC 7636), required of every client.
+    code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9207: authorization responses carry `iss`.
+    authorization_response_iss_parameter_supported: bool,
+    scopes_supported: Vec<&'static str>,
+    claims_supported: Vec<&'static str>,
+    subject_types_supported: Vec<&'static str>,
+    prompt_values_supported: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    id_token_signing_alg_values_supported: Vec<String>,
     /// Algorithms of the keys in `jwks_uri` (RFC 9068 access tokens).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     access_token_signing_alg_values_supported: Vec<String>,
@@ -27,7 +41,9 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
     let base = issuer.trim_end_matches('/');
     Metadata {
         issuer: issuer.to_string(),
+        authorization_endpoint: format!("{base}/authorize"),
         token_endpoint: format!("{base}/token"),
+        userinfo_endpoint: format!("{base}/userinfo"),
         jwks_uri: format!("{base}/jwks"),
         introspection_endpoint: format!("{base}/introspect"),
         introspection_endpoint_auth_methods_supported: vec![
@@ -40,9 +56,35 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
             "client_secret_post",
         ],
         registration_endpoint: format!("{base}/register"),
-        grant_types_supported: vec!["client_credentials"],
-        token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
-        response_types_supported: Vec::new(),
+        grant_types_supported: vec!["authorization_code", "client_credentials"],
+        // `none`: public clients, at the token endpoint with PKCE alone.
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        response_types_supported: vec!["code"],
+        response_modes_supported: vec!["query"],
+        code_challenge_methods_supported: vec!["S256"],
+        authorization_response_iss_parameter_supported: true,
+        scopes_supported: USER_SCOPES.to_vec(),
+        claims_supported: vec![
+            "iss",
+            "sub",
+            "aud",
+            "azp",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "name",
+            "preferred_username",
+            "email",
+            "groups",
+        ],
+        subject_types_supported: vec!["public"],
+        prompt_values_supported: vec!["none", "login"],
+        id_token_signing_alg_values_supported: algorithms.clone(),
         access_token_signing_alg_values_supported: algorithms,
     }
 }

@@ -32,6 +32,12 @@ pub enum OAuthError {
     /// by the resource owner."
     #[error("invalid_scope")]
     InvalidScope,
+    /// "The provided authorization grant (e.g., authorization code, resource owner
+    /// credentials) or refresh token is invalid, expired, revoked, does not match the
+    /// redirection URI used in the authorization request, or was issued to another
+    /// client." One answer for all of them.
+    #[error("invalid_grant")]
+    InvalidGrant,
     /// The server cannot take the request now (overload, or keys not loaded yet).
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable,
@@ -66,6 +72,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::InvalidGrant => "invalid_grant",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
             OAuthError::InvalidToken => "invalid_token",

@@ -3,7 +3,8 @@
 //! A token is active only if it verifies against a current signing key, was issued by
 //! this issuer, has not expired, was not revoked, and its client is still indexed (not deleted), active,
 //! and was not deactivated after the token was issued (its `notBefore`), and is the very
-//! client the token was issued to, not a later one of the same id. Everything else,
+//! client the token was issued to, not a later one of the same id; a token issued to a
+//! user also needs its grant unrevoked and the user still there and enabled. Everything else,
 //! a foreign or malformed token included, is just `{"active": false}`, as the RFC asks.
 
 use std::net::SocketAddr;
@@ -53,20 +54,13 @@ async fn answer(
 }
 
 fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {
-    let keys = state.index.keys()?;
-    let claims: AccessTokenClaims = keys.verify(token, &state.config.issuer)?;
-    if state.index.is_revoked(&claims.jti) {
-        return None;
-    }
-    let client = state.index.client(&claims.client_id)?;
-    if !client.active || client.not_before.is_some_and(|nbf| claims.iat < nbf) {
-        return None;
-    }
-    // Issued to an earlier client of the same id, since deleted.
-    if claims.client_uid.is_some() && claims.client_uid != client.uid {
-        return None;
-    }
-    Some(json!({
+    let claims = active(state, token)?;
+    let username = claims
+        .grant_id
+        .as_ref()
+        .and_then(|_| state.index.user_by_subject(&claims.sub))
+        .map(|u| u.name.clone());
+    let mut answer = json!({
         "active": true,
         "client_id": claims.client_id,
         "sub": claims.sub,
@@ -78,5 +72,44 @@ fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {
         "scope": claims.scope,
         "roles": claims.roles,
         "token_type": "Bearer",
-    }))
+    });
+    if let Some(name) = username {
+        answer["username"] = json!(name);
+    }
+    if let Some(t) = claims.auth_time {
+        answer["auth_time"] = json!(t);
+    }
+    Some(answer)
+}
+
+/// The claims of `token` if it is active (see the module doc); `None` otherwise.
+pub(super) fn active(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
+    let keys = state.index.keys()?;
+    let claims: AccessTokenClaims = keys.verify(token, &state.config.issuer)?;
+    if state.index.is_revoked(&claims.jti)
+        || claims
+            .grant_id
+            .as_ref()
+            .is_some_and(|g| state.index.is_revoked(g))
+    {
+        return None;
+    }
+    let client = state.index.client(&claims.client_id)?;
+    if !client.active || client.not_before.is_some_and(|nbf| claims.iat < nbf) {
+        return None;
+    }
+    // Issued to an earlier client of the same id, since deleted.
+    if claims.client_uid.is_some() && claims.client_uid != client.uid {
+        return None;
+    }
+    // Issued to a user (from a grant): the user must still be there and enabled.
+    if claims.grant_id.is_some()
+        && !state
+            .index
+            .user_by_subject(&claims.sub)
+            .is_some_and(|u| u.enabled)
+    {
+        return None;
+    }
+    Some(claims)
 }

@@ -2,7 +2,8 @@
 //! current (see [`crate::index`]). Every replica serves; no request waits on the API
 //! server, except the server's own writes: registrations (`/register`, see
 //! `registration`: OAuthClients, their Secrets, slots in an InitialAccessToken's
-//! status) and revocations (`/revoke`: RevokedTokens). Both are recorded through the API
+//! status), redeemed authorization codes (`OAuthGrant`s) and revocations (`/revoke`,
+//! and a code used twice: RevokedTokens). Both are recorded through the API
 //! server, so every replica learns them from the same watches as everything else (a
 //! revocation is also noted at once in the index of the replica that took it).
 //!
@@ -10,11 +11,14 @@
 //! (`client_auth`) are extractors whose rejection is an [`OAuthError`]; that enum is
 //! the one mapping of errors to RFC 6749 JSON; `Cache-Control: no-store` is a layer on
 //! the routes that hand out or inspect credentials ([`router`]). A handler per endpoint
-//! module: `token`, `introspect`, `revoke`, `registration`, `discovery`.
+//! module: `token`, `introspect`, `revoke`, `registration`, `discovery`; and the pages
+//! a person sees, `authorize` (the sign-in of the authorization code grant), with
+//! `userinfo` beside them.
 //!
 //! Readiness (`/readyz`) waits until every watch the server answers from has listed
-//! once: clients, initial access tokens, revocations, and the signing keys.
+//! once: clients, initial access tokens, revocations, users, and the signing keys.
 
+mod authorize;
 mod client_auth;
 mod discovery;
 mod error;
@@ -26,6 +30,7 @@ mod metrics;
 mod registration;
 mod revoke;
 mod token;
+mod userinfo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +59,9 @@ pub struct Config {
     pub issuer: String,
     /// `aud` of tokens for clients that name no audience.
     pub default_audience: String,
+    /// The role every token's `roles` claim starts with (the controller's setting of the
+    /// same name puts it first in each client's roles).
+    pub default_role: String,
     /// Namespaces to watch; empty means all.
     pub namespaces: Vec<String>,
     /// Namespace and name of the signing-key Secret.
@@ -78,6 +86,8 @@ pub struct AppState {
     pub cache: Arc<VerifiedCache>,
     pub metrics: Arc<Metrics>,
     pub lockout: Arc<lockout::Lockout>,
+    /// The same protection for the built-in users, by username.
+    pub user_lockout: Arc<lockout::Lockout>,
     /// For the server's own writes (registrations, revocations); `None` in tests of the
     /// router, where those answer `server_error` or `temporarily_unavailable`.
     pub kube: Option<kube::Client>,
@@ -100,6 +110,7 @@ impl AppState {
             cache: Arc::new(VerifiedCache::new(config.verified_cache_size)?),
             metrics: Arc::new(Metrics::default()),
             lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
+            user_lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
             kube,
             config: Arc::new(config),
         })
@@ -123,6 +134,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/token", post(token::token).route_layer(credentials()))
         .route("/jwks", get(jwks))
+        .route("/authorize", get(authorize::authorize))
+        .route("/authorize/login", post(authorize::login))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo)
+                .post(userinfo::userinfo)
+                .route_layer(about_tokens()),
+        )
         .route(
             "/introspect",
             post(introspect::introspect).route_layer(about_tokens()),
@@ -255,6 +274,10 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         Api::namespaced(client.clone(), &config.operator_namespace),
         index.clone(),
     ));
+    tokio::spawn(index::watch::users(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        index.clone(),
+    ));
     tokio::spawn(index::watch::signing_keys(
         Api::namespaced(client.clone(), &config.operator_namespace),
         config.signing_key_secret.clone(),
@@ -265,12 +288,17 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, issuer = %config.issuer, "token server listening");
     let state = AppState::new(index, config, Some(client.clone()))?;
     // Forget the failures of clients that left the index, so memory follows the index.
-    let (lockout, index) = (state.lockout.clone(), state.index.clone());
+    let (lockout, users, index) = (
+        state.lockout.clone(),
+        state.user_lockout.clone(),
+        state.index.clone(),
+    );
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
             lockout.retain(|id| index.client(id).is_some());
+            users.retain(|name| index.user(name).is_some());
         }
     });
     axum::serve(

@@ -74,26 +74,38 @@ async fn handle(
     if claims.client_id != client.client_id {
         return Err(OAuthError::UnauthorizedClient);
     }
+    record(state, &claims.jti, &claims.client_id, claims.exp).await?;
+    Ok(Some((claims.client_id, claims.jti)))
+}
+
+/// Records `jti` (a token's, or a grant's whose tokens all carry it) as revoked until
+/// `exp`, through the API server, and notes it in this replica's index at once; the
+/// others learn it from their watch within seconds.
+pub(super) async fn record(
+    state: &AppState,
+    jti: &str,
+    client_id: &str,
+    exp: i64,
+) -> Result<(), OAuthError> {
     let Some(kube) = &state.kube else {
         return Err(OAuthError::TemporarilyUnavailable);
     };
-    let expires_at =
-        jiff::Timestamp::from_second(claims.exp).map_err(|_| OAuthError::ServerError)?;
-    let name = format!("jti-{}", &hex(&Sha256::digest(claims.jti.as_bytes()))[..40]);
-    let record = RevokedToken {
+    let expires_at = jiff::Timestamp::from_second(exp).map_err(|_| OAuthError::ServerError)?;
+    let name = format!("jti-{}", &hex(&Sha256::digest(jti.as_bytes()))[..40]);
+    let revoked = RevokedToken {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: Some(state.config.operator_namespace.clone()),
             ..ObjectMeta::default()
         },
         spec: RevokedTokenSpec {
-            jti: claims.jti.clone(),
-            client_id: claims.client_id.clone(),
+            jti: jti.to_string(),
+            client_id: client_id.to_string(),
             expires_at: Time(expires_at),
         },
     };
     let api: Api<RevokedToken> = Api::namespaced(kube.clone(), &state.config.operator_namespace);
-    match api.create(&PostParams::default(), &record).await {
+    match api.create(&PostParams::default(), &revoked).await {
         Ok(_) => {}
         // Revoked already.
         Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -102,9 +114,8 @@ async fn handle(
             return Err(OAuthError::TemporarilyUnavailable);
         }
     }
-    // This replica knows at once; the others within seconds, from their watch.
-    state.index.revoke(&claims.jti, claims.exp);
-    Ok(Some((claims.client_id, claims.jti)))
+    state.index.revoke(jti, exp);
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -354,7 +354,7 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
     let signing = format!("secrets/{RELEASE}-oauth-operator-signing-keys");
 
     let (c, s) = (controller.as_str(), server.as_str());
-    let expectations: [(&str, [&str; 4], bool); 10] = [
+    let expectations: [(&str, [&str; 4], bool); 15] = [
         (c, ["list", "secrets", "-n", ns], true),
         // Outside watchNamespaces, nothing.
         (c, ["list", "secrets", "-n", "default"], false),
@@ -371,6 +371,33 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
         (s, ["create", "secrets", "-n", ns], true),
         (s, ["update", "secrets", "-n", ns], false),
         (s, ["delete", "secrets", "-n", ns], false),
+        // Users are read, never written, by the token server; grants only created.
+        (
+            s,
+            ["watch", "oauthusers.oauth-operator.dev", "-n", ns],
+            true,
+        ),
+        (
+            s,
+            ["update", "oauthusers.oauth-operator.dev", "-n", ns],
+            false,
+        ),
+        (
+            s,
+            ["create", "oauthgrants.oauth-operator.dev", "-n", ns],
+            true,
+        ),
+        (
+            s,
+            ["delete", "oauthgrants.oauth-operator.dev", "-n", ns],
+            false,
+        ),
+        // The controller collects expired grants.
+        (
+            c,
+            ["delete", "oauthgrants.oauth-operator.dev", "-n", ns],
+            true,
+        ),
     ];
     for (user, args, want) in &expectations {
         let (user, args, want) = (*user, args.as_slice(), *want);

@@ -72,6 +72,7 @@ pub fn trial(
             let ns = ctx.ns.clone();
             // Shared, so the logs outlive the test's `Ctx` for the checks below.
             let workdir = ctx.workdir.clone();
+            let known = ctx.known_secrets.clone();
             let result = tokio::time::timeout(Duration::from_secs(300), f(ctx)).await;
             let mut outcome = match result {
                 Ok(Ok(())) => Ok(()),
@@ -79,7 +80,11 @@ pub fn trial(
                 Err(_) => Err("timed out after 300s".to_string()),
             };
             if outcome.is_ok() {
-                outcome = leak_check(&env.client, &ns, workdir.path())
+                let known = known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                outcome = leak_check(&env.client, &ns, workdir.path(), known)
                     .await
                     .map_err(|e| format!("leak check: {e:#}"));
             }
@@ -94,16 +99,34 @@ pub fn trial(
 }
 
 /// Every test ends with this check: no secret value of the test's namespace (client
-/// secrets, initial access tokens, registration hashes, private signing keys, and the
-/// argon2 hashes in the verifiers) appears in a log line of its processes, in an Event,
-/// or anywhere in an OAuthClient or InitialAccessToken (spec, status, conditions). The
+/// secrets, initial access tokens, registration hashes, private signing keys, the
+/// argon2 hashes in the verifiers and users, and what the test noted with
+/// [`Ctx::secret`]: passwords, codes, tokens) appears in a log line of its processes, in an Event,
+/// or anywhere in an OAuthClient, InitialAccessToken or OAuthGrant (spec, status, conditions). The
 /// error never quotes the value it found.
-async fn leak_check(client: &kube::Client, ns: &str, logs: &Path) -> anyhow::Result<()> {
+async fn leak_check(
+    client: &kube::Client,
+    ns: &str,
+    logs: &Path,
+    known: Vec<(String, String)>,
+) -> anyhow::Result<()> {
     use k8s_openapi::api::events::v1::Event;
     use oauth_operator::api::{
-        InitialAccessToken, InitialAccessTokenVerifier, OAuthClientVerifier,
+        InitialAccessToken, InitialAccessTokenVerifier, OAuthClientVerifier, OAuthGrant, OAuthUser,
     };
-    let mut secrets: Vec<(String, String)> = Vec::new();
+    let mut secrets: Vec<(String, String)> = known;
+    for u in Api::<OAuthUser>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?
+    {
+        secrets.push((
+            format!(
+                "password hash of {}",
+                u.metadata.name.clone().unwrap_or_default()
+            ),
+            u.spec.password_hash,
+        ));
+    }
     for s in Api::<Secret>::namespaced(client.clone(), ns)
         .list(&Default::default())
         .await?
@@ -120,6 +143,13 @@ async fn leak_check(client: &kube::Client, ns: &str, logs: &Path) -> anyhow::Res
                 // Private keys: any full line of a PEM body.
                 for line in text.split("\\n").filter(|l| l.len() == 64) {
                     secrets.push((format!("{name}/{key}"), line.to_string()));
+                }
+                // And the sealing key of codes and sign-in cookies.
+                if let Some(k) = oauth_operator::auth::keys::StoredKeys::from_json(&value.0)
+                    .ok()
+                    .and_then(|k| k.sealing_key)
+                {
+                    secrets.push((format!("{name}/{key} sealing key"), k));
                 }
             } else if text.len() >= 16 {
                 secrets.push((format!("{name}/{key}"), text));
@@ -183,6 +213,10 @@ async fn leak_check(client: &kube::Client, ns: &str, logs: &Path) -> anyhow::Res
         "InitialAccessTokens".into(),
         serde_json::to_string(&tokens.items)?,
     ));
+    let grants = Api::<OAuthGrant>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await?;
+    places.push(("OAuthGrants".into(), serde_json::to_string(&grants.items)?));
 
     for (source, value) in &secrets {
         for (place, text) in &places {
@@ -222,6 +256,9 @@ pub struct Ctx {
     pub ns: String,
     pub workdir: Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
+    /// Values only the test knows (passwords, codes, tokens handed out), which the leak
+    /// check looks for too: see [`Ctx::secret`].
+    pub known_secrets: Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Ctx {
@@ -255,7 +292,16 @@ impl Ctx {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
+            known_secrets: Arc::default(),
         })
+    }
+
+    /// Notes `value` (what `what` is) as a secret the leak check must not find anywhere.
+    pub fn secret(&self, what: &str, value: &str) {
+        self.known_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((what.to_string(), value.to_string()));
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -565,6 +611,17 @@ pub async fn verify_token(
     jwt: &str,
     audience: &str,
 ) -> anyhow::Result<oauth_operator::auth::token::AccessTokenClaims> {
+    verify_jwt(http, server, jwt, audience).await
+}
+
+/// Verifies any JWT of the server (an access or ID token) against its `/jwks`: signature,
+/// `iss`, `aud`, `exp`.
+pub async fn verify_jwt<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    server: &Server,
+    jwt: &str,
+    audience: &str,
+) -> anyhow::Result<T> {
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
     let jwks: JwkSet = http
         .get(format!("{}/jwks", server.url))

@@ -553,6 +553,8 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         roles: vec![],
         // A token without the claim (as issued before it existed) is judged by the rest.
         client_uid: None,
+        grant_id: None,
+        auth_time: None,
     };
     ensure!(
         introspect(sign(&claims(now + 600), ours.signer(now))?).await?["active"] == true,

@@ -32,8 +32,9 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 {{- end }}
 
 {{- define "oauth-operator.controllerOperatorRules" -}}
+# Garbage collection of the token server's expired records.
 - apiGroups: ["oauth-operator.dev"]
-  resources: ["revokedtokens"]
+  resources: ["revokedtokens", "oauthgrants"]
   verbs: ["get", "list", "watch", "delete"]
 # The signing-key Secret, by name. `create` cannot be limited by name (the name is not
 # known to RBAC before the object exists), so it is a rule of its own; the secret guard
@@ -85,6 +86,15 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: ["oauth-operator.dev"]
   resources: ["revokedtokens"]
   verbs: ["list", "watch", "create"]
+# The built-in users, read only: the server never writes them.
+- apiGroups: ["oauth-operator.dev"]
+  resources: ["oauthusers"]
+  verbs: ["list", "watch"]
+# A redeemed authorization code: create only (a second create of the same name is how a
+# reused code is caught).
+- apiGroups: ["oauth-operator.dev"]
+  resources: ["oauthgrants"]
+  verbs: ["create"]
 # Only the signing-key Secret (watched with fieldSelector metadata.name=<it>).
 - apiGroups: [""]
   resources: ["secrets"]

@@ -642,6 +642,7 @@ fn verifier_spec(
     }
     OAuthClientVerifierSpec {
         client_id: observed.client_id.clone(),
+        display_name: client.spec.display_name.clone(),
         client_type: client.spec.client_type,
         active: client.spec.active,
         not_before,
@@ -659,6 +660,8 @@ fn verifier_spec(
             .map(ToString::to_string)
             .collect(),
         roles,
+        redirect_uris: client.spec.redirect_uris.clone(),
+        allowed_groups: client.spec.allowed_groups.clone(),
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
         secrets: Vec::new(),
         registration_access_token_hash,

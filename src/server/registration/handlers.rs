@@ -1,5 +1,5 @@
-//! The HTTP edge of registration: the extractors of the bearer token, the client id in
-//! the path and the JSON metadata, the handlers, and the order of the writes of a
+//! The HTTP edge of registration: the extractors of the client id in the path and the
+//! JSON metadata (the bearer token's is [`Bearer`]), the handlers, and the order of the writes of a
 //! registration (validate, claim a slot, create the client, then its Secret; undo on
 //! failure). The pieces they call are pure ([`super::metadata`], [`super::objects`]) or
 //! the slot protocol ([`super::slots`]).
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
@@ -32,6 +32,7 @@ use crate::auth::hash;
 use crate::auth::secret::{self, SecretString, split_token};
 use crate::index::ClientEntry;
 use crate::server::AppState;
+use crate::server::client_auth::Bearer;
 use crate::server::error::OAuthError;
 use crate::server::form::has_media_type;
 
@@ -40,28 +41,6 @@ const SECRET_VALIDITY: SignedDuration = SignedDuration::from_hours(365 * 24);
 /// How long a registration waits for its client to reach this replica's index, so that
 /// the client works at `/token` as soon as it has the response.
 const SERVED_WAIT: Duration = Duration::from_secs(10);
-
-/// The bearer token of the request (RFC 6750 section 2.1): the initial access token at
-/// `POST /register`, the registration access token at `/register/{client_id}`. Missing or
-/// not a bearer token: `invalid_token`.
-pub(crate) struct Bearer(SecretString);
-
-impl<S: Send + Sync> FromRequestParts<S> for Bearer {
-    type Rejection = OAuthError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        bearer(&parts.headers)
-            .map(|t| Bearer(SecretString::new(t.to_string())))
-            .ok_or(OAuthError::InvalidToken)
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
 
 /// The `{client_id}` of the path. One that does not even decode (bad percent-encoding)
 /// names no client: the same answer as a wrong token, not axum's plain-text rejection.
@@ -436,28 +415,4 @@ pub(crate) async fn delete(
         tracing::info!(target: "audit", event = "registration_deleted", client_id, source = %peer.ip());
     }
     answer(result, "registration_deleted", peer)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn bearer_tokens_are_read_from_the_authorization_header() {
-        let mut h = HeaderMap::new();
-        assert_eq!(bearer(&h), None);
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc.def"),
-        );
-        assert_eq!(bearer(&h), Some("abc.def"));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  abc"),
-        );
-        assert_eq!(bearer(&h), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&h), None);
-    }
 }

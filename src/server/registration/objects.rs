@@ -97,6 +97,7 @@ pub(super) fn build_client(
             scopes: accepted.scopes.clone(),
             audiences: policy.audiences.clone(),
             roles: Vec::new(),
+            allowed_groups: None,
             access_token_lifetime_seconds: policy.max_access_token_lifetime_seconds.unwrap_or(3600),
             secrets,
             credentials_secret: None,

@@ -1,5 +1,8 @@
-//! `POST /token`: the client-credentials grant (RFC 6749 section 4.4) issuing JWT access
-//! tokens (RFC 9068).
+//! `POST /token`: JWT access tokens (RFC 9068) for the client-credentials grant (RFC 6749
+//! section 4.4, here) and the authorization code grant (section 4.1, with PKCE and OpenID
+//! Connect ID tokens: [`authorization_code`]).
+
+mod authorization_code;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +28,8 @@ struct TokenResponse {
     expires_in: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 /// `POST /token`. The span carries the client id once the request names one (never the
@@ -84,6 +89,9 @@ async fn issue(
     match form.get("grant_type") {
         None => return Err(anon(OAuthError::InvalidRequest("grant_type is missing"))),
         Some("client_credentials") => {}
+        Some("authorization_code") => {
+            return authorization_code::exchange(state, basic, &form).await;
+        }
         Some(_) => return Err(anon(OAuthError::UnsupportedGrantType)),
     }
     let requested = parse_scope(form.get("scope")).map_err(anon)?;
@@ -99,16 +107,7 @@ async fn issue(
         return Err((id, OAuthError::UnauthorizedClient));
     }
     let scope = granted_scope(&client, requested).map_err(|e| (id.clone(), e))?;
-    let allowed_audiences = if client.audiences.is_empty() {
-        vec![state.config.default_audience.clone()]
-    } else {
-        client.audiences.clone()
-    };
-    let audiences = match requested_audience {
-        Some(req) if req.iter().all(|a| allowed_audiences.contains(a)) => req,
-        Some(_) => return Err((id, OAuthError::InvalidScope)),
-        None => allowed_audiences,
-    };
+    let audiences = audiences(state, &client, requested_audience).map_err(|e| (id.clone(), e))?;
 
     let keys = state
         .index
@@ -126,6 +125,8 @@ async fn issue(
         scope: scope.clone(),
         roles: client.roles.clone(),
         client_uid: client.uid.clone(),
+        grant_id: None,
+        auth_time: None,
     };
     let jwt = token::sign(&claims, keys.signer(now)).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
@@ -138,9 +139,29 @@ async fn issue(
         token_type: "Bearer",
         expires_in: client.access_token_lifetime_seconds,
         scope,
+        id_token: None,
     })
     .into_response();
     Ok((client.client_id.clone(), res))
+}
+
+/// The `aud` of a token: what the request asked (`audience`), if the client may have all
+/// of it, or every audience of the client (the operator's default when it has none).
+fn audiences(
+    state: &AppState,
+    client: &ClientEntry,
+    requested: Option<Vec<String>>,
+) -> Result<Vec<String>, OAuthError> {
+    let allowed = if client.audiences.is_empty() {
+        vec![state.config.default_audience.clone()]
+    } else {
+        client.audiences.clone()
+    };
+    match requested {
+        Some(req) if req.iter().all(|a| allowed.contains(a)) => Ok(req),
+        Some(_) => Err(OAuthError::InvalidScope),
+        None => Ok(allowed),
+    }
 }
 
 /// Checks the secret against every accepted hash, off the async workers and with a bounded
@@ -284,6 +305,7 @@ mod tests {
     fn entry(scopes: &[&str]) -> ClientEntry {
         ClientEntry {
             client_id: "c".into(),
+            display_name: None,
             namespace: "n".into(),
             name: "c".into(),
             active: true,
@@ -292,6 +314,9 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             audiences: vec![],
             roles: vec![],
+            public: false,
+            redirect_uris: vec![],
+            allowed_groups: None,
             access_token_lifetime_seconds: 60,
             secrets: vec![],
             registration_access_token_hash: None,

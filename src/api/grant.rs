@@ -1,0 +1,38 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+
+/// Internal, written by the token server: one authorization grant, made when an authorization code is redeemed. Creating it is what makes a code single use on every replica (a second redemption finds it and fails); a grant whose code was used twice is revoked, and with it every token it issued. Named `grant-<id>` after the grant id that its tokens carry; worthless after `expiresAt`.
+// kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[kube(
+    group = "oauth-operator.dev",
+    version = "v1alpha1",
+    kind = "OAuthGrant",
+    namespaced,
+    category = "oauth-internal",
+    doc = "Internal state written by the oauth-operator token server: an authorization grant made by redeeming an authorization code.",
+    printcolumn(name = "Client ID", type_ = "string", json_path = ".spec.clientId"),
+    printcolumn(name = "User", type_ = "string", json_path = ".spec.username"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthGrantSpec {
+    /// The client the grant was made to.
+    pub client_id: String,
+    /// The UID of that client's `OAuthClient`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uid: Option<String>,
+    /// The user's subject (`sub`): the UID of their `OAuthUser`.
+    pub subject: String,
+    /// The user's username, for people reading the object.
+    pub username: String,
+    /// The scope granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// When the user signed in.
+    pub auth_time: Time,
+    /// When the last token of the grant expires: after it, this record can go.
+    pub expires_at: Time,
+}

@@ -1,0 +1,252 @@
+//! `grant_type=authorization_code` (RFC 6749 section 4.1.3): a sealed code from
+//! `/authorize` exchanged for an access token and, with `openid`, an ID token.
+//!
+//! The code is checked entirely from what it holds (client, redirect URI, PKCE
+//! challenge, user, expiry) before anything is written. Single use, on every replica,
+//! is the API server's: redeeming creates the code's `OAuthGrant`, and only one create
+//! of a name succeeds. A second redemption therefore fails, and it revokes the grant
+//! (a `RevokedToken` of the grant id), ending the tokens the first one got, as RFC 6749
+//! section 4.1.2 asks: whoever holds a copy of the code is not told which use was first.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use super::{Refusal, TokenResponse, audiences, authenticate};
+use crate::api::{OAuthGrant, OAuthGrantSpec};
+use crate::auth::pkce::Challenge;
+use crate::auth::seal::Purpose;
+use crate::auth::token::{self, AccessTokenClaims, IdTokenClaims};
+use crate::index::{ClientEntry, UserEntry};
+use crate::server::AppState;
+use crate::server::authorize::{Code, visible_groups};
+use crate::server::client_auth::{self, BasicHeader};
+use crate::server::error::OAuthError;
+use crate::server::form::Form;
+
+pub(super) async fn exchange(
+    state: &AppState,
+    basic: BasicHeader,
+    form: &Form,
+) -> Result<(String, Response), Refusal> {
+    let anon = |e| (None, e);
+    let sealed = form
+        .get("code")
+        .ok_or_else(|| anon(OAuthError::InvalidRequest("code is missing")))?;
+    let redirect_uri = form
+        .get("redirect_uri")
+        .ok_or_else(|| anon(OAuthError::InvalidRequest("redirect_uri is missing")))?;
+    let verifier = form.get("code_verifier").ok_or_else(|| {
+        anon(OAuthError::InvalidRequest(
+            "code_verifier is missing (PKCE)",
+        ))
+    })?;
+    let client = client(state, basic, form).await?;
+    let id = Some(client.client_id.clone());
+    let fail = |e| (id.clone(), e);
+    if !client.grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(fail(OAuthError::UnauthorizedClient));
+    }
+    let keys = state
+        .index
+        .keys()
+        .ok_or_else(|| fail(OAuthError::TemporarilyUnavailable))?;
+    let sealer = keys
+        .sealer
+        .as_ref()
+        .ok_or_else(|| fail(OAuthError::TemporarilyUnavailable))?;
+    let now = jiff::Timestamp::now().as_second();
+    let code: Code = sealer
+        .open(Purpose::Code, sealed, now)
+        .ok_or_else(|| fail(OAuthError::InvalidGrant))?;
+    let user = redeemable(state, &client, &code, redirect_uri, verifier)
+        .ok_or_else(|| fail(OAuthError::InvalidGrant))?;
+
+    let lifetime = i64::from(client.access_token_lifetime_seconds);
+    let scope = (!code.scope.is_empty()).then(|| code.scope.join(" "));
+    redeem(state, &client, &code, scope.clone(), now + lifetime)
+        .await
+        .map_err(&fail)?;
+
+    let mut roles = vec![state.config.default_role.clone()];
+    for g in visible_groups(&user, &client) {
+        if !roles.contains(&g) {
+            roles.push(g);
+        }
+    }
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: user.uid.clone(),
+        aud: audiences(state, &client, None).map_err(&fail)?,
+        exp: now + lifetime,
+        iat: now,
+        jti: crate::auth::secret::random_id().map_err(|_| fail(OAuthError::ServerError))?,
+        client_id: client.client_id.clone(),
+        scope: scope.clone(),
+        roles,
+        client_uid: client.uid.clone(),
+        grant_id: Some(code.grant_id.clone()),
+        auth_time: Some(code.auth_time),
+    };
+    let signer = keys.signer(now);
+    let access_token = token::sign(&claims, signer).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        fail(OAuthError::ServerError)
+    })?;
+    let id_token = if code.scope.iter().any(|s| s == "openid") {
+        let claims = id_token_claims(state, &client, &user, &code, now, lifetime);
+        Some(token::sign_id_token(&claims, signer).map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            fail(OAuthError::ServerError)
+        })?)
+    } else {
+        None
+    };
+    tracing::info!(target: "audit", event = "code_redeemed", client_id = %client.client_id, username = %user.name, grant_id = %code.grant_id);
+    let res = Json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: client.access_token_lifetime_seconds,
+        scope,
+        id_token,
+    })
+    .into_response();
+    Ok((client.client_id.clone(), res))
+}
+
+/// The client of the request: a confidential one by its secret, a public one by its
+/// `client_id` alone (RFC 6749 section 3.2.1), whose proof is the PKCE verifier.
+async fn client(
+    state: &AppState,
+    basic: BasicHeader,
+    form: &Form,
+) -> Result<Arc<ClientEntry>, Refusal> {
+    let with_secret = !matches!(basic, Ok(None)) || form.get("client_secret").is_some();
+    if with_secret {
+        let presented = client_auth::presented(basic, form).map_err(|e| (None, e))?;
+        tracing::Span::current().record("client_id", presented.client_id.as_str());
+        let id = Some(presented.client_id.clone());
+        return authenticate(state, presented).await.map_err(|e| (id, e));
+    }
+    let id = form
+        .get("client_id")
+        .ok_or((None, OAuthError::InvalidClient { basic: true }))?;
+    tracing::Span::current().record("client_id", id);
+    match state.index.client(id) {
+        Some(c) if c.public => Ok(c),
+        // A confidential client must authenticate.
+        _ => Err((
+            Some(id.to_string()),
+            OAuthError::InvalidClient { basic: false },
+        )),
+    }
+}
+
+/// The user the code was issued for, if the code may be redeemed by this request: the
+/// same client (not another of the same id since), the same redirect URI, the verifier
+/// of its challenge, and a user still there and enabled. One answer for every failure:
+/// `invalid_grant`.
+fn redeemable(
+    state: &AppState,
+    client: &ClientEntry,
+    code: &Code,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Option<Arc<UserEntry>> {
+    let same_client = code.client_id == client.client_id && code.client_uid == client.uid;
+    let pkce = Challenge::parse(Some(&code.challenge), Some("S256"))
+        .and_then(|c| c.verify(verifier))
+        .is_ok();
+    if !(same_client && client.active && code.redirect_uri == redirect_uri && pkce) {
+        return None;
+    }
+    state
+        .index
+        .user_by_subject(&code.subject)
+        .filter(|u| u.enabled && u.name == code.username)
+}
+
+/// Creates the code's grant; if it exists already, the code was used before: the grant
+/// is revoked and the request refused.
+async fn redeem(
+    state: &AppState,
+    client: &ClientEntry,
+    code: &Code,
+    scope: Option<String>,
+    expires_at: i64,
+) -> Result<(), OAuthError> {
+    let Some(kube) = &state.kube else {
+        return Err(OAuthError::TemporarilyUnavailable);
+    };
+    let time = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .map(Time)
+            .map_err(|_| OAuthError::ServerError)
+    };
+    let grant = OAuthGrant {
+        metadata: ObjectMeta {
+            name: Some(grant_name(&code.grant_id)),
+            namespace: Some(state.config.operator_namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: OAuthGrantSpec {
+            client_id: client.client_id.clone(),
+            client_uid: client.uid.clone(),
+            subject: code.subject.clone(),
+            username: code.username.clone(),
+            scope,
+            auth_time: time(code.auth_time)?,
+            expires_at: time(expires_at)?,
+        },
+    };
+    let api: Api<OAuthGrant> = Api::namespaced(kube.clone(), &state.config.operator_namespace);
+    match api.create(&PostParams::default(), &grant).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::warn!(target: "audit", event = "code_reused", client_id = %client.client_id, grant_id = %code.grant_id, "an authorization code was used twice; its grant is revoked");
+            // Long enough for every token of the grant: none outlives the client's lifetime.
+            let until = jiff::Timestamp::now().as_second()
+                + i64::from(client.access_token_lifetime_seconds);
+            super::super::revoke::record(state, &code.grant_id, &client.client_id, until).await?;
+            Err(OAuthError::InvalidGrant)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a grant failed");
+            Err(OAuthError::TemporarilyUnavailable)
+        }
+    }
+}
+
+/// The object name of a grant: its id is base64url, which object names cannot hold.
+pub fn grant_name(grant_id: &str) -> String {
+    let hex: String = grant_id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("grant-{hex}")
+}
+
+fn id_token_claims(
+    state: &AppState,
+    client: &ClientEntry,
+    user: &UserEntry,
+    code: &Code,
+    now: i64,
+    lifetime: i64,
+) -> IdTokenClaims {
+    let has = |s: &str| code.scope.iter().any(|g| g == s);
+    IdTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: user.uid.clone(),
+        aud: client.client_id.clone(),
+        azp: client.client_id.clone(),
+        exp: now + lifetime,
+        iat: now,
+        auth_time: code.auth_time,
+        nonce: code.nonce.clone(),
+        name: has("profile").then(|| user.display_name.clone()).flatten(),
+        preferred_username: has("profile").then(|| user.name.clone()),
+        email: has("email").then(|| user.email.clone()).flatten(),
+        groups: has("groups").then(|| visible_groups(user, client)),
+    }
+}
