@@ -321,11 +321,16 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
         ensure!(doc["issuer"] == server.url.as_str(), "{path}: {doc}");
         ensure!(doc["token_endpoint"] == format!("{}/token", server.url));
         ensure!(doc["jwks_uri"] == format!("{}/jwks", server.url));
-        ensure!(doc["grant_types_supported"] == serde_json::json!(["client_credentials"]));
+        ensure!(
+            doc["grant_types_supported"]
+                == serde_json::json!(["authorization_code", "client_credentials"])
+        );
         ensure!(
             doc["token_endpoint_auth_methods_supported"]
-                == serde_json::json!(["client_secret_basic", "client_secret_post"])
+                == serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
         );
+        ensure!(doc["authorization_endpoint"] == format!("{}/authorize", server.url));
+        ensure!(doc["code_challenge_methods_supported"] == serde_json::json!(["S256"]));
         ensure!(doc["access_token_signing_alg_values_supported"] == serde_json::json!(["ES256"]));
         ensure!(doc["introspection_endpoint"] == format!("{}/introspect", server.url));
         ensure!(doc["revocation_endpoint"] == format!("{}/revoke", server.url));
