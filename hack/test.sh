@@ -2,7 +2,8 @@
 # Every check the project has, from a clean checkout: formatting, lints, unit tests,
 # integration tests on a real control plane (the `envtest` crate; its Go binaries are built
 # from the Go module proxy on first use and cached in ~/.cache/oauth-operator, like helm for
-# the chart tests), and the README's run command.
+# the chart tests), headless Chromium for the sign-in tests (Debian's packages), and the
+# README's run command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -13,6 +14,9 @@ hack/controlplane/build.sh
 
 step "helm (built from the Go module proxy, cached after the first build)"
 hack/tools/helm.sh
+
+step "headless Chromium for the sign-in tests (Debian's chromium and chromium-driver)"
+hack/tools/chromium.sh
 
 step "rust-version: not below any dependency's own minimum"
 cargo metadata --locked --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" \

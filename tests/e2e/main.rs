@@ -3,12 +3,14 @@
 //! binary and stopped after the last test.
 
 mod bad_input;
+mod browser;
 mod chart;
 mod client_model;
 mod faults;
 mod lifecycle;
 mod operations;
 mod registration;
+mod sign_in;
 mod support;
 mod token_endpoint;
 
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         operations::tests(),
         chart::tests(),
         faults::tests(),
+        sign_in::tests(),
     ]
     .concat();
     let trials = tests
