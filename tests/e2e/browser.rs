@@ -202,6 +202,20 @@ impl Browser {
         step(&format!("typing into {css}"), input.send_keys(value)).await
     }
 
+    /// Sets the value of the `<input name=...>` by script, as an attacker editing the page
+    /// would (hidden fields cannot be typed into).
+    pub async fn set_value(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let css = format!("input[name=\"{}\"]", css_string(name));
+        self.find(&css).await?;
+        let script = "document.querySelector(arguments[0]).value = arguments[1];";
+        step(
+            &format!("setting {css}"),
+            self.client.execute(script, vec![json!(css), json!(value)]),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Clicks the element `css` matches, waiting for it to appear.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
         let element = self.find(css).await?;

@@ -13,6 +13,7 @@ mod registration;
 mod sign_in;
 mod support;
 mod token_endpoint;
+mod web_apps;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         chart::tests(),
         faults::tests(),
         sign_in::tests(),
+        web_apps::tests(),
     ]
     .concat();
     let trials = tests

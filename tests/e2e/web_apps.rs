@@ -18,15 +18,18 @@ use oauth_operator::auth::token::IdTokenClaims;
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
-        ("browser_sign_in_gets_verified_tokens_and_a_code_works_once", |c| {
-            Box::pin(sign_in(c))
-        }),
-        ("browser_sign_in_refuses_wrong_passwords_bad_redirects_and_tampering", |c| {
-            Box::pin(refusals(c))
-        }),
-        ("deactivating_the_client_or_disabling_the_user_ends_its_tokens", |c| {
-            Box::pin(mid_session(c))
-        }),
+        (
+            "browser_sign_in_gets_verified_tokens_and_a_code_works_once",
+            |c| Box::pin(sign_in(c)),
+        ),
+        (
+            "browser_sign_in_refuses_wrong_passwords_bad_redirects_and_tampering",
+            |c| Box::pin(refusals(c)),
+        ),
+        (
+            "deactivating_the_client_or_disabling_the_user_ends_its_tokens",
+            |c| Box::pin(mid_session(c)),
+        ),
     ]
 }
 
@@ -105,7 +108,9 @@ fn authorize_url(server: &Server, redirect_uri: &str, state: &str, challenge: &s
 }
 
 fn parse(query: &str) -> HashMap<String, String> {
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Starts the stack with `server_args`, the users and the applications, and waits until
@@ -157,7 +162,10 @@ async fn browser_sign_in(
         .goto(&authorize_url(server, &callback.url(), state, challenge))
         .await?;
     let text = browser.text().await?;
-    ensure!(text.contains("Billing Web asks you to sign in"), "sign-in page: {text}");
+    ensure!(
+        text.contains("Billing Web asks you to sign in"),
+        "sign-in page: {text}"
+    );
     browser.fill("username", user).await?;
     browser.fill("password", password).await?;
     browser.submit().await?;
@@ -194,7 +202,12 @@ async fn exchange(
     Ok((status, body))
 }
 
-async fn introspect(ctx: &Ctx, server: &Server, secret: &str, token: &str) -> anyhow::Result<serde_json::Value> {
+async fn introspect(
+    ctx: &Ctx,
+    server: &Server,
+    secret: &str,
+    token: &str,
+) -> anyhow::Result<serde_json::Value> {
     Ok(ctx
         .http
         .post(format!("{}/introspect", server.url))
@@ -206,7 +219,11 @@ async fn introspect(ctx: &Ctx, server: &Server, secret: &str, token: &str) -> an
         .await?)
 }
 
-async fn userinfo(ctx: &Ctx, server: &Server, token: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+async fn userinfo(
+    ctx: &Ctx,
+    server: &Server,
+    token: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let res = ctx
         .http
         .get(format!("{}/userinfo", server.url))
@@ -218,18 +235,37 @@ async fn userinfo(ctx: &Ctx, server: &Server, token: &str) -> anyhow::Result<(u1
 }
 
 async fn sign_in(ctx: Ctx) -> anyhow::Result<()> {
-    let (_c, server, callback, gateway) =
-        setup(&ctx, &[], &[("alice", "alice-password-1", &["billing", "ops"])]).await?;
+    let (_c, server, callback, gateway) = setup(
+        &ctx,
+        &[],
+        &[("alice", "alice-password-1", &["billing", "ops"])],
+    )
+    .await?;
     let browser = Browser::start().await?;
     let (verifier, challenge) = pkce()?;
     // A state with characters that need encoding comes back byte for byte.
     let state = "st/1 & é=?";
-    let params = browser_sign_in(&browser, &server, &callback, "alice", "alice-password-1", state, &challenge).await?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "alice",
+        "alice-password-1",
+        state,
+        &challenge,
+    )
+    .await?;
     browser.close().await?;
     let code = params.get("code").context("no code")?;
     ctx.secret("authorization code", code);
-    ensure!(params.get("state").map(String::as_str) == Some(state), "state: {params:?}");
-    ensure!(params.get("iss") == Some(&server.url), "iss (RFC 9207): {params:?}");
+    ensure!(
+        params.get("state").map(String::as_str) == Some(state),
+        "state: {params:?}"
+    );
+    ensure!(
+        params.get("iss") == Some(&server.url),
+        "iss (RFC 9207): {params:?}"
+    );
 
     let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
     ensure!(status == 200, "exchange: {status} {body}");
@@ -237,26 +273,55 @@ async fn sign_in(ctx: Ctx) -> anyhow::Result<()> {
     let id_token = body["id_token"].as_str().context("id_token")?;
     let claims = verify_token(&ctx.http, &server, access, &server.url).await?;
     let alice: oauth_operator::api::OAuthUser = ctx.api().get("alice").await?;
-    ensure!(Some(&claims.sub) == alice.metadata.uid.as_ref(), "sub is the user's UID");
+    ensure!(
+        Some(&claims.sub) == alice.metadata.uid.as_ref(),
+        "sub is the user's UID"
+    );
     ensure!(claims.client_id == "billing-web", "client_id");
-    ensure!(claims.roles == ["member", "billing"], "roles: the default, then the visible groups: {:?}", claims.roles);
-    ensure!(claims.grant_id.is_some() && claims.auth_time.is_some(), "grant and auth_time");
+    ensure!(
+        claims.roles == ["member", "billing"],
+        "roles: the default, then the visible groups: {:?}",
+        claims.roles
+    );
+    ensure!(
+        claims.grant_id.is_some() && claims.auth_time.is_some(),
+        "grant and auth_time"
+    );
     let id: IdTokenClaims = verify_jwt(&ctx.http, &server, id_token, "billing-web").await?;
     ensure!(id.nonce.as_deref() == Some("n-0S6_WzA2Mj"), "nonce");
     ensure!(id.azp == "billing-web" && id.sub == claims.sub, "azp, sub");
-    ensure!(id.preferred_username.as_deref() == Some("alice"), "preferred_username");
+    ensure!(
+        id.preferred_username.as_deref() == Some("alice"),
+        "preferred_username"
+    );
     ensure!(id.email.as_deref() == Some("alice@example.test"), "email");
-    ensure!(id.groups == Some(vec!["billing".to_string()]), "groups filtered by allowedGroups: {:?}", id.groups);
+    ensure!(
+        id.groups == Some(vec!["billing".to_string()]),
+        "groups filtered by allowedGroups: {:?}",
+        id.groups
+    );
 
     let (status, info) = userinfo(&ctx, &server, access).await?;
-    ensure!(status == 200 && info["sub"] == claims.sub.as_str(), "userinfo: {status} {info}");
-    ensure!(info["groups"] == serde_json::json!(["billing"]), "userinfo groups: {info}");
+    ensure!(
+        status == 200 && info["sub"] == claims.sub.as_str(),
+        "userinfo: {status} {info}"
+    );
+    ensure!(
+        info["groups"] == serde_json::json!(["billing"]),
+        "userinfo groups: {info}"
+    );
     let active = introspect(&ctx, &server, &gateway, access).await?;
-    ensure!(active["active"] == true && active["username"] == "alice", "introspection: {active}");
+    ensure!(
+        active["active"] == true && active["username"] == "alice",
+        "introspection: {active}"
+    );
 
     // The code is single use: a second exchange fails, and ends what the first one got.
     let (status, again) = exchange(&ctx, &server, &callback, code, &verifier).await?;
-    ensure!(status == 400 && again["error"] == "invalid_grant", "second use: {status} {again}");
+    ensure!(
+        status == 400 && again["error"] == "invalid_grant",
+        "second use: {status} {again}"
+    );
     eventually(WAIT, "the first exchange's token is revoked", || async {
         let v = introspect(&ctx, &server, &gateway, access).await?;
         ensure!(v["active"] == false, "{v}");
@@ -267,7 +332,10 @@ async fn sign_in(ctx: Ctx) -> anyhow::Result<()> {
     ensure!(status == 401, "userinfo after the reuse: {status}");
     let grants: Vec<oauth_operator::api::OAuthGrant> =
         ctx.api().list(&Default::default()).await?.items;
-    ensure!(grants.len() == 1 && grants[0].spec.username == "alice", "one grant, alice's");
+    ensure!(
+        grants.len() == 1 && grants[0].spec.username == "alice",
+        "one grant, alice's"
+    );
     Ok(())
 }
 
@@ -288,37 +356,68 @@ async fn refusals(ctx: Ctx) -> anyhow::Result<()> {
     let evil = authorize_url(&server, "http://127.0.0.1:9/elsewhere", "s", &challenge);
     browser.goto(&evil).await?;
     let text = browser.text().await?;
-    ensure!(text.contains("Sign-in failed") && text.contains("not registered"), "error page: {text}");
-    ensure!(browser.current_url().await?.starts_with(&server.url), "the browser stays on the server");
+    ensure!(
+        text.contains("Sign-in failed") && text.contains("not registered"),
+        "error page: {text}"
+    );
+    ensure!(
+        browser.current_url().await?.starts_with(&server.url),
+        "the browser stays on the server"
+    );
 
     // Wrong passwords stay on the form; after three the right one is refused too.
-    browser.goto(&authorize_url(&server, &callback.url(), "s", &challenge)).await?;
+    browser
+        .goto(&authorize_url(&server, &callback.url(), "s", &challenge))
+        .await?;
     for _ in 0..3 {
         browser.fill("username", "carol").await?;
         browser.fill("password", "not-her-password").await?;
         browser.submit().await?;
         let text = browser.text().await?;
-        ensure!(text.contains("Incorrect username or password."), "wrong password: {text}");
+        ensure!(
+            text.contains("Incorrect username or password."),
+            "wrong password: {text}"
+        );
     }
     browser.fill("password", "carol-password-1").await?;
     browser.submit().await?;
     let text = browser.text().await?;
-    ensure!(text.contains("Incorrect username or password."), "locked out: {text}");
-    ensure!(callback.next_query(Duration::from_secs(1)).await.is_err(), "no code while locked");
+    ensure!(
+        text.contains("Incorrect username or password."),
+        "locked out: {text}"
+    );
+    ensure!(
+        callback.next_query(Duration::from_secs(1)).await.is_err(),
+        "no code while locked"
+    );
 
     // Another user is not locked; a wrong PKCE verifier does not redeem the code.
     let (verifier, challenge) = pkce()?;
-    let params = browser_sign_in(&browser, &server, &callback, "dave", "dave-password-1", "s2", &challenge).await?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "dave",
+        "dave-password-1",
+        "s2",
+        &challenge,
+    )
+    .await?;
     let code = params.get("code").context("no code")?;
     ctx.secret("authorization code", code);
     let (wrong, _) = pkce()?;
     let (status, body) = exchange(&ctx, &server, &callback, code, &wrong).await?;
-    ensure!(status == 400 && body["error"] == "invalid_grant", "wrong verifier: {status} {body}");
+    ensure!(
+        status == 400 && body["error"] == "invalid_grant",
+        "wrong verifier: {status} {body}"
+    );
     let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
     ensure!(status == 200, "the right verifier: {status} {body}");
 
     // A form whose request id was changed is no sign-in of this browser's.
-    browser.goto(&authorize_url(&server, &callback.url(), "s3", &challenge)).await?;
+    browser
+        .goto(&authorize_url(&server, &callback.url(), "s3", &challenge))
+        .await?;
     browser
         .set_value("request", "AAAAAAAAAAAAAAAAAAAAAA")
         .await?;
@@ -326,8 +425,14 @@ async fn refusals(ctx: Ctx) -> anyhow::Result<()> {
     browser.fill("password", "dave-password-1").await?;
     browser.submit().await?;
     let text = browser.text().await?;
-    ensure!(text.contains("expired, or was not opened in this browser"), "tampered form: {text}");
-    ensure!(callback.next_query(Duration::from_secs(1)).await.is_err(), "no code for a tampered form");
+    ensure!(
+        text.contains("expired, or was not opened in this browser"),
+        "tampered form: {text}"
+    );
+    ensure!(
+        callback.next_query(Duration::from_secs(1)).await.is_err(),
+        "no code for a tampered form"
+    );
     browser.close().await?;
     Ok(())
 }
@@ -337,42 +442,110 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
         setup(&ctx, &[], &[("erin", "erin-password-1", &["billing"])]).await?;
     let browser = Browser::start().await?;
     let (verifier, challenge) = pkce()?;
-    let params = browser_sign_in(&browser, &server, &callback, "erin", "erin-password-1", "s", &challenge).await?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "erin",
+        "erin-password-1",
+        "s",
+        &challenge,
+    )
+    .await?;
     let code = params.get("code").context("no code")?;
     ctx.secret("authorization code", code);
     let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
     ensure!(status == 200, "{status} {body}");
-    let access = body["access_token"].as_str().context("access_token")?.to_string();
+    let access = body["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_string();
 
     // Deactivating the client ends its users' tokens, and sign-ins go back as errors.
-    ctx.kubectl(&["patch", "oauthclient", "billing-web", "--type=merge", "-p", r#"{"spec":{"active":false}}"#], None)?;
-    eventually(WAIT, "the token of a deactivated client is inactive", || async {
-        let v = introspect(&ctx, &server, &gateway, &access).await?;
-        ensure!(v["active"] == false, "{v}");
-        Ok(())
-    })
+    ctx.kubectl(
+        &[
+            "patch",
+            "oauthclient",
+            "billing-web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"active":false}}"#,
+        ],
+        None,
+    )?;
+    eventually(
+        WAIT,
+        "the token of a deactivated client is inactive",
+        || async {
+            let v = introspect(&ctx, &server, &gateway, &access).await?;
+            ensure!(v["active"] == false, "{v}");
+            Ok(())
+        },
+    )
     .await?;
     let (status, _) = userinfo(&ctx, &server, &access).await?;
     ensure!(status == 401, "userinfo for a deactivated client: {status}");
-    browser.goto(&authorize_url(&server, &callback.url(), "s", &challenge)).await?;
+    browser
+        .goto(&authorize_url(&server, &callback.url(), "s", &challenge))
+        .await?;
     let params = parse(&callback.next_query(WAIT).await?);
-    ensure!(params.get("error").map(String::as_str) == Some("unauthorized_client"), "{params:?}");
+    ensure!(
+        params.get("error").map(String::as_str) == Some("unauthorized_client"),
+        "{params:?}"
+    );
 
     // Active again: a fresh sign-in works; disabling the user then ends it.
-    ctx.kubectl(&["patch", "oauthclient", "billing-web", "--type=merge", "-p", r#"{"spec":{"active":true}}"#], None)?;
+    ctx.kubectl(
+        &[
+            "patch",
+            "oauthclient",
+            "billing-web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"active":true}}"#,
+        ],
+        None,
+    )?;
     let (verifier, challenge) = pkce()?;
     let params = eventually(WAIT, "a sign-in of the reactivated client", || {
         let (browser, server, callback, challenge) = (&browser, &server, &callback, &challenge);
-        async move { browser_sign_in(browser, server, callback, "erin", "erin-password-1", "s", challenge).await }
+        async move {
+            browser_sign_in(
+                browser,
+                server,
+                callback,
+                "erin",
+                "erin-password-1",
+                "s",
+                challenge,
+            )
+            .await
+        }
     })
     .await?;
     let code = params.get("code").context("no code")?;
     ctx.secret("authorization code", code);
     let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
     ensure!(status == 200, "{status} {body}");
-    let access = body["access_token"].as_str().context("access_token")?.to_string();
-    ensure!(introspect(&ctx, &server, &gateway, &access).await?["active"] == true, "fresh token active");
-    ctx.kubectl(&["patch", "oauthuser", "erin", "--type=merge", "-p", r#"{"spec":{"enabled":false}}"#], None)?;
+    let access = body["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_string();
+    ensure!(
+        introspect(&ctx, &server, &gateway, &access).await?["active"] == true,
+        "fresh token active"
+    );
+    ctx.kubectl(
+        &[
+            "patch",
+            "oauthuser",
+            "erin",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"enabled":false}}"#,
+        ],
+        None,
+    )?;
     eventually(WAIT, "a disabled user's token is inactive", || async {
         let v = introspect(&ctx, &server, &gateway, &access).await?;
         ensure!(v["active"] == false, "{v}");
@@ -381,12 +554,17 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
     .await?;
     let (status, _) = userinfo(&ctx, &server, &access).await?;
     ensure!(status == 401, "userinfo for a disabled user: {status}");
-    browser.goto(&authorize_url(&server, &callback.url(), "s", &challenge)).await?;
+    browser
+        .goto(&authorize_url(&server, &callback.url(), "s", &challenge))
+        .await?;
     browser.fill("username", "erin").await?;
     browser.fill("password", "erin-password-1").await?;
     browser.submit().await?;
     let text = browser.text().await?;
-    ensure!(text.contains("Incorrect username or password."), "a disabled user cannot sign in: {text}");
+    ensure!(
+        text.contains("Incorrect username or password."),
+        "a disabled user cannot sign in: {text}"
+    );
     browser.close().await?;
     Ok(())
 }
