@@ -35,4 +35,23 @@ pub struct OAuthGrantSpec {
     pub auth_time: Time,
     /// When the last token of the grant expires: after it, this record can go.
     pub expires_at: Time,
+    /// The grant's refresh tokens, when its client gets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<GrantRefresh>,
+}
+
+/// Where a grant's refresh tokens stand. Each refresh replaces the object with the
+/// resourceVersion it read, so two refreshes can never both count as the same one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRefresh {
+    /// The generation of the one refresh token that is current; each refresh issues the next and spends this one. A token of an earlier generation is a reuse: the grant is revoked.
+    pub generation: u32,
+    /// How many refreshes were made.
+    pub refreshes: u32,
+    /// No refresh is accepted after this time (the client's `refreshTokenMaxLifetime` from the sign-in).
+    pub refresh_until: Time,
+    /// When the last refresh was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_at: Option<Time>,
 }

@@ -17,6 +17,7 @@ mod duration;
 mod grant;
 mod initial_access_token;
 mod oauth_client;
+mod refresh;
 mod revoked_token;
 mod scope;
 mod text;
@@ -27,7 +28,7 @@ pub use audience::{AUDIENCE_MAX_LENGTH, Audience, AudienceError};
 pub use duration::{
     DURATION_MAX_LENGTH, DURATION_PATTERN, Duration, DurationError, parse_duration,
 };
-pub use grant::{OAuthGrant, OAuthGrantSpec};
+pub use grant::{GrantRefresh, OAuthGrant, OAuthGrantSpec};
 pub use initial_access_token::{
     InitialAccessToken, InitialAccessTokenSpec, InitialAccessTokenStatus, RegisteredClient,
     RegistrationPolicy,
@@ -36,12 +37,13 @@ pub use oauth_client::{
     ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient, OAuthClientSpec,
     OAuthClientStatus, Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
 };
+pub use refresh::{RefreshCount, UNLIMITED};
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
 pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
 pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
-    OAuthClientVerifierSpec, SecretVerifier, SourceRef,
+    OAuthClientVerifierSpec, RefreshPolicy, SecretVerifier, SourceRef,
 };
 
 use kube::CustomResourceExt;

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::duration::duration_grammar;
-use super::{Audience, Duration, Scope};
+use super::{Audience, Duration, RefreshCount, Scope};
 
 /// An OAuth 2.0 client. The controller generates its secrets into a Secret in the same namespace and the token server issues it access tokens.
 // kube's repeated `printcolumn(type_ = ...)` reads as duplicated attributes to clippy.
@@ -52,6 +52,12 @@ use super::{Audience, Duration, Scope};
 #[x_kube(validation = Rule::new(
     "!self.grantTypes.exists(g, g == 'authorization_code') || (has(self.redirectUris) && size(self.redirectUris) > 0)"
 ).message("spec.redirectUris must list at least one URI for the authorization_code grant").field_path(".redirectUris"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.refreshCount) || (type(self.refreshCount) == int && self.refreshCount == 0) || (self.grantTypes.exists(g, g == 'authorization_code') && self.grantTypes.exists(g, g == 'refresh_token'))"
+).message("spec.refreshCount: refresh tokens need both the authorization_code and the refresh_token grant").field_path(".refreshCount"))]
+#[x_kube(validation = Rule::new(
+    "!self.grantTypes.exists(g, g == 'refresh_token') || self.grantTypes.exists(g, g == 'authorization_code')"
+).message("spec.grantTypes: refresh_token is only issued with the authorization_code grant").field_path(".grantTypes"))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// A human-readable name of the client.
@@ -118,6 +124,22 @@ pub struct OAuthClientSpec {
     #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
     pub allowed_groups: Option<Vec<String>>,
 
+    /// How many times a signed-in user's access token may be refreshed: a number, or `Unlimited`. 0 or absent: no refresh token is issued. Needs the `authorization_code` and `refresh_token` grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_count: Option<RefreshCount>,
+
+    /// A refresh token not used for this long expires, e.g. `1d` (the default).
+    ///
+    #[doc = duration_grammar!()]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_idle_lifetime: Option<Duration>,
+
+    /// No refresh token of a sign-in is accepted after this long from the sign-in, however often it was refreshed, e.g. `30d` (the default).
+    ///
+    #[doc = duration_grammar!()]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_max_lifetime: Option<Duration>,
+
     /// Lifetime of the access tokens issued to this client, in seconds.
     #[serde(default = "default_lifetime")]
     #[schemars(range(min = 60, max = 3600))]
@@ -173,7 +195,7 @@ pub enum ClientType {
     Public,
 }
 
-/// A grant type (RFC 6749): `client_credentials` (section 4.4), `authorization_code` (section 4.1, with PKCE; needs redirect URIs) or `refresh_token` (section 6; declared, not issued yet: the token endpoint answers it `unsupported_grant_type`).
+/// A grant type (RFC 6749): `client_credentials` (section 4.4), `authorization_code` (section 4.1, with PKCE; needs redirect URIs) or `refresh_token` (section 6; with `authorization_code` and a `refreshCount`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum GrantType {
     /// RFC 6749 section 4.4.

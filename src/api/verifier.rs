@@ -53,6 +53,9 @@ pub struct OAuthClientVerifierSpec {
     /// Which of a user's groups the client may see; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_groups: Option<Vec<String>>,
+    /// Whether and how the client's users' access tokens are refreshed; absent: no refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshPolicy>,
     /// Access-token lifetime in seconds.
     pub access_token_lifetime_seconds: u32,
     /// One entry per accepted client secret.
@@ -61,6 +64,19 @@ pub struct OAuthClientVerifierSpec {
     /// For a dynamically registered client: the argon2id hash of its registration access token (RFC 7592).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,
+}
+
+/// The refresh tokens a client's users get.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshPolicy {
+    /// How many refreshes a sign-in allows; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// A refresh token unused this long expires.
+    pub idle_lifetime_seconds: i64,
+    /// No refresh is accepted this long after the sign-in.
+    pub max_lifetime_seconds: i64,
 }
 
 /// How to verify one client secret.

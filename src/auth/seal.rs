@@ -1,6 +1,6 @@
 //! Sealed values: what the token server hands to a browser or a client and must get back
 //! unchanged and unread, without keeping it anywhere: the pending authorization request
-//! (in a cookie) and the authorization code. AES-256-GCM with a random nonce (aws-lc-rs),
+//! (in a cookie), the authorization code, and the refresh token. AES-256-GCM with a random nonce (aws-lc-rs),
 //! so a value is both secret and authentic; every replica opens what another sealed,
 //! since the key travels with the signing keys (`sealingKey` of the signing-key Secret).
 //!
@@ -23,6 +23,8 @@ pub enum Purpose {
     PendingRequest,
     /// An authorization code.
     Code,
+    /// A refresh token.
+    RefreshToken,
 }
 
 impl Purpose {
@@ -30,6 +32,7 @@ impl Purpose {
         match self {
             Purpose::PendingRequest => b"oauth-operator/pending-request/v1",
             Purpose::Code => b"oauth-operator/code/v1",
+            Purpose::RefreshToken => b"oauth-operator/refresh-token/v1",
         }
     }
 }

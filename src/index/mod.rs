@@ -42,6 +42,8 @@ pub struct ClientEntry {
     pub redirect_uris: Vec<String>,
     /// Which of a user's groups the client may see; all when `None`.
     pub allowed_groups: Option<Vec<String>>,
+    /// The refresh tokens its users get; `None`: none.
+    pub refresh: Option<crate::api::RefreshPolicy>,
     pub access_token_lifetime_seconds: u32,
     /// Every secret the client may authenticate with.
     pub secrets: Vec<SecretHash>,
@@ -164,6 +166,7 @@ impl ClientEntry {
             public: spec.client_type == crate::api::ClientType::Public,
             redirect_uris: spec.redirect_uris.clone(),
             allowed_groups: spec.allowed_groups.clone(),
+            refresh: spec.refresh.clone(),
             access_token_lifetime_seconds: spec.access_token_lifetime_seconds,
             secrets: spec
                 .secrets

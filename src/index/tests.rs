@@ -80,6 +80,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
             roles: vec!["member".into()],
             redirect_uris: vec![],
             allowed_groups: None,
+            refresh: None,
             access_token_lifetime_seconds: 600,
             secrets: vec![SecretVerifier {
                 name: "default".into(),

@@ -1,6 +1,7 @@
 //! `POST /introspect`: token introspection (RFC 7662) for authenticated clients.
 //!
-//! A token is active only if it verifies against a current signing key, was issued by
+//! Refresh tokens are introspected too, by the client they were issued to (see
+//! `refresh_token` below). An access token is active only if it verifies against a current signing key, was issued by
 //! this issuer, has not expired, was not revoked, and its client is still indexed (not deleted), active,
 //! and was not deactivated after the token was issued (its `notBefore`), and is the very
 //! client the token was issued to, not a later one of the same id; a token issued to a
@@ -19,7 +20,13 @@ use super::client_auth::BasicHeader;
 use super::error::OAuthError;
 use super::form::Form;
 use super::token::authenticated_token;
+use kube::api::Api;
+
+use super::token::{RefreshClaims, Verdict, grant_name, judge};
+use crate::api::OAuthGrant;
+use crate::auth::seal::Purpose;
 use crate::auth::token::AccessTokenClaims;
+use crate::index::ClientEntry;
 
 /// `POST /introspect`; the span carries the authenticated client's id, never the token.
 #[tracing::instrument(
@@ -49,8 +56,75 @@ async fn answer(
     form: Result<Form, OAuthError>,
 ) -> Result<serde_json::Value, OAuthError> {
     let form = form?;
-    let (_, token) = authenticated_token(state, basic, &form).await?;
+    let (client, token) = authenticated_token(state, basic, &form).await?;
+    if let Some(refresh) = refresh_token(state, &client, &token).await? {
+        return Ok(refresh);
+    }
     Ok(inspect(state, &token).unwrap_or_else(|| json!({ "active": false })))
+}
+
+/// A refresh token, introspected by the client it was issued to: active while its grant
+/// is unrevoked, it is the grant's current generation, and a refresh would be taken (the
+/// client active since the sign-in, the user enabled, the count and the lifetime not used
+/// up). `None` when the token is no refresh token at all; another client's is inactive.
+/// This reads the grant from the API server, as a refresh does.
+async fn refresh_token(
+    state: &AppState,
+    client: &ClientEntry,
+    token: &str,
+) -> Result<Option<serde_json::Value>, OAuthError> {
+    let now = jiff::Timestamp::now();
+    let Some(claims) = state.index.keys().and_then(|k| {
+        k.sealer
+            .as_ref()
+            .and_then(|s| s.open::<RefreshClaims>(Purpose::RefreshToken, token, now.as_second()))
+    }) else {
+        return Ok(None);
+    };
+    let inactive = Ok(Some(json!({ "active": false })));
+    let Some(policy) = client.refresh.as_ref() else {
+        return inactive;
+    };
+    if claims.client_id != client.client_id
+        || !client.active
+        || state.index.is_revoked(&claims.grant_id)
+    {
+        return inactive;
+    }
+    let kube = state
+        .kube
+        .as_ref()
+        .ok_or(OAuthError::TemporarilyUnavailable)?;
+    let api: Api<OAuthGrant> = Api::namespaced(kube.clone(), &state.config.operator_namespace);
+    let grant = match api.get_opt(&grant_name(&claims.grant_id)).await {
+        Ok(Some(g)) => g,
+        Ok(None) => return inactive,
+        Err(_) => return Err(OAuthError::TemporarilyUnavailable),
+    };
+    let spec = &grant.spec;
+    let user = state
+        .index
+        .user_by_subject(&spec.subject)
+        .filter(|u| u.enabled && u.name == spec.username);
+    let fresh = client
+        .not_before
+        .is_none_or(|nbf| spec.auth_time.0.as_second() >= nbf);
+    let refreshable = matches!(
+        judge(spec.refresh.as_ref(), claims.generation, policy, now),
+        Verdict::Refresh(_)
+    );
+    if user.is_none() || !fresh || !refreshable || spec.client_uid != client.uid {
+        return inactive;
+    }
+    Ok(Some(json!({
+        "active": true,
+        "client_id": spec.client_id,
+        "sub": spec.subject,
+        "username": spec.username,
+        "scope": spec.scope,
+        "exp": claims.exp,
+        "iss": state.config.issuer,
+    })))
 }
 
 fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {

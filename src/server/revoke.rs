@@ -1,6 +1,10 @@
 //! `POST /revoke`: token revocation (RFC 7009).
 //!
-//! One of the server's two writes (with registration): the revocation is recorded as a
+//! An access token is revoked by its `jti`; a refresh token by its grant, which ends the
+//! grant's access tokens too (RFC 7009 section 2.1 allows it, and a revoked sign-in
+//! should end everywhere).
+//!
+//! One of the server's writes: the revocation is recorded as a
 //! `RevokedToken` in the operator namespace, through the API server, so every replica's
 //! index learns it from its watch within seconds; it is not kept in this process's memory
 //! alone. Offline verifiers of the JWT do not see it: they accept the token until its
@@ -19,8 +23,10 @@ use super::AppState;
 use super::client_auth::BasicHeader;
 use super::error::OAuthError;
 use super::form::Form;
+use super::token::RefreshClaims;
 use super::token::authenticated_token;
 use crate::api::{RevokedToken, RevokedTokenSpec};
+use crate::auth::seal::Purpose;
 use crate::auth::token::AccessTokenClaims;
 
 /// `POST /revoke`; the span carries the authenticated client's id, never the token.
@@ -62,6 +68,28 @@ async fn handle(
     let form = form?;
     let (client, token) = authenticated_token(state, basic, &form).await?;
 
+    // A refresh token (whatever `token_type_hint` says, which RFC 7009 lets the server
+    // ignore): its grant is revoked, and with it every token the grant issued.
+    let now = jiff::Timestamp::now().as_second();
+    if let Some(refresh) = state.index.keys().and_then(|k| {
+        k.sealer
+            .as_ref()
+            .and_then(|s| s.open::<RefreshClaims>(Purpose::RefreshToken, &token, now))
+    }) {
+        if refresh.client_id != client.client_id {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        // Until the grant's last token could have expired.
+        let until = now
+            + client
+                .refresh
+                .as_ref()
+                .map_or(0, |p| p.max_lifetime_seconds)
+            + i64::from(client.access_token_lifetime_seconds);
+        record(state, &refresh.grant_id, &client.client_id, until).await?;
+        return Ok(Some((client.client_id.clone(), refresh.grant_id)));
+    }
+
     // An invalid, expired or foreign token: nothing to revoke, and the RFC says 200.
     let Some(claims) = state
         .index
@@ -81,7 +109,7 @@ async fn handle(
 /// Records `jti` (a token's, or a grant's whose tokens all carry it) as revoked until
 /// `exp`, through the API server, and notes it in this replica's index at once; the
 /// others learn it from their watch within seconds.
-pub(super) async fn record(
+pub(crate) async fn record(
     state: &AppState,
     jti: &str,
     client_id: &str,

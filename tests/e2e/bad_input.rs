@@ -103,6 +103,36 @@ async fn refused(ctx: Ctx) -> anyhow::Result<()> {
             "spec.secrets[0].expiresAfter",
         ),
         (
+            "refresh count that is no number",
+            client("  grantTypes: [authorization_code, refresh_token]\n  redirectUris: [https://a.test/cb]\n  refreshCount: lots"),
+            "spec.refreshCount",
+        ),
+        (
+            "refresh count without the refresh_token grant",
+            client("  grantTypes: [authorization_code]\n  redirectUris: [https://a.test/cb]\n  refreshCount: 3"),
+            "spec.refreshCount: refresh tokens need both the authorization_code and the refresh_token grant",
+        ),
+        (
+            "refresh_token grant without authorization_code",
+            client("  grantTypes: [client_credentials, refresh_token]"),
+            "refresh_token is only issued with the authorization_code grant",
+        ),
+        (
+            "malformed refresh lifetime",
+            client("  grantTypes: [authorization_code, refresh_token]\n  redirectUris: [https://a.test/cb]\n  refreshCount: Unlimited\n  refreshTokenIdleLifetime: 1 day"),
+            "spec.refreshTokenIdleLifetime",
+        ),
+        (
+            "user with a plaintext password",
+            "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthUser\nmetadata:\n  name: u\nspec:\n  passwordHash: hunter2\n".to_string(),
+            "spec.passwordHash",
+        ),
+        (
+            "user in a group twice",
+            "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthUser\nmetadata:\n  name: u\nspec:\n  groups: [a, a]\n  passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g'\n".to_string(),
+            "spec.groups must not repeat a group",
+        ),
+        (
             "token count zero",
             "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: t\nspec:\n  expiresAfter: 1h\n  count: 0\n".to_string(),
             "spec.count",

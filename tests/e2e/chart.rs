@@ -354,7 +354,7 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
     let signing = format!("secrets/{RELEASE}-oauth-operator-signing-keys");
 
     let (c, s) = (controller.as_str(), server.as_str());
-    let expectations: [(&str, [&str; 4], bool); 15] = [
+    let expectations: [(&str, [&str; 4], bool); 16] = [
         (c, ["list", "secrets", "-n", ns], true),
         // Outside watchNamespaces, nothing.
         (c, ["list", "secrets", "-n", "default"], false),
@@ -371,7 +371,8 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
         (s, ["create", "secrets", "-n", ns], true),
         (s, ["update", "secrets", "-n", ns], false),
         (s, ["delete", "secrets", "-n", ns], false),
-        // Users are read, never written, by the token server; grants only created.
+        // Users are read, never written, by the token server; grants created and
+        // updated one by one, never listed or deleted.
         (
             s,
             ["watch", "oauthusers.oauth-operator.dev", "-n", ns],
@@ -386,6 +387,11 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
             s,
             ["create", "oauthgrants.oauth-operator.dev", "-n", ns],
             true,
+        ),
+        (
+            s,
+            ["list", "oauthgrants.oauth-operator.dev", "-n", ns],
+            false,
         ),
         (
             s,

@@ -30,6 +30,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "deactivating_the_client_or_disabling_the_user_ends_its_tokens",
             |c| Box::pin(mid_session(c)),
         ),
+        (
+            "refresh_tokens_rotate_run_out_at_the_count_and_a_reuse_revokes_the_grant",
+            |c| Box::pin(refresh_tokens(c)),
+        ),
     ]
 }
 
@@ -54,8 +58,9 @@ spec:
     ))
 }
 
-/// A public web application allowed the authorization code grant, seeing only the
-/// `billing` group.
+/// A public web application allowed the authorization code grant and two refreshes,
+/// seeing only the `billing` group; a confidential one (`portal`) with unlimited
+/// refreshes; and `gateway`, a resource server that introspects.
 fn app_yaml(ctx: &Ctx, redirect_uri: &str) -> String {
     format!(
         r#"apiVersion: oauth-operator.dev/v1alpha1
@@ -65,11 +70,23 @@ spec:
   clientId: billing-web
   displayName: Billing Web
   type: public
-  grantTypes: [authorization_code]
+  grantTypes: [authorization_code, refresh_token]
+  refreshCount: 2
   redirectUris: ["{redirect_uri}"]
   scopes: [invoices.read]
   allowedGroups: [billing]
   accessTokenLifetimeSeconds: 300
+---
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata: {{name: portal, namespace: {ns}}}
+spec:
+  clientId: portal
+  displayName: Portal
+  grantTypes: [authorization_code, refresh_token]
+  refreshCount: Unlimited
+  redirectUris: ["{redirect_uri}"]
+  scopes: [invoices.read]
 ---
 apiVersion: oauth-operator.dev/v1alpha1
 kind: OAuthClient
@@ -98,8 +115,18 @@ fn enc(s: &str) -> String {
 }
 
 fn authorize_url(server: &Server, redirect_uri: &str, state: &str, challenge: &str) -> String {
+    authorize_url_of("billing-web", server, redirect_uri, state, challenge)
+}
+
+fn authorize_url_of(
+    client_id: &str,
+    server: &Server,
+    redirect_uri: &str,
+    state: &str,
+    challenge: &str,
+) -> String {
     format!(
-        "{}/authorize?response_type=code&client_id=billing-web&redirect_uri={}&scope={}&state={}&nonce=n-0S6_WzA2Mj&code_challenge={challenge}&code_challenge_method=S256",
+        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope={}&state={}&nonce=n-0S6_WzA2Mj&code_challenge={challenge}&code_challenge_method=S256",
         server.url,
         enc(redirect_uri),
         enc("openid profile email groups invoices.read"),
@@ -128,11 +155,18 @@ async fn setup(
     ctx.apply(&app_yaml(ctx, &callback.url()))?;
     ctx.wait_ready("billing-web").await?;
     ctx.wait_ready("gateway").await?;
+    ctx.wait_ready("portal").await?;
     let secret = ctx.credentials("gateway-credentials").await?.1;
     // The server learns clients and users from its watches; the users were applied first
     // and need no controller, so they are there once the client is.
+    serves_sign_in(&server, &callback).await?;
+    Ok((controller, server, callback, secret))
+}
+
+/// Waits until the server shows billing-web's sign-in form (not a redirect back).
+async fn serves_sign_in(server: &Server, callback: &CallbackServer) -> anyhow::Result<()> {
     let (_, challenge) = pkce()?;
-    let probe = authorize_url(&server, &callback.url(), "probe", &challenge);
+    let probe = authorize_url(server, &callback.url(), "probe", &challenge);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -144,8 +178,7 @@ async fn setup(
             Ok(())
         }
     })
-    .await?;
-    Ok((controller, server, callback, secret))
+    .await
 }
 
 /// Signs `user` in through the browser and returns the callback's parameters.
@@ -196,9 +229,36 @@ async fn exchange(
     if let Some(t) = body["access_token"].as_str() {
         ctx.secret("access token", t);
     }
-    if let Some(t) = body["id_token"].as_str() {
-        ctx.secret("ID token", t);
+    note_tokens(ctx, &body);
+    Ok((status, body))
+}
+
+/// Notes the tokens of a token response for the leak check.
+fn note_tokens(ctx: &Ctx, body: &serde_json::Value) {
+    for (what, key) in [
+        ("access token", "access_token"),
+        ("ID token", "id_token"),
+        ("refresh token", "refresh_token"),
+    ] {
+        if let Some(t) = body[key].as_str() {
+            ctx.secret(what, t);
+        }
     }
+}
+
+/// A refresh of `billing-web` (public: its id alone), or of another client with `basic`.
+async fn refresh(
+    ctx: &Ctx,
+    server: &Server,
+    basic: Option<(&str, &str)>,
+    token: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if basic.is_none() {
+        form.push(("client_id", "billing-web"));
+    }
+    let (status, _, body) = server.token(&ctx.http, basic, &form).await?;
+    note_tokens(ctx, &body);
     Ok((status, body))
 }
 
@@ -485,6 +545,12 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
     .await?;
     let (status, _) = userinfo(&ctx, &server, &access).await?;
     ensure!(status == 401, "userinfo for a deactivated client: {status}");
+    let r = body["refresh_token"].as_str().context("refresh_token")?;
+    let (status, refused) = refresh(&ctx, &server, None, r).await?;
+    ensure!(
+        status == 400 && refused["error"] == "invalid_grant",
+        "refresh of a deactivated client: {status} {refused}"
+    );
     browser
         .goto(&authorize_url(&server, &callback.url(), "s", &challenge))
         .await?;
@@ -507,21 +573,16 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
         None,
     )?;
     let (verifier, challenge) = pkce()?;
-    let params = eventually(WAIT, "a sign-in of the reactivated client", || {
-        let (browser, server, callback, challenge) = (&browser, &server, &callback, &challenge);
-        async move {
-            browser_sign_in(
-                browser,
-                server,
-                callback,
-                "erin",
-                "erin-password-1",
-                "s",
-                challenge,
-            )
-            .await
-        }
-    })
+    serves_sign_in(&server, &callback).await?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "erin",
+        "erin-password-1",
+        "s",
+        &challenge,
+    )
     .await?;
     let code = params.get("code").context("no code")?;
     ctx.secret("authorization code", code);
@@ -554,6 +615,12 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
     .await?;
     let (status, _) = userinfo(&ctx, &server, &access).await?;
     ensure!(status == 401, "userinfo for a disabled user: {status}");
+    let r = body["refresh_token"].as_str().context("refresh_token")?;
+    let (status, refused) = refresh(&ctx, &server, None, r).await?;
+    ensure!(
+        status == 400 && refused["error"] == "invalid_grant",
+        "refresh of a disabled user: {status} {refused}"
+    );
     browser
         .goto(&authorize_url(&server, &callback.url(), "s", &challenge))
         .await?;
@@ -566,5 +633,214 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
         "a disabled user cannot sign in: {text}"
     );
     browser.close().await?;
+    Ok(())
+}
+
+async fn refresh_tokens(ctx: Ctx) -> anyhow::Result<()> {
+    let (_c, server, callback, gateway) =
+        setup(&ctx, &[], &[("frank", "frank-password-1", &["billing"])]).await?;
+    let browser = Browser::start().await?;
+
+    // billing-web may refresh twice: each refresh replaces the refresh token.
+    let (verifier, challenge) = pkce()?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "frank",
+        "frank-password-1",
+        "s",
+        &challenge,
+    )
+    .await?;
+    let code = params.get("code").context("no code")?;
+    ctx.secret("authorization code", code);
+    let (status, first) = exchange(&ctx, &server, &callback, code, &verifier).await?;
+    ensure!(status == 200, "{status} {first}");
+    let r0 = first["refresh_token"]
+        .as_str()
+        .context("a refresh token")?
+        .to_string();
+    let (status, second) = refresh(&ctx, &server, None, &r0).await?;
+    ensure!(status == 200, "first refresh: {status} {second}");
+    let r1 = second["refresh_token"]
+        .as_str()
+        .context("rotated")?
+        .to_string();
+    ensure!(r1 != r0, "a new refresh token each time");
+    let access = second["access_token"].as_str().context("access_token")?;
+    let claims = verify_token(&ctx.http, &server, access, &server.url).await?;
+    let original = verify_token(
+        &ctx.http,
+        &server,
+        first["access_token"].as_str().unwrap_or_default(),
+        &server.url,
+    )
+    .await?;
+    ensure!(
+        claims.grant_id == original.grant_id && claims.auth_time == original.auth_time,
+        "the same sign-in"
+    );
+    ensure!(second["id_token"].is_string(), "an ID token with openid");
+    let (status, third) = refresh(&ctx, &server, None, &r1).await?;
+    ensure!(status == 200, "second refresh: {status} {third}");
+    let r2 = third["refresh_token"]
+        .as_str()
+        .context("rotated")?
+        .to_string();
+    let (status, spent) = refresh(&ctx, &server, None, &r2).await?;
+    ensure!(
+        status == 400 && spent["error"] == "invalid_grant",
+        "the count is used up: {status} {spent}"
+    );
+    let last_access = third["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_string();
+    ensure!(
+        introspect(&ctx, &server, &gateway, &last_access).await?["active"] == true,
+        "still signed in"
+    );
+
+    // A spent refresh token coming back revokes the grant: every token of it ends.
+    let (status, reuse) = refresh(&ctx, &server, None, &r0).await?;
+    ensure!(
+        status == 400 && reuse["error"] == "invalid_grant",
+        "reuse: {status} {reuse}"
+    );
+    eventually(
+        WAIT,
+        "the reused grant's access token is inactive",
+        || async {
+            let v = introspect(&ctx, &server, &gateway, &last_access).await?;
+            ensure!(v["active"] == false, "{v}");
+            Ok(())
+        },
+    )
+    .await?;
+
+    // Two refreshes with one token at once: at most one wins, whatever the timing.
+    let (verifier, challenge) = pkce()?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "frank",
+        "frank-password-1",
+        "s",
+        &challenge,
+    )
+    .await?;
+    let code = params.get("code").context("no code")?;
+    ctx.secret("authorization code", code);
+    let (status, fresh) = exchange(&ctx, &server, &callback, code, &verifier).await?;
+    ensure!(status == 200, "{status} {fresh}");
+    let r = fresh["refresh_token"].as_str().context("refresh_token")?;
+    let (a, b) = tokio::join!(
+        refresh(&ctx, &server, None, r),
+        refresh(&ctx, &server, None, r)
+    );
+    let wins = [a?.0, b?.0].iter().filter(|s| **s == 200).count();
+    ensure!(wins <= 1, "{wins} refreshes with one token succeeded");
+
+    // A confidential client introspects and revokes its own refresh tokens.
+    let portal = ctx.credentials("portal-credentials").await?.1;
+    let (verifier, challenge) = pkce()?;
+    browser
+        .goto(&authorize_url_of(
+            "portal",
+            &server,
+            &callback.url(),
+            "p",
+            &challenge,
+        ))
+        .await?;
+    browser.fill("username", "frank").await?;
+    browser.fill("password", "frank-password-1").await?;
+    browser.submit().await?;
+    let params = parse(&callback.next_query(WAIT).await?);
+    browser.close().await?;
+    let code = params.get("code").context("no code")?;
+    ctx.secret("authorization code", code);
+    let redirect = callback.url();
+    let (status, _, body) = server
+        .token(
+            &ctx.http,
+            Some(("portal", &portal)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await?;
+    note_tokens(&ctx, &body);
+    ensure!(status == 200, "portal exchange: {status} {body}");
+    let p0 = body["refresh_token"]
+        .as_str()
+        .context("refresh_token")?
+        .to_string();
+    let own = |token: String| {
+        let (ctx, server, portal) = (&ctx, &server, portal.clone());
+        async move {
+            let v: serde_json::Value = ctx
+                .http
+                .post(format!("{}/introspect", server.url))
+                .basic_auth("portal", Some(&portal))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(v)
+        }
+    };
+    let v = own(p0.clone()).await?;
+    ensure!(
+        v["active"] == true && v["username"] == "frank" && v["client_id"] == "portal",
+        "refresh token introspected: {v}"
+    );
+    let (status, next) = refresh(&ctx, &server, Some(("portal", &portal)), &p0).await?;
+    ensure!(status == 200, "portal refresh: {status} {next}");
+    let p1 = next["refresh_token"]
+        .as_str()
+        .context("rotated")?
+        .to_string();
+    ensure!(
+        own(p0.clone()).await?["active"] == false,
+        "a spent refresh token is inactive"
+    );
+    ensure!(
+        own(p1.clone()).await?["active"] == true,
+        "the current one is active"
+    );
+    let revoked = ctx
+        .http
+        .post(format!("{}/revoke", server.url))
+        .basic_auth("portal", Some(&portal))
+        .form(&[("token", p1.as_str()), ("token_type_hint", "refresh_token")])
+        .send()
+        .await?;
+    ensure!(revoked.status() == 200, "revoke: {}", revoked.status());
+    let (status, body) = refresh(&ctx, &server, Some(("portal", &portal)), &p1).await?;
+    ensure!(
+        status == 400 && body["error"] == "invalid_grant",
+        "a revoked refresh token: {status} {body}"
+    );
+    let access = next["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_string();
+    eventually(
+        WAIT,
+        "the revoked grant's access token is inactive",
+        || async {
+            let v = introspect(&ctx, &server, &gateway, &access).await?;
+            ensure!(v["active"] == false, "{v}");
+            Ok(())
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -90,11 +90,12 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: ["oauth-operator.dev"]
   resources: ["oauthusers"]
   verbs: ["list", "watch"]
-# A redeemed authorization code: create only (a second create of the same name is how a
-# reused code is caught).
+# A redeemed authorization code is created (a second create of the same name is how a
+# reused code is caught); a refresh reads its grant and replaces it with the
+# resourceVersion read. Never listed, watched or deleted.
 - apiGroups: ["oauth-operator.dev"]
   resources: ["oauthgrants"]
-  verbs: ["create"]
+  verbs: ["create", "get", "update"]
 # Only the signing-key Secret (watched with fieldSelector metadata.name=<it>).
 - apiGroups: [""]
   resources: ["secrets"]

@@ -22,8 +22,8 @@ use super::super::outcome::{self, Cond, Note, Outcome, Requeue};
 use super::super::secrets::{self, bytes, entry_key};
 use super::observe::Observed;
 use crate::api::{
-    ClientSecret, OAuthClient, OAuthClientStatus, OAuthClientVerifierSpec, SecretState,
-    SecretStatus, SecretVerifier, SourceRef,
+    ClientSecret, GrantType, OAuthClient, OAuthClientStatus, OAuthClientVerifierSpec,
+    RefreshPolicy, SecretState, SecretStatus, SecretVerifier, SourceRef,
 };
 use crate::auth::hash;
 use crate::auth::secret::{RandomError, SecretString};
@@ -662,10 +662,35 @@ fn verifier_spec(
         roles,
         redirect_uris: client.spec.redirect_uris.clone(),
         allowed_groups: client.spec.allowed_groups.clone(),
+        refresh: refresh_policy(client),
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
         secrets: Vec::new(),
         registration_access_token_hash,
     }
+}
+
+/// The refresh tokens the client's users get: none unless it has a non-zero
+/// `refreshCount` and both grants (the schema admits nothing else, but a stored object
+/// may predate a rule). Lifetimes default to a day idle and 30 days in all; the idle one
+/// never exceeds the other.
+fn refresh_policy(client: &OAuthClient) -> Option<RefreshPolicy> {
+    let spec = &client.spec;
+    let count = spec.refresh_count.filter(|c| c.allows_refresh())?;
+    let has = |g: GrantType| spec.grant_types.contains(&g);
+    if !has(GrantType::AuthorizationCode) || !has(GrantType::RefreshToken) {
+        return None;
+    }
+    let seconds = |d: &Option<crate::api::Duration>, default: i64| {
+        d.as_ref()
+            .and_then(|d| d.to_signed().ok())
+            .map_or(default, |d| d.as_secs())
+    };
+    let max = seconds(&spec.refresh_token_max_lifetime, 30 * 86_400);
+    Some(RefreshPolicy {
+        count: count.limit(),
+        idle_lifetime_seconds: seconds(&spec.refresh_token_idle_lifetime, 86_400).min(max),
+        max_lifetime_seconds: max,
+    })
 }
 
 /// The status and Events of `report`, for every way a plan ends.

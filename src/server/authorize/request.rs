@@ -256,6 +256,7 @@ mod tests {
             public: true,
             redirect_uris: vec!["https://app.test/cb".into(), "http://127.0.0.1/cb".into()],
             allowed_groups: None,
+            refresh: None,
             access_token_lifetime_seconds: 300,
             secrets: vec![],
             registration_access_token_hash: None,

@@ -1,5 +1,6 @@
 //! `grant_type=authorization_code` (RFC 6749 section 4.1.3): a sealed code from
-//! `/authorize` exchanged for an access token and, with `openid`, an ID token.
+//! `/authorize` exchanged for an access token, with `openid` an ID token, and, when the
+//! client has a refresh count, the first refresh token of the grant.
 //!
 //! The code is checked entirely from what it holds (client, redirect URI, PKCE
 //! challenge, user, expiry) before anything is written. Single use, on every replica,
@@ -15,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::{Refusal, TokenResponse, audiences, authenticate};
-use crate::api::{OAuthGrant, OAuthGrantSpec};
+use super::{Refusal, TokenResponse, audiences, authenticate, refresh_token};
+use crate::api::{GrantRefresh, OAuthGrant, OAuthGrantSpec};
+use crate::auth::keys::KeySet;
 use crate::auth::pkce::Challenge;
 use crate::auth::seal::Purpose;
 use crate::auth::token::{self, AccessTokenClaims, IdTokenClaims};
@@ -67,43 +69,46 @@ pub(super) async fn exchange(
 
     let lifetime = i64::from(client.access_token_lifetime_seconds);
     let scope = (!code.scope.is_empty()).then(|| code.scope.join(" "));
-    redeem(state, &client, &code, scope.clone(), now + lifetime)
+    // With refresh tokens the grant lives as long as its last refresh allows.
+    let refresh = client.refresh.as_ref().map(|p| GrantRefresh {
+        generation: 0,
+        refreshes: 0,
+        refresh_until: Time(
+            jiff::Timestamp::from_second(now + p.max_lifetime_seconds).unwrap_or_default(),
+        ),
+        last_refreshed_at: None,
+    });
+    let grant_end = client
+        .refresh
+        .as_ref()
+        .map_or(now, |p| now + p.max_lifetime_seconds)
+        + lifetime;
+    redeem(state, &client, &code, scope.clone(), grant_end, refresh)
         .await
         .map_err(&fail)?;
 
-    let mut roles = vec![state.config.default_role.clone()];
-    for g in visible_groups(&user, &client) {
-        if !roles.contains(&g) {
-            roles.push(g);
-        }
-    }
-    let claims = AccessTokenClaims {
-        iss: state.config.issuer.clone(),
-        sub: user.uid.clone(),
-        aud: audiences(state, &client, None).map_err(&fail)?,
-        exp: now + lifetime,
-        iat: now,
-        jti: crate::auth::secret::random_id().map_err(|_| fail(OAuthError::ServerError))?,
-        client_id: client.client_id.clone(),
-        scope: scope.clone(),
-        roles,
-        client_uid: client.uid.clone(),
-        grant_id: Some(code.grant_id.clone()),
-        auth_time: Some(code.auth_time),
+    let session = Session {
+        grant_id: &code.grant_id,
+        auth_time: code.auth_time,
+        scope: &code.scope,
+        nonce: code.nonce.as_deref(),
     };
-    let signer = keys.signer(now);
-    let access_token = token::sign(&claims, signer).map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
-        fail(OAuthError::ServerError)
-    })?;
-    let id_token = if code.scope.iter().any(|s| s == "openid") {
-        let claims = id_token_claims(state, &client, &user, &code, now, lifetime);
-        Some(token::sign_id_token(&claims, signer).map_err(|e| {
-            tracing::error!(error = %e, "signing failed");
-            fail(OAuthError::ServerError)
-        })?)
-    } else {
-        None
+    let (access_token, id_token) =
+        user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
+    let refresh_token = match &client.refresh {
+        Some(policy) => Some(
+            refresh_token::seal(
+                sealer,
+                &client,
+                &code.grant_id,
+                0,
+                now,
+                now + policy.max_lifetime_seconds,
+                policy,
+            )
+            .map_err(&fail)?,
+        ),
+        None => None,
     };
     tracing::info!(target: "audit", event = "code_redeemed", client_id = %client.client_id, username = %user.name, grant_id = %code.grant_id);
     let res = Json(TokenResponse {
@@ -112,14 +117,70 @@ pub(super) async fn exchange(
         expires_in: client.access_token_lifetime_seconds,
         scope,
         id_token,
+        refresh_token,
     })
     .into_response();
     Ok((client.client_id.clone(), res))
 }
 
+/// One sign-in as the tokens issued from it see it.
+pub(super) struct Session<'a> {
+    pub grant_id: &'a str,
+    pub auth_time: i64,
+    pub scope: &'a [String],
+    /// The authorization request's, for the first ID token only.
+    pub nonce: Option<&'a str>,
+}
+
+/// The access token of `user` for `client`, and with `openid` its ID token: `roles` are
+/// the operator's default role, then the user's groups the client may see.
+pub(super) fn user_tokens(
+    state: &AppState,
+    keys: &KeySet,
+    client: &ClientEntry,
+    user: &UserEntry,
+    session: &Session<'_>,
+    now: i64,
+) -> Result<(String, Option<String>), OAuthError> {
+    let lifetime = i64::from(client.access_token_lifetime_seconds);
+    let mut roles = vec![state.config.default_role.clone()];
+    for g in visible_groups(user, client) {
+        if !roles.contains(&g) {
+            roles.push(g);
+        }
+    }
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: user.uid.clone(),
+        aud: audiences(state, client, None)?,
+        exp: now + lifetime,
+        iat: now,
+        jti: crate::auth::secret::random_id().map_err(|_| OAuthError::ServerError)?,
+        client_id: client.client_id.clone(),
+        scope: (!session.scope.is_empty()).then(|| session.scope.join(" ")),
+        roles,
+        client_uid: client.uid.clone(),
+        grant_id: Some(session.grant_id.to_string()),
+        auth_time: Some(session.auth_time),
+    };
+    let signer = keys.signer(now);
+    let signing_failed = |e: token::SignError| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::ServerError
+    };
+    let access_token = token::sign(&claims, signer).map_err(signing_failed)?;
+    let id_token = if session.scope.iter().any(|s| s == "openid") {
+        let claims = id_token_claims(state, client, user, session, now, lifetime);
+        Some(token::sign_id_token(&claims, signer).map_err(signing_failed)?)
+    } else {
+        None
+    };
+    Ok((access_token, id_token))
+}
+
 /// The client of the request: a confidential one by its secret, a public one by its
 /// `client_id` alone (RFC 6749 section 3.2.1), whose proof is the PKCE verifier.
-async fn client(
+pub(super) async fn client(
     state: &AppState,
     basic: BasicHeader,
     form: &Form,
@@ -177,6 +238,7 @@ async fn redeem(
     code: &Code,
     scope: Option<String>,
     expires_at: i64,
+    refresh: Option<GrantRefresh>,
 ) -> Result<(), OAuthError> {
     let Some(kube) = &state.kube else {
         return Err(OAuthError::TemporarilyUnavailable);
@@ -200,6 +262,7 @@ async fn redeem(
             scope,
             auth_time: time(code.auth_time)?,
             expires_at: time(expires_at)?,
+            refresh,
         },
     };
     let api: Api<OAuthGrant> = Api::namespaced(kube.clone(), &state.config.operator_namespace);
@@ -207,10 +270,9 @@ async fn redeem(
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::warn!(target: "audit", event = "code_reused", client_id = %client.client_id, grant_id = %code.grant_id, "an authorization code was used twice; its grant is revoked");
-            // Long enough for every token of the grant: none outlives the client's lifetime.
-            let until = jiff::Timestamp::now().as_second()
-                + i64::from(client.access_token_lifetime_seconds);
-            super::super::revoke::record(state, &code.grant_id, &client.client_id, until).await?;
+            // Long enough for every token of the grant.
+            super::super::revoke::record(state, &code.grant_id, &client.client_id, expires_at)
+                .await?;
             Err(OAuthError::InvalidGrant)
         }
         Err(e) => {
@@ -230,11 +292,11 @@ fn id_token_claims(
     state: &AppState,
     client: &ClientEntry,
     user: &UserEntry,
-    code: &Code,
+    session: &Session<'_>,
     now: i64,
     lifetime: i64,
 ) -> IdTokenClaims {
-    let has = |s: &str| code.scope.iter().any(|g| g == s);
+    let has = |s: &str| session.scope.iter().any(|g| g == s);
     IdTokenClaims {
         iss: state.config.issuer.clone(),
         sub: user.uid.clone(),
@@ -242,8 +304,8 @@ fn id_token_claims(
         azp: client.client_id.clone(),
         exp: now + lifetime,
         iat: now,
-        auth_time: code.auth_time,
-        nonce: code.nonce.clone(),
+        auth_time: session.auth_time,
+        nonce: session.nonce.map(str::to_string),
         name: has("profile").then(|| user.display_name.clone()).flatten(),
         preferred_username: has("profile").then(|| user.name.clone()),
         email: has("email").then(|| user.email.clone()).flatten(),

@@ -3,6 +3,10 @@
 //! Connect ID tokens: [`authorization_code`]).
 
 mod authorization_code;
+mod refresh_token;
+
+pub(super) use authorization_code::grant_name;
+pub(super) use refresh_token::{RefreshClaims, Verdict, judge};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +34,8 @@ struct TokenResponse {
     scope: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
 }
 
 /// `POST /token`. The span carries the client id once the request names one (never the
@@ -92,6 +98,7 @@ async fn issue(
         Some("authorization_code") => {
             return authorization_code::exchange(state, basic, &form).await;
         }
+        Some("refresh_token") => return refresh_token::refresh(state, basic, &form).await,
         Some(_) => return Err(anon(OAuthError::UnsupportedGrantType)),
     }
     let requested = parse_scope(form.get("scope")).map_err(anon)?;
@@ -140,6 +147,7 @@ async fn issue(
         expires_in: client.access_token_lifetime_seconds,
         scope,
         id_token: None,
+        refresh_token: None,
     })
     .into_response();
     Ok((client.client_id.clone(), res))
@@ -267,7 +275,7 @@ pub(super) async fn authenticated_token(
 }
 
 /// RFC 6749 section 3.3 scope syntax: space-separated tokens of `%x21 / %x23-5B / %x5D-7E`.
-fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
+pub(super) fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OAuthError> {
     let Some(scope) = scope else { return Ok(None) };
     let tokens: Vec<String> = scope
         .split(' ')
@@ -317,6 +325,7 @@ mod tests {
             public: false,
             redirect_uris: vec![],
             allowed_groups: None,
+            refresh: None,
             access_token_lifetime_seconds: 60,
             secrets: vec![],
             registration_access_token_hash: None,
