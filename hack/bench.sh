@@ -4,7 +4,9 @@
 #   hack/bench.sh token   # /token throughput, p50/p99 latency and server RSS, warm and cold secrets
 #   hack/bench.sh scale   # time until SCALE clients (default 1000) are Ready with Secrets, memory,
 #                         # and a controller restart over them (writes and hash computations)
-#   hack/bench.sh         # both
+#   hack/bench.sh refresh # refresh-token grants per second (each one API-server read and
+#                         # write), and what a sign-in costs in etcd
+#   hack/bench.sh         # all three
 #
 # Everything runs on this machine: a local control plane, the release build of the operator
 # as separate controller and server processes, wrk (Debian) as the closed-loop load
@@ -245,8 +247,44 @@ scale_bench() {
   echo "    objects rewritten: $changed; argon2 computations: $hashes"
 }
 
+refresh_bench() {
+  echo "==> refresh bench: ${SESSIONS:-20} sign-ins, ${REFRESHES:-50} refreshes each, ${REFRESH_CONNECTIONS:-8} at a time"
+  local hash
+  hash=$(printf 'bench-password-1\n' | "$B" hash-password)
+  cat <<YAML | kubectl apply -n bench -f - >/dev/null
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthUser
+metadata: {name: bench-user}
+spec: {passwordHash: '$hash', groups: [bench]}
+---
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: bench-web}
+spec:
+  clientId: bench-web
+  type: public
+  grantTypes: [authorization_code, refresh_token]
+  refreshCount: Unlimited
+  redirectUris: ["http://127.0.0.1:9/cb"]
+YAML
+  kubectl wait -n bench --for=condition=Ready oauthclient/bench-web --timeout=60s >/dev/null
+  sleep 2 # the server's watch
+  CONNECTIONS=${REFRESH_CONNECTIONS:-8} python3 hack/lib/refresh_bench.py "$issuer" bench-web "http://127.0.0.1:9/cb" bench-user bench-password-1
+  kubectl get oauthgrants -n bench -o json | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+sizes = [len(json.dumps(i, separators=(",", ":"))) for i in items]
+avg = sum(sizes) / max(len(sizes), 1)
+print("    etcd: %d OAuthGrants, %.0f bytes each as JSON (~%.0f KiB per thousand signed-in sessions); one write per sign-in and per refresh, none per access token" % (len(items), avg, avg * 1000 / 1024))'
+  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+}
+
 start_controller
 if [[ $what == token || $what == all ]]; then token_bench; fi
+if [[ $what == refresh || $what == all ]]; then
+  [[ -n ${server:-} ]] && kill -0 "$server" 2>/dev/null || start_server "" 0,1
+  refresh_bench
+fi
 if [[ $what == scale || $what == all ]]; then
   [[ -n ${server:-} ]] && kill -0 "$server" 2>/dev/null || start_server ""
   scale_bench

@@ -588,7 +588,7 @@ async fn discovery_lists_the_endpoints_and_the_key_algorithms() -> TestResult {
     }
     expect_eq(
         v["grant_types_supported"].clone(),
-        serde_json::json!(["authorization_code", "client_credentials"]),
+        serde_json::json!(["authorization_code", "client_credentials", "refresh_token"]),
         "grants",
     )?;
     expect_eq(

@@ -56,7 +56,7 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
             "client_secret_post",
         ],
         registration_endpoint: format!("{base}/register"),
-        grant_types_supported: vec!["authorization_code", "client_credentials"],
+        grant_types_supported: vec!["authorization_code", "client_credentials", "refresh_token"],
         // `none`: public clients, at the token endpoint with PKCE alone.
         token_endpoint_auth_methods_supported: vec![
             "client_secret_basic",

@@ -323,7 +323,7 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
         ensure!(doc["jwks_uri"] == format!("{}/jwks", server.url));
         ensure!(
             doc["grant_types_supported"]
-                == serde_json::json!(["authorization_code", "client_credentials"])
+                == serde_json::json!(["authorization_code", "client_credentials", "refresh_token"])
         );
         ensure!(
             doc["token_endpoint_auth_methods_supported"]
