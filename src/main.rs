@@ -182,6 +182,10 @@ struct ServerOptions {
     max_queued_hashes: usize,
     #[command(flatten)]
     lockout: LockoutArgs,
+    /// How long a sign-in session lasts: within it, other applications sign the user in
+    /// without asking again.
+    #[arg(long, env = "OAUTH_OPERATOR_SESSION_LIFETIME", default_value = "8h", value_parser = parse_span)]
+    session_lifetime: jiff::SignedDuration,
 }
 
 /// Brute-force protection, after Keycloak's brute-force detection.
@@ -269,6 +273,7 @@ fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::C
         max_queued_hashes: o.max_queued_hashes,
         verified_cache_size: o.verified_cache_size,
         lockout: o.lockout.config(),
+        session_lifetime_seconds: o.session_lifetime.as_secs().max(60),
     }
 }
 

@@ -119,6 +119,14 @@ fn location_params(a: &Answer) -> Result<std::collections::HashMap<String, Strin
 
 /// Signs in through the form and returns the code.
 async fn sign_in(router: &Router, client_id: &str) -> Result<String, String> {
+    Ok(sign_in_with_session(router, client_id).await?.0)
+}
+
+/// Signs in through the form and returns the code and the session cookie.
+async fn sign_in_with_session(
+    router: &Router,
+    client_id: &str,
+) -> Result<(String, String), String> {
     let page = get(router, &authorize_query(client_id, "")).await?;
     let (id, cookie) = form_of(&page)?;
     let body = format!("request={id}&username={USER}&password={}", enc(PASSWORD));
@@ -128,10 +136,90 @@ async fn sign_in(router: &Router, client_id: &str) -> Result<String, String> {
         format!("sign-in status {}: {}", a.status, text(&a)),
     )?;
     let params = location_params(&a)?;
-    params
+    let session = a
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("oauth_session="))
+        .and_then(|c| c.split(';').next())
+        .ok_or("no session cookie")?
+        .to_string();
+    let code = params
         .get("code")
         .cloned()
-        .ok_or_else(|| "no code".to_string())
+        .ok_or_else(|| "no code".to_string())?;
+    Ok((code, session))
+}
+
+async fn get_with_cookie(router: &Router, uri: &str, cookie: &str) -> Result<Answer, String> {
+    send(
+        router,
+        Request::get(uri)
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_sign_in_session_signs_other_clients_in_without_asking() -> TestResult {
+    let r = router()?;
+    let (_, session) = sign_in_with_session(&r, PUBLIC_APP).await?;
+    // Another client, same browser: straight back with a code.
+    let again = get_with_cookie(&r, &authorize_query(CODE_ONLY, ""), &session).await?;
+    expect(
+        again.status == 303,
+        format!("status {}: {}", again.status, text(&again)),
+    )?;
+    expect(
+        location_params(&again)?.contains_key("code"),
+        "a code without a form",
+    )?;
+    let silent = get_with_cookie(&r, &authorize_query(CODE_ONLY, "&prompt=none"), &session).await?;
+    expect(
+        location_params(&silent)?.contains_key("code"),
+        "prompt=none with a session",
+    )?;
+    // prompt=login asks again; so does a tampered session.
+    let login = get_with_cookie(&r, &authorize_query(CODE_ONLY, "&prompt=login"), &session).await?;
+    expect(
+        login.status == 200 && text(&login).contains("Sign in"),
+        "prompt=login shows the form",
+    )?;
+    let forged = get_with_cookie(
+        &r,
+        &authorize_query(CODE_ONLY, "&prompt=none"),
+        "oauth_session=AAAA",
+    )
+    .await?;
+    expect(
+        location_params(&forged)?.get("error").map(String::as_str) == Some("login_required"),
+        "a forged session is none",
+    )
+}
+
+#[tokio::test]
+async fn logout_asks_without_a_hint_and_never_redirects_to_an_unregistered_uri() -> TestResult {
+    let r = router()?;
+    let ask = get(&r, "/logout").await?;
+    expect(
+        ask.status == 200 && text(&ask).contains("Do you want to sign out?"),
+        text(&ask),
+    )?;
+    let evil = get(
+        &r,
+        &format!(
+            "/logout?client_id={PUBLIC_APP}&post_logout_redirect_uri={}",
+            enc("https://evil.example.test/")
+        ),
+    )
+    .await?;
+    expect(
+        evil.status == 400 && evil.header("location").is_none(),
+        "no open redirect",
+    )
 }
 
 #[tokio::test]
@@ -262,11 +350,23 @@ async fn the_form_needs_its_cookie_and_the_right_password() -> TestResult {
         p.get("iss").map(String::as_str) == Some(ISSUER),
         "iss (RFC 9207)",
     )?;
+    let cookies: Vec<&str> = right
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     expect(
-        right
-            .header("set-cookie")
-            .is_some_and(|c| c.contains("Max-Age=0")),
-        "the cookie is cleared",
+        cookies
+            .iter()
+            .any(|c| c.starts_with("oauth_authz_") && c.contains("Max-Age=0")),
+        format!("the request's cookie is cleared: {cookies:?}"),
+    )?;
+    expect(
+        cookies.iter().any(|c| {
+            c.starts_with("oauth_session=") && c.contains("HttpOnly") && c.contains("Path=/;")
+        }),
+        format!("a sign-in session starts: {cookies:?}"),
     )
 }
 

@@ -104,6 +104,16 @@ pub struct OAuthClientSpec {
     ).message("spec.redirectUris: a redirect URI must use https (http only for localhost, 127.0.0.1 and [::1])"))]
     pub redirect_uris: Vec<String>,
 
+    /// Where `/logout` may send the browser after signing out (`post_logout_redirect_uri`, compared exactly); the same rules as `redirectUris`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 2048)))]
+    #[x_kube(validation = Rule::new("self.all(u, isURL(u) && url(u).getScheme() != '' && url(u).getHost() != '')").message("spec.postLogoutRedirectUris: each entry must be an absolute URI"))]
+    #[x_kube(validation = Rule::new("self.all(u, !u.contains('#'))").message("spec.postLogoutRedirectUris: a URI must not have a fragment (#)"))]
+    #[x_kube(validation = Rule::new(
+        "self.all(u, !isURL(u) || url(u).getScheme() == 'https' || (url(u).getScheme() == 'http' && url(u).getHostname() in ['localhost', '127.0.0.1', '::1']))"
+    ).message("spec.postLogoutRedirectUris: a URI must use https (http only for localhost, 127.0.0.1 and [::1])"))]
+    pub post_logout_redirect_uris: Vec<String>,
+
     /// Scopes the client may request. A token request without `scope` gets all of them; one asking for anything else is refused with `invalid_scope`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]

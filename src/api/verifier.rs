@@ -50,6 +50,9 @@ pub struct OAuthClientVerifierSpec {
     /// Where `/authorize` may redirect, compared exactly (the port of a loopback URI may vary, RFC 8252).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_uris: Vec<String>,
+    /// Where `/logout` may send the browser afterwards, compared exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
     /// Which of a user's groups the client may see; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_groups: Option<Vec<String>>,

@@ -25,6 +25,8 @@ pub enum Purpose {
     Code,
     /// A refresh token.
     RefreshToken,
+    /// A sign-in session (a cookie).
+    Session,
 }
 
 impl Purpose {
@@ -33,6 +35,7 @@ impl Purpose {
             Purpose::PendingRequest => b"oauth-operator/pending-request/v1",
             Purpose::Code => b"oauth-operator/code/v1",
             Purpose::RefreshToken => b"oauth-operator/refresh-token/v1",
+            Purpose::Session => b"oauth-operator/session/v1",
         }
     }
 }

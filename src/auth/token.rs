@@ -60,6 +60,10 @@ pub struct IdTokenClaims {
     /// `groups`: the user's groups the client may see.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+    /// The sign-in session (OpenID Connect Front-Channel Logout's `sid`), which an
+    /// `id_token_hint` at logout ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

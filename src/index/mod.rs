@@ -40,6 +40,7 @@ pub struct ClientEntry {
     /// Public clients have no secret: they authenticate with PKCE alone.
     pub public: bool,
     pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
     /// Which of a user's groups the client may see; all when `None`.
     pub allowed_groups: Option<Vec<String>>,
     /// The refresh tokens its users get; `None`: none.
@@ -165,6 +166,7 @@ impl ClientEntry {
             roles: spec.roles.clone(),
             public: spec.client_type == crate::api::ClientType::Public,
             redirect_uris: spec.redirect_uris.clone(),
+            post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
             allowed_groups: spec.allowed_groups.clone(),
             refresh: spec.refresh.clone(),
             access_token_lifetime_seconds: spec.access_token_lifetime_seconds,

@@ -79,6 +79,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
             audiences: vec![],
             roles: vec!["member".into()],
             redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
             allowed_groups: None,
             refresh: None,
             access_token_lifetime_seconds: 600,

@@ -11,6 +11,8 @@ pub struct Metadata {
     authorization_endpoint: String,
     token_endpoint: String,
     userinfo_endpoint: String,
+    /// OpenID Connect RP-Initiated Logout.
+    end_session_endpoint: String,
     jwks_uri: String,
     introspection_endpoint: String,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -44,6 +46,7 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
         authorization_endpoint: format!("{base}/authorize"),
         token_endpoint: format!("{base}/token"),
         userinfo_endpoint: format!("{base}/userinfo"),
+        end_session_endpoint: format!("{base}/logout"),
         jwks_uri: format!("{base}/jwks"),
         introspection_endpoint: format!("{base}/introspect"),
         introspection_endpoint_auth_methods_supported: vec![
@@ -81,6 +84,7 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
             "preferred_username",
             "email",
             "groups",
+            "sid",
         ],
         subject_types_supported: vec!["public"],
         prompt_values_supported: vec!["none", "login"],

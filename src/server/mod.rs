@@ -75,6 +75,8 @@ pub struct Config {
     pub verified_cache_size: usize,
     /// Brute-force protection.
     pub lockout: LockoutConfig,
+    /// How long a sign-in session lasts (single sign-on across the issuer's clients).
+    pub session_lifetime_seconds: i64,
 }
 
 /// What every handler sees.
@@ -136,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jwks", get(jwks))
         .route("/authorize", get(authorize::authorize))
         .route("/authorize/login", post(authorize::login))
+        .route("/logout", get(authorize::logout).post(authorize::logout))
         .route(
             "/userinfo",
             get(userinfo::userinfo)

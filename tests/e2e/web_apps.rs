@@ -31,6 +31,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             |c| Box::pin(mid_session(c)),
         ),
         (
+            "one_sign_in_serves_every_client_until_logout_ends_it_everywhere",
+            |c| Box::pin(single_sign_on(c)),
+        ),
+        (
             "refresh_tokens_rotate_run_out_at_the_count_and_a_reuse_revokes_the_grant",
             |c| Box::pin(refresh_tokens(c)),
         ),
@@ -73,6 +77,7 @@ spec:
   grantTypes: [authorization_code, refresh_token]
   refreshCount: 2
   redirectUris: ["{redirect_uri}"]
+  postLogoutRedirectUris: ["{redirect_uri}"]
   scopes: [invoices.read]
   allowedGroups: [billing]
   accessTokenLifetimeSeconds: 300
@@ -842,5 +847,124 @@ async fn refresh_tokens(ctx: Ctx) -> anyhow::Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+async fn single_sign_on(ctx: Ctx) -> anyhow::Result<()> {
+    let (_c, server, callback, _) =
+        setup(&ctx, &[], &[("grace", "grace-password-1", &["billing"])]).await?;
+    let browser = Browser::start().await?;
+    let (verifier, challenge) = pkce()?;
+    let params = browser_sign_in(
+        &browser,
+        &server,
+        &callback,
+        "grace",
+        "grace-password-1",
+        "s",
+        &challenge,
+    )
+    .await?;
+    let code = params.get("code").context("no code")?;
+    ctx.secret("authorization code", code);
+    let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
+    ensure!(status == 200, "{status} {body}");
+    let id_token = body["id_token"].as_str().context("id_token")?.to_string();
+    let id: IdTokenClaims = verify_jwt(&ctx.http, &server, &id_token, "billing-web").await?;
+    ensure!(id.sid.is_some(), "the ID token names its sign-in session");
+
+    // Another application, the same browser: back with a code, no form.
+    let (_, portal_challenge) = pkce()?;
+    browser
+        .goto(&authorize_url_of(
+            "portal",
+            &server,
+            &callback.url(),
+            "p",
+            &portal_challenge,
+        ))
+        .await?;
+    let p = parse(&callback.next_query(WAIT).await?);
+    ensure!(
+        p.contains_key("code") && p.get("state").map(String::as_str) == Some("p"),
+        "single sign-on: {p:?}"
+    );
+    if let Some(c) = p.get("code") {
+        ctx.secret("authorization code", c);
+    }
+    let session = browser
+        .cookies()
+        .await?
+        .into_iter()
+        .find(|c| c.name() == "oauth_session")
+        .context("a session cookie")?;
+    ensure!(
+        session.http_only() == Some(true),
+        "the session cookie is HttpOnly"
+    );
+    let copied = session.value().to_string();
+    ctx.secret("session cookie", &copied);
+
+    // The cookie alone signs in from anywhere while the session lasts.
+    let replay = |cookie: String| {
+        let server_url =
+            authorize_url_of("portal", &server, &callback.url(), "r", &portal_challenge)
+                + "&prompt=none";
+        async move {
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?;
+            let res = http
+                .get(&server_url)
+                .header("cookie", format!("oauth_session={cookie}"))
+                .send()
+                .await?;
+            anyhow::Ok(
+                res.headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        }
+    };
+    ensure!(
+        replay(copied.clone()).await?.contains("code="),
+        "the copied cookie works before logout"
+    );
+
+    // Logout, back to a registered URI with the state.
+    browser
+        .goto(&format!(
+            "{}/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
+            server.url,
+            enc(&callback.url())
+        ))
+        .await?;
+    let p = parse(&callback.next_query(WAIT).await?);
+    ensure!(
+        p.get("state").map(String::as_str) == Some("bye") && !p.contains_key("code"),
+        "after logout: {p:?}"
+    );
+
+    // No session now, and a copy of the old cookie is refused on the server too.
+    let (_, challenge) = pkce()?;
+    let silent = format!(
+        "{}&prompt=none",
+        authorize_url(&server, &callback.url(), "n", &challenge)
+    );
+    browser.goto(&silent).await?;
+    let p = parse(&callback.next_query(WAIT).await?);
+    ensure!(
+        p.get("error").map(String::as_str) == Some("login_required"),
+        "after logout: {p:?}"
+    );
+    // The copy of the old cookie is refused too: the session is revoked on the server.
+    let location = replay(copied).await?;
+    ensure!(
+        location.contains("error=login_required"),
+        "a copied cookie after logout: {location}"
+    );
+    browser.close().await?;
     Ok(())
 }

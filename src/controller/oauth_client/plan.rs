@@ -661,6 +661,7 @@ fn verifier_spec(
             .collect(),
         roles,
         redirect_uris: client.spec.redirect_uris.clone(),
+        post_logout_redirect_uris: client.spec.post_logout_redirect_uris.clone(),
         allowed_groups: client.spec.allowed_groups.clone(),
         refresh: refresh_policy(client),
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,

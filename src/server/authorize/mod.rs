@@ -11,11 +11,17 @@
 //! when the token endpoint redeems it by creating its `OAuthGrant`
 //! (`super::token::authorization_code`).
 //!
-//! Every sign-in is fresh: no sign-in session is kept yet, so `prompt=none` answers
-//! `login_required` and `max_age` is always met.
+//! A sign-in starts a sign-in session ([`session`]): later requests of any client from
+//! the same browser get their code at once, unless they ask `prompt=login` or a
+//! `max_age` the session is older than; `prompt=none` without one answers
+//! `login_required`.
 
+mod logout;
 mod page;
 pub mod request;
+mod session;
+
+pub use logout::logout;
 
 use std::net::SocketAddr;
 
@@ -62,6 +68,9 @@ pub struct Code {
     pub username: String,
     /// Unix seconds.
     pub auth_time: i64,
+    /// The sign-in session the code was issued in: the ID token's `sid`.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 /// `GET /authorize`.
@@ -69,6 +78,7 @@ pub struct Code {
 pub async fn authorize(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = request::params(query.as_deref().unwrap_or(""));
@@ -83,6 +93,17 @@ pub async fn authorize(
             return refused(&state, refusal);
         }
     };
+    let now = jiff::Timestamp::now().as_second();
+    let signed_in = session::current(&state, &headers, now).filter(|(s, _)| {
+        !authorization.force_login
+            && authorization
+                .max_age
+                .is_none_or(|max| now - s.auth_time <= max)
+    });
+    if let Some((s, user)) = signed_in {
+        tracing::info!(target: "audit", event = "session_reused", username = %user.name, client_id = %authorization.client_id, source = %peer.ip());
+        return send_code(&state, &authorization, &user, s.auth_time, Some(s.id), None);
+    }
     if authorization.no_prompt {
         return refused(
             &state,
@@ -100,7 +121,6 @@ pub async fn authorize(
     let Ok(id) = crate::auth::secret::random_id() else {
         return unavailable();
     };
-    let now = jiff::Timestamp::now().as_second();
     let pending = Pending {
         id: id.clone(),
         authorization,
@@ -193,11 +213,45 @@ pub async fn login(
             );
         }
     };
+    tracing::info!(target: "audit", event = "user_signed_in", username = %user.name, client_id = %auth.client_id, source = %peer.ip());
+    let Ok(session_id) = crate::auth::secret::random_id() else {
+        return unavailable();
+    };
+    let new_session = session::Session {
+        id: session_id.clone(),
+        subject: user.uid.clone(),
+        username: user.name.clone(),
+        auth_time: now,
+    };
+    let mut res = send_code(
+        &state,
+        &auth,
+        &user,
+        now,
+        Some(session_id),
+        session::start(&state, &new_session, now),
+    );
+    if let Ok(gone) = HeaderValue::from_str(&cookie(&state, id, "", 0)) {
+        res.headers_mut().append(header::SET_COOKIE, gone);
+    }
+    res
+}
+
+/// Redirects to the client with a new code for `user`, and `session_cookie` set.
+fn send_code(
+    state: &AppState,
+    auth: &Authorization,
+    user: &UserEntry,
+    auth_time: i64,
+    session_id: Option<String>,
+    session_cookie: Option<String>,
+) -> Response {
+    let now = jiff::Timestamp::now().as_second();
+    let Ok(grant_id) = crate::auth::secret::random_id() else {
+        return unavailable();
+    };
     let code = Code {
-        grant_id: match crate::auth::secret::random_id() {
-            Ok(g) => g,
-            Err(_) => return unavailable(),
-        },
+        grant_id,
         client_id: auth.client_id.clone(),
         client_uid: auth.client_uid.clone(),
         redirect_uri: auth.redirect_uri.clone(),
@@ -206,20 +260,24 @@ pub async fn login(
         nonce: auth.nonce.clone(),
         subject: user.uid.clone(),
         username: user.name.clone(),
-        auth_time: now,
+        auth_time,
+        session_id,
     };
-    let Ok(sealed) = sealer.seal(Purpose::Code, now + CODE_LIFETIME, &code) else {
+    let Some(sealed) = state.index.keys().and_then(|k| {
+        k.sealer
+            .as_ref()
+            .and_then(|s| s.seal(Purpose::Code, now + CODE_LIFETIME, &code).ok())
+    }) else {
         return unavailable();
     };
-    tracing::info!(target: "audit", event = "user_signed_in", username = %user.name, client_id = %auth.client_id, source = %peer.ip());
     let mut params = vec![("code", sealed.as_str())];
     if let Some(s) = &auth.state {
         params.push(("state", s));
     }
     params.push(("iss", &state.config.issuer));
     let mut res = see_other(&request::redirect_with(&auth.redirect_uri, &params));
-    if let Ok(gone) = HeaderValue::from_str(&cookie(&state, id, "", 0)) {
-        res.headers_mut().append(header::SET_COOKIE, gone);
+    if let Some(c) = session_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        res.headers_mut().append(header::SET_COOKIE, c);
     }
     res
 }

@@ -56,6 +56,34 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     page(status, "Sign-in failed", &body)
 }
 
+/// Asks before signing out, for a logout that did not prove where it came from.
+pub fn confirm_logout(action: &str, fields: &[(&str, &str)]) -> Response {
+    let hidden: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Sign out</h1>\n<p>Do you want to sign out?</p>\n<form method=\"post\" action=\"{}\">\n{hidden}<p><button type=\"submit\">Sign out</button></p>\n</form>",
+        escape(action)
+    );
+    page(StatusCode::OK, "Sign out", &body)
+}
+
+/// After a logout with nowhere to go back to.
+pub fn signed_out() -> Response {
+    page(
+        StatusCode::OK,
+        "Signed out",
+        "<h1>Signed out</h1>\n<p>You are signed out. You can close this window.</p>",
+    )
+}
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         r#"<!doctype html>

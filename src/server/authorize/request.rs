@@ -38,6 +38,10 @@ pub struct Authorization {
     pub nonce: Option<String>,
     /// `prompt=none`: answer without showing anything.
     pub no_prompt: bool,
+    /// `prompt=login`: sign in again even with a sign-in session.
+    pub force_login: bool,
+    /// `max_age`: a sign-in session older than this many seconds does not count.
+    pub max_age: Option<i64>,
 }
 
 /// Why a request is refused, and how the user or the client learns it.
@@ -206,7 +210,8 @@ pub fn check(params: &Params, client: Option<&ClientEntry>) -> Result<Authorizat
             "prompt=none cannot be combined with other values",
         ));
     }
-    if get("max_age").is_some_and(|m| m.parse::<u64>().is_err()) {
+    let max_age = get("max_age").map(|m| m.parse::<u32>().map(i64::from));
+    if max_age.as_ref().is_some_and(Result::is_err) {
         return Err(refuse(
             "invalid_request",
             "max_age must be a number of seconds",
@@ -221,6 +226,8 @@ pub fn check(params: &Params, client: Option<&ClientEntry>) -> Result<Authorizat
         challenge: challenge.encoded(),
         nonce: nonce.map(str::to_string),
         no_prompt,
+        force_login: prompt.contains(&"login"),
+        max_age: max_age.and_then(Result::ok),
     })
 }
 
@@ -255,6 +262,7 @@ mod tests {
             roles: vec![],
             public: true,
             redirect_uris: vec!["https://app.test/cb".into(), "http://127.0.0.1/cb".into()],
+            post_logout_redirect_uris: vec![],
             allowed_groups: None,
             refresh: None,
             access_token_lifetime_seconds: 300,
@@ -285,7 +293,7 @@ mod tests {
         assert_eq!(a.state.as_deref(), Some("s1"));
         assert_eq!(a.scope, vec!["api.read".to_string()]);
         assert_eq!(a.challenge, CHALLENGE);
-        assert!(!a.no_prompt);
+        assert!(!a.no_prompt && !a.force_login && a.max_age.is_none());
     }
 
     #[test]
@@ -379,6 +387,13 @@ mod tests {
             redirect_error(check(&query(""), Some(&c))),
             Some("unauthorized_client")
         );
+    }
+
+    #[test]
+    fn prompt_login_and_max_age_are_noted() {
+        let a = check(&query("&prompt=login&max_age=30"), Some(&client())).expect("valid");
+        assert!(a.force_login && !a.no_prompt);
+        assert_eq!(a.max_age, Some(30));
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub(super) fn build_client(
             active: true,
             grant_types: accepted.grant_types.clone(),
             redirect_uris: accepted.redirect_uris.clone(),
+            post_logout_redirect_uris: Vec::new(),
             scopes: accepted.scopes.clone(),
             audiences: policy.audiences.clone(),
             roles: Vec::new(),

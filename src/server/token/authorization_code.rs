@@ -92,6 +92,7 @@ pub(super) async fn exchange(
         auth_time: code.auth_time,
         scope: &code.scope,
         nonce: code.nonce.as_deref(),
+        session_id: code.session_id.as_deref(),
     };
     let (access_token, id_token) =
         user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
@@ -130,6 +131,8 @@ pub(super) struct Session<'a> {
     pub scope: &'a [String],
     /// The authorization request's, for the first ID token only.
     pub nonce: Option<&'a str>,
+    /// The sign-in session (`sid`), for the first ID token only.
+    pub session_id: Option<&'a str>,
 }
 
 /// The access token of `user` for `client`, and with `openid` its ID token: `roles` are
@@ -310,5 +313,6 @@ fn id_token_claims(
         preferred_username: has("profile").then(|| user.name.clone()),
         email: has("email").then(|| user.email.clone()).flatten(),
         groups: has("groups").then(|| visible_groups(user, client)),
+        sid: session.session_id.map(str::to_string),
     }
 }

@@ -324,6 +324,7 @@ mod tests {
             roles: vec![],
             public: false,
             redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
             allowed_groups: None,
             refresh: None,
             access_token_lifetime_seconds: 60,

@@ -211,6 +211,7 @@ pub(super) async fn refresh(
         auth_time,
         scope: &scope,
         nonce: None,
+        session_id: None,
     };
     let (access_token, id_token) =
         user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
