@@ -62,6 +62,7 @@ fn form_value() -> impl Strategy<Value = String> {
         Just("read write".to_string()),
         Just("access_token".to_string()),
         Just("authorization_code".to_string()),
+        Just("refresh_token".to_string()),
         Just(PUBLIC_APP.to_string()),
         Just(REDIRECT.to_string()),
         Just(VERIFIER.to_string()),
@@ -134,6 +135,9 @@ fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
         Just("request"),
         Just("username"),
         Just("password"),
+        Just("refresh_token"),
+        Just("post_logout_redirect_uri"),
+        Just("id_token_hint"),
         Just("x"),
     ];
     let form = proptest::collection::vec((keys, form_value()), 0..6).prop_map(|pairs| {
@@ -195,6 +199,8 @@ fn path() -> impl Strategy<Value = String> {
         authorize_query(),
         Just("/authorize/login".to_string()),
         Just("/userinfo".to_string()),
+        Just("/logout".to_string()),
+        "/logout\\?(id_token_hint|post_logout_redirect_uri|client_id|state)=[ -~]{0,80}".prop_map(|s| s.replace(' ', "+")),
     ]
 }
 
@@ -214,7 +220,7 @@ fn acceptable(path: &str, status: StatusCode) -> bool {
     match status.as_u16() {
         200 | 201 | 204 | 400 | 401 | 404 | 405 | 413 | 415 | 503 => true,
         // The authorization endpoint answers the client by redirecting to it.
-        303 => path.starts_with("/authorize"),
+        303 => path.starts_with("/authorize") || path.starts_with("/logout"),
         // Registration past authentication needs the API server, which this router
         // has not got: `server_error` is its honest answer here.
         500 => path.starts_with("/register"),
