@@ -200,7 +200,8 @@ fn path() -> impl Strategy<Value = String> {
         Just("/authorize/login".to_string()),
         Just("/userinfo".to_string()),
         Just("/logout".to_string()),
-        "/logout\\?(id_token_hint|post_logout_redirect_uri|client_id|state)=[ -~]{0,80}".prop_map(|s| s.replace(' ', "+")),
+        "/logout\\?(id_token_hint|post_logout_redirect_uri|client_id|state)=[ -~]{0,80}"
+            .prop_map(|s| s.replace(' ', "+")),
     ]
 }
 

@@ -197,7 +197,11 @@ async fn browser_sign_in(
     challenge: &str,
 ) -> anyhow::Result<HashMap<String, String>> {
     browser
-        .goto(&authorize_url(server, &callback.url(), state, challenge))
+        // prompt=login: a sign-in of its own even when the browser has a session already.
+        .goto(&format!(
+            "{}&prompt=login",
+            authorize_url(server, &callback.url(), state, challenge)
+        ))
         .await?;
     let text = browser.text().await?;
     ensure!(
@@ -481,7 +485,10 @@ async fn refusals(ctx: Ctx) -> anyhow::Result<()> {
 
     // A form whose request id was changed is no sign-in of this browser's.
     browser
-        .goto(&authorize_url(&server, &callback.url(), "s3", &challenge))
+        .goto(&format!(
+            "{}&prompt=login",
+            authorize_url(&server, &callback.url(), "s3", &challenge)
+        ))
         .await?;
     browser
         .set_value("request", "AAAAAAAAAAAAAAAAAAAAAA")
@@ -578,6 +585,9 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
         None,
     )?;
     let (verifier, challenge) = pkce()?;
+    // Deactivation ended every token issued up to the next whole second (`notBefore`):
+    // a sign-in in that same second would be ended too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     serves_sign_in(&server, &callback).await?;
     let params = browser_sign_in(
         &browser,
@@ -752,12 +762,9 @@ async fn refresh_tokens(ctx: Ctx) -> anyhow::Result<()> {
     let portal = ctx.credentials("portal-credentials").await?.1;
     let (verifier, challenge) = pkce()?;
     browser
-        .goto(&authorize_url_of(
-            "portal",
-            &server,
-            &callback.url(),
-            "p",
-            &challenge,
+        .goto(&format!(
+            "{}&prompt=login",
+            authorize_url_of("portal", &server, &callback.url(), "p", &challenge)
         ))
         .await?;
     browser.fill("username", "frank").await?;
