@@ -20,6 +20,7 @@ mod oauth_client;
 mod revoked_token;
 mod scope;
 mod text;
+mod upstream;
 mod user;
 mod verifier;
 
@@ -38,6 +39,7 @@ pub use oauth_client::{
 };
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
 pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
+pub use upstream::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
 pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
@@ -73,6 +75,7 @@ pub fn crds()
         RevokedToken::crd(),
         OAuthUser::crd(),
         OAuthGrant::crd(),
+        OAuthUpstream::crd(),
     ]
 }
 
