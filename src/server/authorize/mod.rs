@@ -11,10 +11,13 @@
 //! when the token endpoint redeems it by creating its `OAuthGrant`
 //! (`super::token::authorization_code`).
 //!
+//! A sign-in may also go through an upstream provider (`super::upstream`), which ends
+//! the same way: [`open_pending`] checks the pending request, [`issue_code`] answers.
+//!
 //! Every sign-in is fresh: no sign-in session is kept yet, so `prompt=none` answers
 //! `login_required` and `max_age` is always met.
 
-mod page;
+pub(crate) mod page;
 pub mod request;
 
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use super::error::OAuthError;
 use super::form::Form;
 use crate::auth::hash;
 use crate::auth::seal::Purpose;
+use crate::auth::token::UpstreamUser;
 use crate::index::{ClientEntry, UserEntry};
 use request::{Authorization, Refusal};
 
@@ -62,6 +66,10 @@ pub struct Code {
     pub username: String,
     /// Unix seconds.
     pub auth_time: i64,
+    /// For a user of an upstream provider (who is in no index): who they are. `None` for
+    /// a built-in user, whom redemption reads from the index as they are then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamUser>,
 }
 
 /// `GET /authorize`.
@@ -128,47 +136,16 @@ pub async fn login(
     headers: HeaderMap,
     form: Result<Form, OAuthError>,
 ) -> Response {
-    let expired = || {
-        page::error(
-            StatusCode::BAD_REQUEST,
-            "This sign-in page has expired, or was not opened in this browser.",
-        )
-    };
     let Ok(form) = form else {
         return page::error(
             StatusCode::BAD_REQUEST,
             "The sign-in form was not sent whole.",
         );
     };
-    let Some(id) = form.get("request").filter(|id| is_request_id(id)) else {
-        return expired();
-    };
-    let now = jiff::Timestamp::now().as_second();
-    let keys = state.index.keys();
-    let Some(sealer) = keys.as_ref().and_then(|k| k.sealer.as_ref()) else {
-        return unavailable();
-    };
-    let Some(pending) = read_cookie(&headers, &cookie_name(id))
-        .and_then(|c| sealer.open::<Pending>(Purpose::PendingRequest, &c, now))
-        .filter(|p| bool::from(p.id.as_bytes().ct_eq(id.as_bytes())))
-    else {
-        return expired();
-    };
-    let auth = pending.authorization;
-    tracing::Span::current().record("client_id", auth.client_id.as_str());
-    // The client may have changed since the form was shown.
-    let Some(client) = state
-        .index
-        .client(&auth.client_id)
-        .filter(|c| c.uid == auth.client_uid && c.active)
-        .filter(|c| {
-            crate::auth::redirect::matching(&c.redirect_uris, &auth.redirect_uri).is_some()
-        })
-    else {
-        return page::error(
-            StatusCode::BAD_REQUEST,
-            "The application is no longer allowed to sign you in.",
-        );
+    let id = form.get("request").unwrap_or_default();
+    let (auth, client) = match open_pending(&state, &headers, id) {
+        Ok(pending) => pending,
+        Err(res) => return res,
     };
     // Usernames are Kubernetes object names: lowercase.
     let username = form
@@ -193,6 +170,74 @@ pub async fn login(
             );
         }
     };
+    tracing::info!(target: "audit", event = "user_signed_in", username = %user.name, client_id = %auth.client_id, source = %peer.ip());
+    issue_code(&state, id, &auth, user.uid.clone(), user.name.clone(), None)
+}
+
+/// The pending request `id` of this browser (its sealed cookie, for the same id) and its
+/// client, if that is still the one it was for, active and with the redirect URI; an
+/// error page otherwise.
+#[allow(clippy::result_large_err)]
+pub(crate) fn open_pending(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Authorization, std::sync::Arc<ClientEntry>), Response> {
+    let expired = || {
+        page::error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in page has expired, or was not opened in this browser.",
+        )
+    };
+    if !is_request_id(id) {
+        return Err(expired());
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let keys = state.index.keys();
+    let Some(sealer) = keys.as_ref().and_then(|k| k.sealer.as_ref()) else {
+        return Err(unavailable());
+    };
+    let Some(pending) = read_cookie(headers, &cookie_name(id))
+        .and_then(|c| sealer.open::<Pending>(Purpose::PendingRequest, &c, now))
+        .filter(|p| bool::from(p.id.as_bytes().ct_eq(id.as_bytes())))
+    else {
+        return Err(expired());
+    };
+    let auth = pending.authorization;
+    tracing::Span::current().record("client_id", auth.client_id.as_str());
+    // The client may have changed since the form was shown.
+    let Some(client) = state
+        .index
+        .client(&auth.client_id)
+        .filter(|c| c.uid == auth.client_uid && c.active)
+        .filter(|c| {
+            crate::auth::redirect::matching(&c.redirect_uris, &auth.redirect_uri).is_some()
+        })
+    else {
+        return Err(page::error(
+            StatusCode::BAD_REQUEST,
+            "The application is no longer allowed to sign you in.",
+        ));
+    };
+    Ok((auth, client))
+}
+
+/// The end of every successful sign-in, with a built-in user or through an upstream
+/// provider: the sealed code, sent to the client's redirect URI with `state` and `iss`,
+/// and the pending request's cookie dropped.
+pub(crate) fn issue_code(
+    state: &AppState,
+    id: &str,
+    auth: &Authorization,
+    subject: String,
+    username: String,
+    upstream: Option<UpstreamUser>,
+) -> Response {
+    let now = jiff::Timestamp::now().as_second();
+    let keys = state.index.keys();
+    let Some(sealer) = keys.as_ref().and_then(|k| k.sealer.as_ref()) else {
+        return unavailable();
+    };
     let code = Code {
         grant_id: match crate::auth::secret::random_id() {
             Ok(g) => g,
@@ -204,21 +249,21 @@ pub async fn login(
         challenge: auth.challenge.clone(),
         scope: auth.scope.clone(),
         nonce: auth.nonce.clone(),
-        subject: user.uid.clone(),
-        username: user.name.clone(),
+        subject,
+        username,
         auth_time: now,
+        upstream,
     };
     let Ok(sealed) = sealer.seal(Purpose::Code, now + CODE_LIFETIME, &code) else {
         return unavailable();
     };
-    tracing::info!(target: "audit", event = "user_signed_in", username = %user.name, client_id = %auth.client_id, source = %peer.ip());
     let mut params = vec![("code", sealed.as_str())];
     if let Some(s) = &auth.state {
         params.push(("state", s));
     }
     params.push(("iss", &state.config.issuer));
     let mut res = see_other(&request::redirect_with(&auth.redirect_uri, &params));
-    if let Ok(gone) = HeaderValue::from_str(&cookie(&state, id, "", 0)) {
+    if let Ok(gone) = HeaderValue::from_str(&cookie(state, id, "", 0)) {
         res.headers_mut().append(header::SET_COOKIE, gone);
     }
     res
@@ -274,7 +319,12 @@ async fn check_password(
 
 /// The groups of `user` that `client` may see.
 pub fn visible_groups(user: &UserEntry, client: &ClientEntry) -> Vec<String> {
-    user.groups
+    allowed_groups(&user.groups, client)
+}
+
+/// Which of `groups` `client` may see: a built-in user's or an upstream provider's.
+pub fn allowed_groups(groups: &[String], client: &ClientEntry) -> Vec<String> {
+    groups
         .iter()
         .filter(|g| client.allowed_groups.as_ref().is_none_or(|a| a.contains(g)))
         .cloned()
@@ -292,12 +342,14 @@ fn sign_in_page(
         "{}/authorize/login",
         state.config.issuer.trim_end_matches('/')
     );
+    let upstreams = super::upstream::sign_in_links(state, id);
     page::sign_in(&page::SignIn {
         application: client.display_name.as_deref().unwrap_or(&client.client_id),
         action: &action,
         request: id,
         username,
         error,
+        upstreams: &upstreams,
     })
 }
 
@@ -327,7 +379,7 @@ fn refusal_reason(r: &Refusal) -> &'static str {
     }
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     let mut res = page::error(
         StatusCode::SERVICE_UNAVAILABLE,
         "The sign-in service is busy or starting; try again in a moment.",
@@ -338,7 +390,7 @@ fn unavailable() -> Response {
 }
 
 /// 303: the browser follows with a GET, whatever method brought it here.
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(loc) => (
             StatusCode::SEE_OTHER,
@@ -365,7 +417,7 @@ fn cookie_name(id: &str) -> String {
 
 /// Request ids are [`crate::auth::secret::random_id`]s: 22 base64url characters, safe in
 /// a cookie name.
-fn is_request_id(id: &str) -> bool {
+pub(crate) fn is_request_id(id: &str) -> bool {
     id.len() == 22
         && id
             .bytes()
@@ -376,6 +428,11 @@ fn is_request_id(id: &str) -> bool {
 /// from this site; Lax still lets the upstream's redirect back carry it), scoped to the
 /// authorize path, Secure unless the issuer is plain HTTP (loopback development).
 fn cookie(state: &AppState, id: &str, value: &str, max_age: i64) -> String {
+    set_cookie(state, &cookie_name(id), value, max_age)
+}
+
+/// A `Set-Cookie` value of the sign-in's cookies, as [`cookie`] describes.
+pub(crate) fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
     let issuer = &state.config.issuer;
     let secure = if issuer.starts_with("https://") {
         "; Secure"
@@ -383,8 +440,7 @@ fn cookie(state: &AppState, id: &str, value: &str, max_age: i64) -> String {
         ""
     };
     format!(
-        "{}={value}; Path={}/authorize; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
-        cookie_name(id),
+        "{name}={value}; Path={}/authorize; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
         issuer_path(issuer)
     )
 }
@@ -399,7 +455,7 @@ fn issuer_path(issuer: &str) -> &str {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

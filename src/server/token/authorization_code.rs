@@ -90,6 +90,7 @@ pub(super) async fn exchange(
         client_uid: client.uid.clone(),
         grant_id: Some(code.grant_id.clone()),
         auth_time: Some(code.auth_time),
+        upstream: code.upstream.clone(),
     };
     let signer = keys.signer(now);
     let access_token = token::sign(&claims, signer).map_err(|e| {
@@ -147,7 +148,8 @@ async fn client(
 
 /// The user the code was issued for, if the code may be redeemed by this request: the
 /// same client (not another of the same id since), the same redirect URI, the verifier
-/// of its challenge, and a user still there and enabled. One answer for every failure:
+/// of its challenge, and a user still there and enabled (or, for an upstream user, their
+/// provider still there). One answer for every failure:
 /// `invalid_grant`.
 fn redeemable(
     state: &AppState,
@@ -163,10 +165,8 @@ fn redeemable(
     if !(same_client && client.active && code.redirect_uri == redirect_uri && pkce) {
         return None;
     }
-    state
-        .index
-        .user_by_subject(&code.subject)
-        .filter(|u| u.enabled && u.name == code.username)
+    crate::server::upstream::user(state, &code.subject, code.upstream.as_ref())
+        .filter(|u| u.name == code.username)
 }
 
 /// Creates the code's grant; if it exists already, the code was used before: the grant
