@@ -352,9 +352,10 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
     let controller = format!("system:serviceaccount:{ns}:{RELEASE}-oauth-operator-controller");
     let server = format!("system:serviceaccount:{ns}:{RELEASE}-oauth-operator-server");
     let signing = format!("secrets/{RELEASE}-oauth-operator-signing-keys");
+    let upstream = format!("secrets/{RELEASE}-oauth-operator-upstream-secrets");
 
     let (c, s) = (controller.as_str(), server.as_str());
-    let expectations: [(&str, [&str; 4], bool); 15] = [
+    let expectations: [(&str, [&str; 4], bool); 18] = [
         (c, ["list", "secrets", "-n", ns], true),
         // Outside watchNamespaces, nothing.
         (c, ["list", "secrets", "-n", "default"], false),
@@ -367,6 +368,9 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
         // The token server reads only the signing keys, and may only create Secrets.
         (s, ["get", signing.as_str(), "-n", ns], true),
         (s, ["get", "secrets/someone-elses", "-n", ns], false),
+        // And the upstream providers' client secrets, by name.
+        (s, ["get", upstream.as_str(), "-n", ns], true),
+        (c, ["get", upstream.as_str(), "-n", "default"], false),
         (s, ["list", "secrets", "-n", ns], false),
         (s, ["create", "secrets", "-n", ns], true),
         (s, ["update", "secrets", "-n", ns], false),
@@ -381,6 +385,11 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
             s,
             ["update", "oauthusers.oauth-operator.dev", "-n", ns],
             false,
+        ),
+        (
+            s,
+            ["watch", "oauthupstreams.oauth-operator.dev", "-n", ns],
+            true,
         ),
         (
             s,
