@@ -504,7 +504,11 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
         &issuer,
         &["--leader-elect=true", &lease, &keys],
     )?;
-    let server = ctx.start_server_as(&server_kc, port, &[&keys]).await?;
+    // The server reads the upstream Secret of the chart's name, as the Deployment says.
+    let upstream = format!("--upstream-secret={fullname}-upstream-secrets");
+    let server = ctx
+        .start_server_as(&server_kc, port, &[&keys, &upstream])
+        .await?;
 
     ctx.apply(
         "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: app\nspec:\n  scopes: [read]\n",
