@@ -533,5 +533,11 @@ async fn another_client_steps(world: &World) -> anyhow::Result<()> {
             .is_err(),
         "the application got a redirect"
     );
+    // Refused where it should be: at the upstream's token endpoint, for the wrong secret.
+    let log = world.downstream.process().log_text();
+    ensure!(
+        log.contains("code_exchange_refused") && log.contains("HTTP 401"),
+        "the downstream's log names the refused exchange"
+    );
     Ok(())
 }
