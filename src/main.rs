@@ -180,6 +180,14 @@ struct ServerOptions {
     /// refused at once with 503 `temporarily_unavailable`.
     #[arg(long, env = "OAUTH_OPERATOR_MAX_QUEUED_HASHES", default_value_t = 64)]
     max_queued_hashes: usize,
+    /// The Secret, in the operator namespace, holding the upstream identity providers'
+    /// client secrets (each `OAuthUpstream` names its key); the server reads no other.
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_UPSTREAM_SECRET",
+        default_value = "oauth-operator-upstream-secrets"
+    )]
+    upstream_secret: String,
     #[command(flatten)]
     lockout: LockoutArgs,
     /// How long a sign-in session lasts: within it, other applications sign the user in
@@ -269,6 +277,7 @@ fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::C
         namespaces: c.namespaces.clone(),
         operator_namespace: c.operator_namespace.clone(),
         signing_key_secret: c.signing_key_secret.clone(),
+        upstream_secret: o.upstream_secret.clone(),
         max_concurrent_hashes: c.max_concurrent_hashes,
         max_queued_hashes: o.max_queued_hashes,
         verified_cache_size: o.verified_cache_size,

@@ -1,7 +1,7 @@
 //! Property-based fuzzing of the token server's request parsing, through the real router
 //! (`/token` with both grants, `/introspect`, `/revoke`, `/register`, `/register/{id}`,
-//! `/authorize` and its sign-in form, `/userinfo`), and of the
-//! conversion from the internal CRDs to the index. No cluster: the index is filled by
+//! `/authorize` and its sign-in form, the upstream sign-in and its callback, `/userinfo`),
+//! and of the conversion from the internal CRDs to the index. No cluster: the index is filled by
 //! hand with a client, a registered client and an initial access token whose credentials
 //! the generators know, so that many cases get past authentication into the deeper parsing.
 //!
@@ -198,6 +198,12 @@ fn path() -> impl Strategy<Value = String> {
         Just("/jwks".to_string()),
         authorize_query(),
         Just("/authorize/login".to_string()),
+        // Sign-in through an upstream provider: the start link and the provider's
+        // callback, with and without the parameters they take.
+        "/authorize/upstream/[a-zA-Z0-9%._-]{0,20}(\\?request=[A-Za-z0-9_-]{0,24})?"
+            .prop_map(|s| s),
+        "/authorize/callback(\\?(code|state|iss|error)=[A-Za-z0-9%_-]{0,24}(&(code|state|iss)=[A-Za-z0-9%_-]{0,24}){0,3})?"
+            .prop_map(|s| s),
         Just("/userinfo".to_string()),
         Just("/logout".to_string()),
         "/logout\\?(id_token_hint|post_logout_redirect_uri|client_id|state)=[ -~]{0,80}"
@@ -225,6 +231,8 @@ fn acceptable(path: &str, status: StatusCode) -> bool {
         // Registration past authentication needs the API server, which this router
         // has not got: `server_error` is its honest answer here.
         500 => path.starts_with("/register"),
+        // An upstream provider that cannot be reached or answers badly.
+        502 => path.starts_with("/authorize/upstream/") || path.starts_with("/authorize/callback"),
         _ => false,
     }
 }

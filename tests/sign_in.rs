@@ -391,6 +391,15 @@ async fn repeated_failures_lock_the_user_out_even_with_the_right_password() -> T
     )
 }
 
+/// `code` with one character in the middle changed: six bits of ciphertext, always. (The
+/// last character may carry unused bits, so changing it may change nothing.)
+fn tampered(code: &str) -> String {
+    let mut chars: Vec<char> = code.chars().collect();
+    let mid = chars.len() / 2;
+    chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
 #[tokio::test]
 async fn a_code_is_bound_to_its_client_redirect_uri_and_verifier() -> TestResult {
     let r = router()?;
@@ -418,7 +427,7 @@ async fn a_code_is_bound_to_its_client_redirect_uri_and_verifier() -> TestResult
                 PUBLIC_APP,
                 REDIRECT,
                 VERIFIER,
-                &format!("{}A", &code[..code.len() - 1]),
+                &tampered(&code),
             ),
         ),
     ] {
@@ -565,4 +574,104 @@ async fn userinfo_wants_a_users_access_token() -> TestResult {
         a.status == 401 && text(&a).contains("invalid_token"),
         format!("{} {}", a.status, text(&a)),
     )
+}
+
+/// The router of [`router`], with two upstream providers: `corp`, whose client secret is
+/// in the upstream Secret and whose issuer nothing answers (port 1 of the loopback), and
+/// `unconfigured`, whose key is missing from it.
+fn router_with_upstreams() -> Result<Router, String> {
+    use oauth_operator::api::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
+    let index = fixture::filled_index(true);
+    let upstream = |name: &str, key: &str| {
+        let mut u = OAuthUpstream::new(
+            name,
+            OAuthUpstreamSpec {
+                display_name: format!("{name} <SSO>"),
+                issuer: "http://127.0.0.1:1".into(),
+                client_id: "us".into(),
+                client_secret_key: key.into(),
+                scopes: vec!["openid".into()],
+                claims: ClaimMapping::default(),
+            },
+        );
+        u.metadata.uid = Some(format!("uid-{name}"));
+        u
+    };
+    index.reset_upstreams([&upstream("corp", "corp"), &upstream("unconfigured", "none")]);
+    index.set_upstream_secrets(std::collections::HashMap::from([(
+        "corp".to_string(),
+        oauth_operator::auth::secret::SecretString::new("upstream-client-secret".into()),
+    )]));
+    fixture::router(index).ok_or_else(|| "no router".to_string())
+}
+
+#[tokio::test]
+async fn upstream_providers_get_a_link_and_each_failure_is_a_page() -> TestResult {
+    let r = router_with_upstreams()?;
+    let page = get(&r, &authorize_query(PUBLIC_APP, "")).await?;
+    let (id, cookie) = form_of(&page)?;
+    let html = text(&page);
+    let link = format!("{ISSUER}/authorize/upstream/corp?request={id}");
+    expect(
+        html.contains(&format!(
+            "<a class=\"upstream\" href=\"{link}\">Sign in with corp &lt;SSO&gt;</a>"
+        )),
+        &html,
+    )?;
+    expect(html.contains("Sign in with unconfigured"), "both providers")?;
+
+    // Without the pending request's cookie, or for another request: expired.
+    let a = get(&r, &link).await?;
+    expect(a.status == 400 && text(&a).contains("expired"), text(&a))?;
+    let a = get_with_cookie(
+        &r,
+        "/authorize/upstream/corp?request=AAAAAAAAAAAAAAAAAAAAAA",
+        &cookie,
+    )
+    .await?;
+    expect(a.status == 400, format!("another request: {}", a.status))?;
+    // An unknown provider, one without its secret, one that cannot be reached.
+    let a = get_with_cookie(
+        &r,
+        &format!("/authorize/upstream/nope?request={id}"),
+        &cookie,
+    )
+    .await?;
+    expect(a.status == 400 && text(&a).contains("not known"), text(&a))?;
+    let a = get_with_cookie(
+        &r,
+        &format!("/authorize/upstream/unconfigured?request={id}"),
+        &cookie,
+    )
+    .await?;
+    expect(
+        a.status == 503 && text(&a).contains("not configured"),
+        text(&a),
+    )?;
+    let a = get_with_cookie(
+        &r,
+        &format!("/authorize/upstream/corp?request={id}"),
+        &cookie,
+    )
+    .await?;
+    expect(
+        a.status == 502 && text(&a).contains("could not sign you in"),
+        format!("{}: {}", a.status, text(&a)),
+    )?;
+    expect(a.header("location").is_none(), "never a redirect")?;
+    expect(!text(&a).contains("upstream-client-secret"), "no secret")?;
+
+    // A callback without the upstream leg's cookie, or with a state that is not one.
+    let a = get_with_cookie(
+        &r,
+        "/authorize/callback?code=c&state=AAAAAAAAAAAAAAAAAAAAAA",
+        &cookie,
+    )
+    .await?;
+    expect(a.status == 400 && text(&a).contains("expired"), text(&a))?;
+    let a = get(&r, "/authorize/callback?code=c&state=x%3B%20Path%3D%2F").await?;
+    expect(a.status == 400, format!("bad state: {}", a.status))?;
+    let a = get(&r, "/authorize/callback?error=access_denied").await?;
+    expect(a.status == 400, format!("no state: {}", a.status))?;
+    expect(a.header("location").is_none(), "never a redirect")
 }

@@ -38,6 +38,9 @@ pub struct OAuthGrantSpec {
     /// The grant's refresh tokens, when its client gets them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<GrantRefresh>,
+    /// For a user who signed in through an upstream provider (in no index): who they are, as the grant's refreshed tokens carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::auth::token::UpstreamUser>,
 }
 
 /// Where a grant's refresh tokens stand. Each refresh replaces the object with the

@@ -21,6 +21,7 @@ mod refresh;
 mod revoked_token;
 mod scope;
 mod text;
+mod upstream;
 mod user;
 mod verifier;
 
@@ -40,6 +41,7 @@ pub use oauth_client::{
 pub use refresh::{RefreshCount, UNLIMITED};
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
 pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
+pub use upstream::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
 pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
@@ -75,6 +77,7 @@ pub fn crds()
         RevokedToken::crd(),
         OAuthUser::crd(),
         OAuthGrant::crd(),
+        OAuthUpstream::crd(),
     ]
 }
 

@@ -383,6 +383,7 @@ mod tests {
                 client_uid: None,
                 grant_id: None,
                 auth_time: None,
+                upstream: None,
             };
             let jwt = sign(&claims, set.signer(now)).expect("sign");
             let back: AccessTokenClaims = set.verify(&jwt, "i").expect("verifies");

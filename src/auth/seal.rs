@@ -19,6 +19,9 @@ pub const KEY_LEN: usize = 32;
 /// What a sealed value is for; part of the associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
+    /// The upstream leg of a sign-in through an upstream provider: its state, nonce and
+    /// PKCE verifier, bound to the browser (a cookie).
+    UpstreamRequest,
     /// The authorization request waiting for the user to sign in (a cookie).
     PendingRequest,
     /// An authorization code.
@@ -32,6 +35,7 @@ pub enum Purpose {
 impl Purpose {
     fn aad(self) -> &'static [u8] {
         match self {
+            Purpose::UpstreamRequest => b"oauth-operator/upstream-request/v1",
             Purpose::PendingRequest => b"oauth-operator/pending-request/v1",
             Purpose::Code => b"oauth-operator/code/v1",
             Purpose::RefreshToken => b"oauth-operator/refresh-token/v1",

@@ -33,6 +33,32 @@ pub struct AccessTokenClaims {
     /// For a token issued to a user: when they signed in (RFC 9068 section 2.2.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// For a user who signed in through an upstream provider: who they are, since they are
+    /// in no index (a private claim; see `server::upstream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamUser>,
+}
+
+/// A user of an upstream provider, as their code and tokens carry them: the provider
+/// (its `OAuthUpstream`'s name and UID, so deleting it ends the tokens) and the claims
+/// mapped at sign-in, the groups already filtered by the client's `allowedGroups`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, schemars::JsonSchema)]
+pub struct UpstreamUser {
+    /// The `OAuthUpstream`'s name.
+    pub upstream: String,
+    /// The `OAuthUpstream`'s UID.
+    pub upstream_uid: String,
+    /// The mapped username.
+    pub username: String,
+    /// The mapped full name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The mapped email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The mapped groups the client may see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// The claims of an ID token (OpenID Connect Core section 2), with the standard claims
@@ -109,6 +135,7 @@ mod tests {
             client_uid: Some("uid".into()),
             grant_id: None,
             auth_time: None,
+            upstream: None,
         };
         let signer = keys.signer(claims.iat);
         let jwt = sign(&claims, signer).expect("sign");

@@ -1,5 +1,5 @@
 //! The in-memory view the token server reads: client verifiers by client id, initial
-//! access token verifiers, revoked token ids, built-in users, and the signing keys. Fed by watches (see
+//! access token verifiers, revoked token ids, built-in users, upstream providers, and the signing keys. Fed by watches (see
 //! [`watch`]); read on every request without any API call. Pure state with `apply` /
 //! `delete` / `reset` per kind, so it is tested without a cluster.
 //!
@@ -13,7 +13,10 @@
 //! stale entry, which the next event or relist corrects; skipping the lock instead would
 //! silently answer every client as unknown (and the lockout would fail open).
 
+mod upstream;
 pub mod watch;
+
+pub use upstream::UpstreamEntry;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -203,6 +206,8 @@ pub enum Watch {
     Revocations = 2,
     Keys = 3,
     Users = 4,
+    Upstreams = 5,
+    UpstreamSecret = 6,
 }
 
 #[derive(Default)]
@@ -258,6 +263,8 @@ pub struct Index {
     tokens: RwLock<HashMap<ObjectKey, Arc<TokenEntry>>>,
     /// Built-in users (of the operator namespace alone).
     users: RwLock<Users>,
+    /// Upstream identity providers and their client secrets (see [`upstream`]).
+    upstreams: RwLock<upstream::Upstreams>,
     /// The watch scopes (namespaces, or `None` for all) expected to list before the index
     /// is complete, and the (watch, scope) pairs that have; revocations are watched in the
     /// operator namespace alone, under scope `None`.
@@ -266,7 +273,7 @@ pub struct Index {
     keys_synced: AtomicBool,
     /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
     /// The index keeps serving what it has meanwhile.
-    disconnected: [AtomicBool; 5],
+    disconnected: [AtomicBool; 7],
 }
 
 impl Default for Index {
@@ -289,6 +296,7 @@ impl Index {
             keys: RwLock::default(),
             tokens: RwLock::default(),
             users: RwLock::default(),
+            upstreams: RwLock::default(),
             scopes,
             synced: RwLock::default(),
             keys_synced: AtomicBool::new(false),
@@ -460,7 +468,7 @@ impl Index {
     }
 
     /// Ready to serve: the clients and initial access tokens of every scope, the
-    /// revocations and the users have listed once, and a signing key is loaded.
+    /// revocations, the users, the upstream providers and the upstream Secret have listed once, and a signing key is loaded.
     pub fn is_ready(&self) -> bool {
         let lists_synced = {
             let synced = read(&self.synced);
@@ -471,6 +479,8 @@ impl Index {
             scoped
                 && synced.contains(&(Watch::Revocations, None))
                 && synced.contains(&(Watch::Users, None))
+                && synced.contains(&(Watch::Upstreams, None))
+                && synced.contains(&(Watch::UpstreamSecret, None))
         };
         lists_synced && self.keys_synced.load(Ordering::Acquire) && self.keys().is_some()
     }

@@ -48,6 +48,8 @@ fn list_everything(index: &Index, scope: Option<&str>) {
     index.reset_verifiers(scope, []);
     index.reset_token_verifiers(scope, []);
     index.reset_users([]);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
 }
 
 fn user(name: &str, uid: &str) -> crate::api::OAuthUser {
@@ -149,6 +151,8 @@ fn reset_of_one_namespace_keeps_the_others() {
     index.reset_token_verifiers(Some("a"), []);
     index.reset_revoked([], 0);
     index.reset_users([]);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
     assert!(!index.is_ready(), "namespace b has not listed yet");
     index.reset_verifiers(Some("b"), []);
     assert!(
@@ -177,6 +181,8 @@ fn not_ready_until_every_watch_synced_and_keys_loaded() {
     index.reset_token_verifiers(None, []);
     index.reset_revoked([], 0);
     index.reset_users([]);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
     assert!(!index.is_ready());
     index.set_keys(None);
     assert!(!index.is_ready());
@@ -191,6 +197,8 @@ fn not_ready_until_initial_access_tokens_listed() {
     index.reset_verifiers(None, []);
     index.reset_revoked([], 0);
     index.reset_users([]);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
     index.set_keys(Some(keys()));
     assert!(
         !index.is_ready(),
@@ -315,6 +323,8 @@ fn not_ready_until_users_listed() {
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
     index.reset_revoked([], 0);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
     index.set_keys(Some(keys()));
     assert!(!index.is_ready(), "a user could be refused as unknown");
     index.reset_users([]);

@@ -1,5 +1,6 @@
 //! Feeds the [`Index`] from kube-runtime watchers: verifiers in the watched namespaces,
-//! revocations, and the one signing-key Secret. One way only: API server -> watch -> index.
+//! revocations, users, upstream providers, the one signing-key Secret and the one
+//! upstream Secret. One way only: API server -> watch -> index.
 
 use std::sync::Arc;
 
@@ -11,8 +12,11 @@ use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
 use super::{Index, Watch};
-use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser, RevokedToken};
+use crate::api::{
+    InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUpstream, OAuthUser, RevokedToken,
+};
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
+use crate::auth::secret::SecretString;
 
 /// What a watch tells the index: one object changed or went, or the complete list after a
 /// (re)list, which replaces everything known before (objects deleted while the watch was
@@ -169,5 +173,66 @@ pub async fn users(api: Api<OAuthUser>, index: Arc<Index>) {
         }
         Change::Listed(all) => index.reset_users(all.iter()),
     })
+    .await;
+}
+
+/// Keeps the upstream identity providers (of the operator namespace) in `index`.
+pub async fn upstreams(api: Api<OAuthUpstream>, index: Arc<Index>) {
+    let config = watcher::Config::default().any_semantic();
+    follow(
+        api,
+        config,
+        Watch::Upstreams,
+        &index,
+        |change| match change {
+            Change::Applied(u) => index.apply_upstream(&u),
+            Change::Deleted(u) => {
+                if let Some(name) = u.metadata.name.as_deref() {
+                    index.delete_upstream(name);
+                }
+            }
+            Change::Listed(all) => index.reset_upstreams(all.iter()),
+        },
+    )
+    .await;
+}
+
+/// Keeps the upstream providers' client secrets in `index`: the one upstream Secret,
+/// watched by name like the signing keys. Missing, it leaves the index ready (only the
+/// upstream sign-ins fail), with a warning.
+pub async fn upstream_secrets(api: Api<Secret>, name: String, index: Arc<Index>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let values = |s: &Secret| -> std::collections::HashMap<String, SecretString> {
+        s.data
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| match String::from_utf8(v.0.clone()) {
+                Ok(text) => Some((k.clone(), SecretString::new(text.trim().to_string()))),
+                Err(_) => {
+                    tracing::warn!(secret = %name, key = %k, "an upstream client secret is not UTF-8; ignored");
+                    None
+                }
+            })
+            .collect()
+    };
+    follow(
+        api,
+        config,
+        Watch::UpstreamSecret,
+        &index,
+        |change| match change {
+            Change::Applied(s) => index.set_upstream_secrets(values(&s)),
+            Change::Deleted(_) => index.set_upstream_secrets(Default::default()),
+            Change::Listed(found) => match found.first() {
+                Some(s) => index.set_upstream_secrets(values(s)),
+                None => {
+                    if !index.upstreams().is_empty() {
+                        tracing::warn!(secret = %name, "upstream Secret not found: sign-ins through upstream providers fail until it exists");
+                    }
+                    index.set_upstream_secrets(Default::default());
+                }
+            },
+        },
+    )
     .await;
 }

@@ -5,7 +5,8 @@
 //! this issuer, has not expired, was not revoked, and its client is still indexed (not deleted), active,
 //! and was not deactivated after the token was issued (its `notBefore`), and is the very
 //! client the token was issued to, not a later one of the same id; a token issued to a
-//! user also needs its grant unrevoked and the user still there and enabled. Everything else,
+//! user also needs its grant unrevoked and the user still there and enabled (for a user of
+//! an upstream provider, the `OAuthUpstream` still there). Everything else,
 //! a foreign or malformed token included, is just `{"active": false}`, as the RFC asks.
 
 use std::net::SocketAddr;
@@ -102,10 +103,8 @@ async fn refresh_token(
         Err(_) => return Err(OAuthError::TemporarilyUnavailable),
     };
     let spec = &grant.spec;
-    let user = state
-        .index
-        .user_by_subject(&spec.subject)
-        .filter(|u| u.enabled && u.name == spec.username);
+    let user = super::upstream::user(state, &spec.subject, spec.upstream.as_ref())
+        .filter(|u| u.name == spec.username);
     let fresh = client
         .not_before
         .is_none_or(|nbf| spec.auth_time.0.as_second() >= nbf);
@@ -132,7 +131,7 @@ fn inspect(state: &AppState, token: &str) -> Option<serde_json::Value> {
     let username = claims
         .grant_id
         .as_ref()
-        .and_then(|_| state.index.user_by_subject(&claims.sub))
+        .and_then(|_| super::upstream::user(state, &claims.sub, claims.upstream.as_ref()))
         .map(|u| u.name.clone());
     let mut answer = json!({
         "active": true,
@@ -176,12 +175,10 @@ pub(super) fn active(state: &AppState, token: &str) -> Option<AccessTokenClaims>
     if claims.client_uid.is_some() && claims.client_uid != client.uid {
         return None;
     }
-    // Issued to a user (from a grant): the user must still be there and enabled.
+    // Issued to a user (from a grant): the user must still be there and enabled (an
+    // upstream user: their provider still there).
     if claims.grant_id.is_some()
-        && !state
-            .index
-            .user_by_subject(&claims.sub)
-            .is_some_and(|u| u.enabled)
+        && super::upstream::user(state, &claims.sub, claims.upstream.as_ref()).is_none()
     {
         return None;
     }

@@ -12,11 +12,13 @@
 //! the one mapping of errors to RFC 6749 JSON; `Cache-Control: no-store` is a layer on
 //! the routes that hand out or inspect credentials ([`router`]). A handler per endpoint
 //! module: `token`, `introspect`, `revoke`, `registration`, `discovery`; and the pages
-//! a person sees, `authorize` (the sign-in of the authorization code grant), with
-//! `userinfo` beside them.
+//! a person sees, `authorize` (the sign-in of the authorization code grant) and
+//! `upstream` (sign-in through an upstream provider, the server's only outgoing HTTP),
+//! with `userinfo` beside them.
 //!
 //! Readiness (`/readyz`) waits until every watch the server answers from has listed
-//! once: clients, initial access tokens, revocations, users, and the signing keys.
+//! once: clients, initial access tokens, revocations, users, upstream providers and
+//! their Secret (listed, even when it does not exist), and the signing keys.
 
 mod authorize;
 mod client_auth;
@@ -30,6 +32,7 @@ mod metrics;
 mod registration;
 mod revoke;
 mod token;
+mod upstream;
 mod userinfo;
 
 use std::net::SocketAddr;
@@ -67,6 +70,9 @@ pub struct Config {
     /// Namespace and name of the signing-key Secret.
     pub operator_namespace: String,
     pub signing_key_secret: String,
+    /// Name of the Secret (in the operator namespace) of the upstream providers' client
+    /// secrets.
+    pub upstream_secret: String,
     /// How many argon2 checks may run at once (each takes ~19 MiB and ~25 ms of a core).
     pub max_concurrent_hashes: usize,
     /// How many requests may wait for an argon2 turn before more are shed with 503.
@@ -93,6 +99,9 @@ pub struct AppState {
     /// For the server's own writes (registrations, revocations); `None` in tests of the
     /// router, where those answer `server_error` or `temporarily_unavailable`.
     pub kube: Option<kube::Client>,
+    /// The upstream identity providers' discovery documents and keys, cached, and the
+    /// HTTP client that fetches them.
+    pub upstreams: Arc<upstream::Providers>,
 }
 
 impl AppState {
@@ -114,6 +123,7 @@ impl AppState {
             lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
             user_lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
             kube,
+            upstreams: Arc::default(),
             config: Arc::new(config),
         })
     }
@@ -139,6 +149,8 @@ pub fn router(state: AppState) -> Router {
         .route("/authorize", get(authorize::authorize))
         .route("/authorize/login", post(authorize::login))
         .route("/logout", get(authorize::logout).post(authorize::logout))
+        .route("/authorize/upstream/{name}", get(upstream::start))
+        .route("/authorize/callback", get(upstream::callback))
         .route(
             "/userinfo",
             get(userinfo::userinfo)
@@ -279,6 +291,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     ));
     tokio::spawn(index::watch::users(
         Api::namespaced(client.clone(), &config.operator_namespace),
+        index.clone(),
+    ));
+    tokio::spawn(index::watch::upstreams(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        index.clone(),
+    ));
+    tokio::spawn(index::watch::upstream_secrets(
+        Api::namespaced(client.clone(), &config.operator_namespace),
+        config.upstream_secret.clone(),
         index.clone(),
     ));
     tokio::spawn(index::watch::signing_keys(

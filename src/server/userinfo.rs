@@ -2,7 +2,8 @@
 //! access token was issued to, as its scopes allow. The token must be active by the same
 //! rules as introspection (so a disabled user, a revoked grant or a deactivated client
 //! ends it at once) and carry `openid`; the claims are read from the user as they are
-//! now, not as they were at sign-in.
+//! now, not as they were at sign-in. A user of an upstream provider is in no index: the
+//! claims are those their token carries from the sign-in (see `super::upstream`).
 
 use axum::Json;
 use axum::extract::State;
@@ -37,9 +38,7 @@ fn claims(
         // has no user to describe at all, so it is refused like any unusable token.
         return Err(OAuthError::InvalidToken);
     }
-    let user = state
-        .index
-        .user_by_subject(&claims.sub)
+    let user = super::upstream::user(state, &claims.sub, claims.upstream.as_ref())
         .ok_or(OAuthError::InvalidToken)?;
     let client = state
         .index

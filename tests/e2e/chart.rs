@@ -352,9 +352,10 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
     let controller = format!("system:serviceaccount:{ns}:{RELEASE}-oauth-operator-controller");
     let server = format!("system:serviceaccount:{ns}:{RELEASE}-oauth-operator-server");
     let signing = format!("secrets/{RELEASE}-oauth-operator-signing-keys");
+    let upstream = format!("secrets/{RELEASE}-oauth-operator-upstream-secrets");
 
     let (c, s) = (controller.as_str(), server.as_str());
-    let expectations: [(&str, [&str; 4], bool); 16] = [
+    let expectations: [(&str, [&str; 4], bool); 19] = [
         (c, ["list", "secrets", "-n", ns], true),
         // Outside watchNamespaces, nothing.
         (c, ["list", "secrets", "-n", "default"], false),
@@ -367,6 +368,9 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
         // The token server reads only the signing keys, and may only create Secrets.
         (s, ["get", signing.as_str(), "-n", ns], true),
         (s, ["get", "secrets/someone-elses", "-n", ns], false),
+        // And the upstream providers' client secrets, by name.
+        (s, ["get", upstream.as_str(), "-n", ns], true),
+        (c, ["get", upstream.as_str(), "-n", "default"], false),
         (s, ["list", "secrets", "-n", ns], false),
         (s, ["create", "secrets", "-n", ns], true),
         (s, ["update", "secrets", "-n", ns], false),
@@ -382,6 +386,11 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
             s,
             ["update", "oauthusers.oauth-operator.dev", "-n", ns],
             false,
+        ),
+        (
+            s,
+            ["watch", "oauthupstreams.oauth-operator.dev", "-n", ns],
+            true,
         ),
         (
             s,
@@ -501,7 +510,11 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
         &issuer,
         &["--leader-elect=true", &lease, &keys],
     )?;
-    let server = ctx.start_server_as(&server_kc, port, &[&keys]).await?;
+    // The server reads the upstream Secret of the chart's name, as the Deployment says.
+    let upstream = format!("--upstream-secret={fullname}-upstream-secrets");
+    let server = ctx
+        .start_server_as(&server_kc, port, &[&keys, &upstream])
+        .await?;
 
     ctx.apply(
         "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: app\nspec:\n  scopes: [read]\n",

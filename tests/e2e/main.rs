@@ -7,6 +7,7 @@ mod browser;
 mod chart;
 mod client_model;
 mod faults;
+mod federation;
 mod lifecycle;
 mod operations;
 mod registration;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         faults::tests(),
         sign_in::tests(),
         web_apps::tests(),
+        federation::tests(),
     ]
     .concat();
     let trials = tests

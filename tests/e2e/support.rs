@@ -399,11 +399,32 @@ impl Ctx {
     }
 
     fn common_args(&self, issuer: &str) -> Vec<String> {
-        vec![
-            format!("--namespace={}", self.ns),
-            format!("--operator-namespace={}", self.ns),
-            format!("--issuer={issuer}"),
-        ]
+        common_args_in(&self.ns, issuer)
+    }
+
+    /// A controller and a token server of their own for namespace `ns` (watched and
+    /// operator namespace both), as a second installation beside the test's: another
+    /// issuer, with its own signing keys. The caller creates and deletes `ns`.
+    pub async fn start_stack_in(&self, ns: &str) -> anyhow::Result<(Proc, Server)> {
+        let port = envtest::free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let kubeconfig = self.env.control_plane.kubeconfig();
+        let mut args = vec![
+            "controller".to_string(),
+            format!("--health-listen=127.0.0.1:{}", envtest::free_port()?),
+            "--leader-elect=false".to_string(),
+        ];
+        args.extend(common_args_in(ns, &url));
+        let controller = self.spawn_as(&format!("controller-{ns}"), &args, kubeconfig)?;
+        let mut args = vec!["server".to_string(), format!("--listen=127.0.0.1:{port}")];
+        args.extend(common_args_in(ns, &url));
+        let proc = self.spawn_as(&format!("server-{port}"), &args, kubeconfig)?;
+        let mut server = Server {
+            url,
+            _process: proc,
+        };
+        self.wait_server(&mut server).await?;
+        Ok((controller, server))
     }
 
     /// Starts a controller scoped to the test namespace.
@@ -489,6 +510,11 @@ impl Ctx {
             url,
             _process: proc,
         };
+        self.wait_server(&mut server).await?;
+        Ok(server)
+    }
+
+    async fn wait_server(&self, server: &mut Server) -> anyhow::Result<()> {
         // Ready means this process answers: it is still running, and the port serves the
         // token server's discovery document (not some other process's /readyz).
         let started = Instant::now();
@@ -500,7 +526,7 @@ impl Ctx {
                 );
             }
             if self.server_answers(&server.url).await {
-                return Ok(server);
+                return Ok(());
             }
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("token server not ready within 60 s");
@@ -591,6 +617,14 @@ impl Ctx {
             .with_context(|| format!("Secret {secret_name} has no key {key}"))?;
         Ok(String::from_utf8(value.0.clone())?)
     }
+}
+
+fn common_args_in(ns: &str, issuer: &str) -> Vec<String> {
+    vec![
+        format!("--namespace={ns}"),
+        format!("--operator-namespace={ns}"),
+        format!("--issuer={issuer}"),
+    ]
 }
 
 /// The message of a client's condition `type_`, empty when absent.

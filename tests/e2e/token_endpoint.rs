@@ -560,6 +560,7 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         client_uid: None,
         grant_id: None,
         auth_time: None,
+        upstream: None,
     };
     ensure!(
         introspect(sign(&claims(now + 600), ours.signer(now))?).await?["active"] == true,

@@ -85,6 +85,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-signing-keys" (include "oauth-operator.fullname" .) | trunc 253 }}
 {{- end }}
 
+{{/* The Secret of the upstream identity providers' client secrets, which the server reads. */}}
+{{- define "oauth-operator.upstreamSecret" -}}
+{{- default (printf "%s-upstream-secrets" (include "oauth-operator.fullname" .) | trunc 253) .Values.upstream.secretName }}
+{{- end }}
+
 {{/* The controller's leader-election Lease. */}}
 {{- define "oauth-operator.leaseName" -}}
 {{- include "oauth-operator.controllerName" . }}

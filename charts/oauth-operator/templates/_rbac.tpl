@@ -86,9 +86,10 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: ["oauth-operator.dev"]
   resources: ["revokedtokens"]
   verbs: ["list", "watch", "create"]
-# The built-in users, read only: the server never writes them.
+# The built-in users and the upstream identity providers, read only: the server never
+# writes them.
 - apiGroups: ["oauth-operator.dev"]
-  resources: ["oauthusers"]
+  resources: ["oauthusers", "oauthupstreams"]
   verbs: ["list", "watch"]
 # A redeemed authorization code is created (a second create of the same name is how a
 # reused code is caught); a refresh reads its grant and replaces it with the
@@ -100,5 +101,10 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: [""]
   resources: ["secrets"]
   resourceNames: [{{ include "oauth-operator.signingKeySecret" . | quote }}]
+  verbs: ["get", "list", "watch"]
+# And the upstream providers' client secrets, the same way.
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ include "oauth-operator.upstreamSecret" . | quote }}]
   verbs: ["get", "list", "watch"]
 {{- end }}

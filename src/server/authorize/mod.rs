@@ -11,13 +11,18 @@
 //! when the token endpoint redeems it by creating its `OAuthGrant`
 //! (`super::token::authorization_code`).
 //!
+//! A sign-in may also go through an upstream provider (`super::upstream`), which ends
+//! the same way: [`open_pending`] checks the pending request, [`issue_code`] answers.
+//! Such a sign-in starts no sign-in session (the session re-reads its user from the
+//! index, which holds built-in users only).
+//!
 //! A sign-in starts a sign-in session ([`session`]): later requests of any client from
 //! the same browser get their code at once, unless they ask `prompt=login` or a
 //! `max_age` the session is older than; `prompt=none` without one answers
 //! `login_required`.
 
 mod logout;
-mod page;
+pub(crate) mod page;
 pub mod request;
 mod session;
 
@@ -36,6 +41,7 @@ use super::error::OAuthError;
 use super::form::Form;
 use crate::auth::hash;
 use crate::auth::seal::Purpose;
+use crate::auth::token::UpstreamUser;
 use crate::index::{ClientEntry, UserEntry};
 use request::{Authorization, Refusal};
 
@@ -71,6 +77,10 @@ pub struct Code {
     /// The sign-in session the code was issued in: the ID token's `sid`.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// For a user of an upstream provider (who is in no index): who they are. `None` for
+    /// a built-in user, whom redemption reads from the index as they are then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamUser>,
 }
 
 /// `GET /authorize`.
@@ -102,7 +112,14 @@ pub async fn authorize(
     });
     if let Some((s, user)) = signed_in {
         tracing::info!(target: "audit", event = "session_reused", username = %user.name, client_id = %authorization.client_id, source = %peer.ip());
-        return send_code(&state, &authorization, &user, s.auth_time, Some(s.id), None);
+        return send_code(
+            &state,
+            &authorization,
+            Who::Local(&user),
+            s.auth_time,
+            Some(s.id),
+            None,
+        );
     }
     if authorization.no_prompt {
         return refused(
@@ -148,48 +165,18 @@ pub async fn login(
     headers: HeaderMap,
     form: Result<Form, OAuthError>,
 ) -> Response {
-    let expired = || {
-        page::error(
-            StatusCode::BAD_REQUEST,
-            "This sign-in page has expired, or was not opened in this browser.",
-        )
-    };
     let Ok(form) = form else {
         return page::error(
             StatusCode::BAD_REQUEST,
             "The sign-in form was not sent whole.",
         );
     };
-    let Some(id) = form.get("request").filter(|id| is_request_id(id)) else {
-        return expired();
+    let id = form.get("request").unwrap_or_default();
+    let (auth, client) = match open_pending(&state, &headers, id) {
+        Ok(pending) => pending,
+        Err(res) => return res,
     };
     let now = jiff::Timestamp::now().as_second();
-    let keys = state.index.keys();
-    let Some(sealer) = keys.as_ref().and_then(|k| k.sealer.as_ref()) else {
-        return unavailable();
-    };
-    let Some(pending) = read_cookie(&headers, &cookie_name(id))
-        .and_then(|c| sealer.open::<Pending>(Purpose::PendingRequest, &c, now))
-        .filter(|p| bool::from(p.id.as_bytes().ct_eq(id.as_bytes())))
-    else {
-        return expired();
-    };
-    let auth = pending.authorization;
-    tracing::Span::current().record("client_id", auth.client_id.as_str());
-    // The client may have changed since the form was shown.
-    let Some(client) = state
-        .index
-        .client(&auth.client_id)
-        .filter(|c| c.uid == auth.client_uid && c.active)
-        .filter(|c| {
-            crate::auth::redirect::matching(&c.redirect_uris, &auth.redirect_uri).is_some()
-        })
-    else {
-        return page::error(
-            StatusCode::BAD_REQUEST,
-            "The application is no longer allowed to sign you in.",
-        );
-    };
     // Usernames are Kubernetes object names: lowercase.
     let username = form
         .get("username")
@@ -226,7 +213,7 @@ pub async fn login(
     let mut res = send_code(
         &state,
         &auth,
-        &user,
+        Who::Local(&user),
         now,
         Some(session_id),
         session::start(&state, &new_session, now),
@@ -237,15 +224,106 @@ pub async fn login(
     res
 }
 
-/// Redirects to the client with a new code for `user`, and `session_cookie` set.
+/// The pending request `id` of this browser (its sealed cookie, for the same id) and its
+/// client, if that is still the one it was for, active and with the redirect URI; an
+/// error page otherwise.
+#[allow(clippy::result_large_err)]
+pub(crate) fn open_pending(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Authorization, std::sync::Arc<ClientEntry>), Response> {
+    let expired = || {
+        page::error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in page has expired, or was not opened in this browser.",
+        )
+    };
+    if !is_request_id(id) {
+        return Err(expired());
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let keys = state.index.keys();
+    let Some(sealer) = keys.as_ref().and_then(|k| k.sealer.as_ref()) else {
+        return Err(unavailable());
+    };
+    let Some(pending) = read_cookie(headers, &cookie_name(id))
+        .and_then(|c| sealer.open::<Pending>(Purpose::PendingRequest, &c, now))
+        .filter(|p| bool::from(p.id.as_bytes().ct_eq(id.as_bytes())))
+    else {
+        return Err(expired());
+    };
+    let auth = pending.authorization;
+    tracing::Span::current().record("client_id", auth.client_id.as_str());
+    // The client may have changed since the form was shown.
+    let Some(client) = state
+        .index
+        .client(&auth.client_id)
+        .filter(|c| c.uid == auth.client_uid && c.active)
+        .filter(|c| {
+            crate::auth::redirect::matching(&c.redirect_uris, &auth.redirect_uri).is_some()
+        })
+    else {
+        return Err(page::error(
+            StatusCode::BAD_REQUEST,
+            "The application is no longer allowed to sign you in.",
+        ));
+    };
+    Ok((auth, client))
+}
+
+/// The end of a sign-in through an upstream provider: the code, sent to the client's
+/// redirect URI, and the pending request's cookie dropped.
+pub(crate) fn issue_code(
+    state: &AppState,
+    id: &str,
+    auth: &Authorization,
+    subject: String,
+    username: String,
+    upstream: Option<UpstreamUser>,
+) -> Response {
+    let now = jiff::Timestamp::now().as_second();
+    let who = Who::Upstream {
+        subject,
+        username,
+        upstream,
+    };
+    let mut res = send_code(state, auth, who, now, None, None);
+    if let Ok(gone) = HeaderValue::from_str(&cookie(state, id, "", 0)) {
+        res.headers_mut().append(header::SET_COOKIE, gone);
+    }
+    res
+}
+
+/// Whom a code is for.
+enum Who<'a> {
+    /// A built-in user.
+    Local(&'a UserEntry),
+    /// A user of an upstream provider, with what the provider said.
+    Upstream {
+        subject: String,
+        username: String,
+        upstream: Option<UpstreamUser>,
+    },
+}
+
+/// Redirects to the client with a new code for `who`, and `session_cookie` set.
 fn send_code(
     state: &AppState,
     auth: &Authorization,
-    user: &UserEntry,
+    who: Who<'_>,
     auth_time: i64,
     session_id: Option<String>,
     session_cookie: Option<String>,
 ) -> Response {
+    let (subject, username, upstream) = match who {
+        Who::Local(user) => (user.uid.clone(), user.name.clone(), None),
+        Who::Upstream {
+            subject,
+            username,
+            upstream,
+        } => (subject, username, upstream),
+    };
     let now = jiff::Timestamp::now().as_second();
     let Ok(grant_id) = crate::auth::secret::random_id() else {
         return unavailable();
@@ -258,10 +336,11 @@ fn send_code(
         challenge: auth.challenge.clone(),
         scope: auth.scope.clone(),
         nonce: auth.nonce.clone(),
-        subject: user.uid.clone(),
-        username: user.name.clone(),
+        subject,
+        username,
         auth_time,
         session_id,
+        upstream,
     };
     let Some(sealed) = state.index.keys().and_then(|k| {
         k.sealer
@@ -332,7 +411,12 @@ async fn check_password(
 
 /// The groups of `user` that `client` may see.
 pub fn visible_groups(user: &UserEntry, client: &ClientEntry) -> Vec<String> {
-    user.groups
+    allowed_groups(&user.groups, client)
+}
+
+/// Which of `groups` `client` may see: a built-in user's or an upstream provider's.
+pub fn allowed_groups(groups: &[String], client: &ClientEntry) -> Vec<String> {
+    groups
         .iter()
         .filter(|g| client.allowed_groups.as_ref().is_none_or(|a| a.contains(g)))
         .cloned()
@@ -350,12 +434,14 @@ fn sign_in_page(
         "{}/authorize/login",
         state.config.issuer.trim_end_matches('/')
     );
+    let upstreams = super::upstream::sign_in_links(state, id);
     page::sign_in(&page::SignIn {
         application: client.display_name.as_deref().unwrap_or(&client.client_id),
         action: &action,
         request: id,
         username,
         error,
+        upstreams: &upstreams,
     })
 }
 
@@ -385,7 +471,7 @@ fn refusal_reason(r: &Refusal) -> &'static str {
     }
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     let mut res = page::error(
         StatusCode::SERVICE_UNAVAILABLE,
         "The sign-in service is busy or starting; try again in a moment.",
@@ -396,7 +482,7 @@ fn unavailable() -> Response {
 }
 
 /// 303: the browser follows with a GET, whatever method brought it here.
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(loc) => (
             StatusCode::SEE_OTHER,
@@ -423,7 +509,7 @@ fn cookie_name(id: &str) -> String {
 
 /// Request ids are [`crate::auth::secret::random_id`]s: 22 base64url characters, safe in
 /// a cookie name.
-fn is_request_id(id: &str) -> bool {
+pub(crate) fn is_request_id(id: &str) -> bool {
     id.len() == 22
         && id
             .bytes()
@@ -434,6 +520,11 @@ fn is_request_id(id: &str) -> bool {
 /// from this site; Lax still lets the upstream's redirect back carry it), scoped to the
 /// authorize path, Secure unless the issuer is plain HTTP (loopback development).
 fn cookie(state: &AppState, id: &str, value: &str, max_age: i64) -> String {
+    set_cookie(state, &cookie_name(id), value, max_age)
+}
+
+/// A `Set-Cookie` value of the sign-in's cookies, as [`cookie`] describes.
+pub(crate) fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
     let issuer = &state.config.issuer;
     let secure = if issuer.starts_with("https://") {
         "; Secure"
@@ -441,8 +532,7 @@ fn cookie(state: &AppState, id: &str, value: &str, max_age: i64) -> String {
         ""
     };
     format!(
-        "{}={value}; Path={}/authorize; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
-        cookie_name(id),
+        "{name}={value}; Path={}/authorize; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
         issuer_path(issuer)
     )
 }
@@ -457,7 +547,7 @@ fn issuer_path(issuer: &str) -> &str {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -21,6 +21,9 @@ pub struct SignIn<'a> {
     pub username: &'a str,
     /// Why the last try failed.
     pub error: Option<&'a str>,
+    /// The upstream providers to sign in through: each one's display name and the link
+    /// that starts it (`/authorize/upstream/{name}?request=...`).
+    pub upstreams: &'a [(String, String)],
 }
 
 /// The sign-in form.
@@ -38,13 +41,32 @@ pub fn sign_in(p: &SignIn<'_>) -> Response {
 <p><label for="password">Password</label><br>
 <input id="password" name="password" type="password" autocomplete="current-password" required></p>
 <p><button type="submit">Sign in</button></p>
-</form>"#,
+</form>{upstreams}"#,
         app = escape(p.application),
         action = escape(p.action),
         request = escape(p.request),
         username = escape(p.username),
+        upstreams = upstream_links(p.upstreams),
     );
     page(StatusCode::OK, "Sign in", &body)
+}
+
+/// One link per upstream provider, under the form: plain links (GET), so no script and
+/// no second form are needed.
+fn upstream_links(upstreams: &[(String, String)]) -> String {
+    if upstreams.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n<p>Or:</p>\n<ul class=\"upstreams\">\n");
+    for (name, href) in upstreams {
+        out.push_str(&format!(
+            "<li><a class=\"upstream\" href=\"{}\">Sign in with {}</a></li>\n",
+            escape(href),
+            escape(name)
+        ));
+    }
+    out.push_str("</ul>");
+    out
 }
 
 /// An error the person must see, because nothing can be sent back to the application.
@@ -160,6 +182,10 @@ mod tests {
             request: "r1",
             username: "\"><script>",
             error: Some("Incorrect username or password."),
+            upstreams: &[(
+                "<Corp>".into(),
+                "/authorize/upstream/corp?request=r1".into(),
+            )],
         });
         assert_eq!(res.status(), StatusCode::OK);
         assert!(
@@ -175,5 +201,8 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains("role=\"alert\""));
         assert!(html.contains(r#"name="request" value="r1""#));
+        assert!(html.contains(
+            r#"<a class="upstream" href="/authorize/upstream/corp?request=r1">Sign in with &lt;Corp&gt;</a>"#
+        ));
     }
 }

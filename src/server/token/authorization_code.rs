@@ -21,7 +21,7 @@ use crate::api::{GrantRefresh, OAuthGrant, OAuthGrantSpec};
 use crate::auth::keys::KeySet;
 use crate::auth::pkce::Challenge;
 use crate::auth::seal::Purpose;
-use crate::auth::token::{self, AccessTokenClaims, IdTokenClaims};
+use crate::auth::token::{self, AccessTokenClaims, IdTokenClaims, UpstreamUser};
 use crate::index::{ClientEntry, UserEntry};
 use crate::server::AppState;
 use crate::server::authorize::{Code, visible_groups};
@@ -93,6 +93,7 @@ pub(super) async fn exchange(
         scope: &code.scope,
         nonce: code.nonce.as_deref(),
         session_id: code.session_id.as_deref(),
+        upstream: code.upstream.clone(),
     };
     let (access_token, id_token) =
         user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
@@ -133,6 +134,8 @@ pub(super) struct Session<'a> {
     pub nonce: Option<&'a str>,
     /// The sign-in session (`sid`), for the first ID token only.
     pub session_id: Option<&'a str>,
+    /// For a user of an upstream provider: what their tokens carry of them.
+    pub upstream: Option<UpstreamUser>,
 }
 
 /// The access token of `user` for `client`, and with `openid` its ID token: `roles` are
@@ -165,6 +168,7 @@ pub(super) fn user_tokens(
         client_uid: client.uid.clone(),
         grant_id: Some(session.grant_id.to_string()),
         auth_time: Some(session.auth_time),
+        upstream: session.upstream.clone(),
     };
     let signer = keys.signer(now);
     let signing_failed = |e: token::SignError| {
@@ -211,7 +215,8 @@ pub(super) async fn client(
 
 /// The user the code was issued for, if the code may be redeemed by this request: the
 /// same client (not another of the same id since), the same redirect URI, the verifier
-/// of its challenge, and a user still there and enabled. One answer for every failure:
+/// of its challenge, and a user still there and enabled (or, for an upstream user, their
+/// provider still there). One answer for every failure:
 /// `invalid_grant`.
 fn redeemable(
     state: &AppState,
@@ -227,10 +232,8 @@ fn redeemable(
     if !(same_client && client.active && code.redirect_uri == redirect_uri && pkce) {
         return None;
     }
-    state
-        .index
-        .user_by_subject(&code.subject)
-        .filter(|u| u.enabled && u.name == code.username)
+    crate::server::upstream::user(state, &code.subject, code.upstream.as_ref())
+        .filter(|u| u.name == code.username)
 }
 
 /// Creates the code's grant; if it exists already, the code was used before: the grant
@@ -266,6 +269,7 @@ async fn redeem(
             auth_time: time(code.auth_time)?,
             expires_at: time(expires_at)?,
             refresh,
+            upstream: code.upstream.clone(),
         },
     };
     let api: Api<OAuthGrant> = Api::namespaced(kube.clone(), &state.config.operator_namespace);

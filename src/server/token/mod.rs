@@ -134,6 +134,7 @@ async fn issue(
         client_uid: client.uid.clone(),
         grant_id: None,
         auth_time: None,
+        upstream: None,
     };
     let jwt = token::sign(&claims, keys.signer(now)).map_err(|e| {
         tracing::error!(error = %e, "signing failed");

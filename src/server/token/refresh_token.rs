@@ -160,10 +160,8 @@ pub(super) async fn refresh(
     let deactivated_since = client
         .not_before
         .is_some_and(|nbf| spec.auth_time.0.as_second() < nbf);
-    let user = state
-        .index
-        .user_by_subject(&spec.subject)
-        .filter(|u| u.enabled && u.name == spec.username);
+    let user = crate::server::upstream::user(state, &spec.subject, spec.upstream.as_ref())
+        .filter(|u| u.name == spec.username);
     let (Some(user), false, true) = (user, deactivated_since, spec.client_uid == client.uid) else {
         return Err(fail(OAuthError::InvalidGrant));
     };
@@ -212,6 +210,7 @@ pub(super) async fn refresh(
         scope: &scope,
         nonce: None,
         session_id: None,
+        upstream: grant.spec.upstream.clone(),
     };
     let (access_token, id_token) =
         user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
