@@ -6,21 +6,25 @@
 //! ```text
 //! (1) read: API server --watch--> index --> token server      (every replica; no API call per request)
 //!     OAuthClientVerifier, InitialAccessTokenVerifier,         POST /token /introspect /revoke /register
-//!     RevokedToken, signing-key Secret                          GET /jwks, discovery
+//!     RevokedToken, OAuthUser, OAuthUpstream,                   GET /authorize /userinfo /logout /jwks,
+//!     signing-key Secret, upstream Secret                       discovery
 //! (2) write: OAuthClient, InitialAccessToken --watch--> controller::reconcile   (the Lease holder)
 //!     observe --> plan (pure) --> act: Secret (each value once), verifier (hashes), status, Events
 //! (3) the server's own writes, through the API server, back to (1) and (2) by the same watches:
 //!     POST /register --> OAuthClient + Secret of hashes + a slot in the token's status
-//!     POST /revoke   --> RevokedToken
+//!     POST /revoke, /logout, a code or refresh token reused --> RevokedToken
+//!     POST /token (a code redeemed, a refresh) --> OAuthGrant
 //! ```
 //!
 //! Modules, by role:
 //! - [`api`]: the CRD types, no I/O.
 //! - [`controller`]: reconcilers (observe, plan, act) that write Secrets, verifiers and
 //!   status; leader election; signing-key rotation.
-//! - [`index`]: the in-memory view of verifiers and signing keys the server reads.
-//! - [`server`]: the HTTP surface (axum), answering from the index; the server's own
-//!   writes are registrations and revocations, through the API server.
+//! - [`index`]: the in-memory view of verifiers, users, upstream providers and signing
+//!   keys the server reads.
+//! - [`server`]: the HTTP surface (axum), answering from the index: the grants, the
+//!   sign-in pages, upstream federation; the server's own writes are registrations,
+//!   grants and revocations, through the API server.
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
 //! - [`watch_backoff`]: how every watch retries while the API server is away.
 

@@ -423,12 +423,7 @@ async fn a_code_is_bound_to_its_client_redirect_uri_and_verifier() -> TestResult
         ),
         (
             "tampered code",
-            exchange(
-                PUBLIC_APP,
-                REDIRECT,
-                VERIFIER,
-                &tampered(&code),
-            ),
+            exchange(PUBLIC_APP, REDIRECT, VERIFIER, &tampered(&code)),
         ),
     ] {
         let a = post(&r, "/token", None, None, &body).await?;
