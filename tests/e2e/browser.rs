@@ -230,9 +230,24 @@ impl Browser {
     }
 
     /// The page's text as rendered (what a user reads), not its markup.
+    ///
+    /// A page that is being replaced (a form just posted) can drop the body between
+    /// finding it and reading it ("stale element"); the read is then tried again on the
+    /// new page, within the step's bound.
     pub async fn text(&self) -> anyhow::Result<String> {
-        let body = self.find("body").await?;
-        step("reading the page's text", body.text()).await
+        let started = Instant::now();
+        loop {
+            let body = self.find("body").await?;
+            match step("reading the page's text", body.text()).await {
+                Ok(text) => return Ok(text),
+                Err(e)
+                    if started.elapsed() < STEP && format!("{e:#}").contains("stale element") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The cookies the browser holds for the current page, with their attributes.

@@ -214,6 +214,26 @@ async fn browser_sign_in(
     Ok(parse(&callback.next_query(WAIT).await?))
 }
 
+/// Signs `user` in with a fresh PKCE pair, exchanges the code, and returns the token
+/// response (the code noted for the leak check).
+async fn signed_in(
+    ctx: &Ctx,
+    browser: &Browser,
+    server: &Server,
+    callback: &CallbackServer,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let (verifier, challenge) = pkce()?;
+    let params =
+        browser_sign_in(browser, server, callback, user, password, "s", &challenge).await?;
+    let code = params.get("code").context("no code")?;
+    ctx.secret("authorization code", code);
+    let (status, body) = exchange(ctx, server, callback, code, &verifier).await?;
+    ensure!(status == 200, "exchange: {status} {body}");
+    Ok(body)
+}
+
 async fn exchange(
     ctx: &Ctx,
     server: &Server,
@@ -513,21 +533,15 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
     let (_c, server, callback, gateway) =
         setup(&ctx, &[], &[("erin", "erin-password-1", &["billing"])]).await?;
     let browser = Browser::start().await?;
-    let (verifier, challenge) = pkce()?;
-    let params = browser_sign_in(
+    let body = signed_in(
+        &ctx,
         &browser,
         &server,
         &callback,
         "erin",
         "erin-password-1",
-        "s",
-        &challenge,
     )
     .await?;
-    let code = params.get("code").context("no code")?;
-    ctx.secret("authorization code", code);
-    let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
-    ensure!(status == 200, "{status} {body}");
     let access = body["access_token"]
         .as_str()
         .context("access_token")?
@@ -563,6 +577,7 @@ async fn mid_session(ctx: Ctx) -> anyhow::Result<()> {
         status == 400 && refused["error"] == "invalid_grant",
         "refresh of a deactivated client: {status} {refused}"
     );
+    let (_, challenge) = pkce()?;
     browser
         .goto(&authorize_url(&server, &callback.url(), "s", &challenge))
         .await?;
@@ -657,21 +672,15 @@ async fn refresh_tokens(ctx: Ctx) -> anyhow::Result<()> {
     let browser = Browser::start().await?;
 
     // billing-web may refresh twice: each refresh replaces the refresh token.
-    let (verifier, challenge) = pkce()?;
-    let params = browser_sign_in(
+    let first = signed_in(
+        &ctx,
         &browser,
         &server,
         &callback,
         "frank",
         "frank-password-1",
-        "s",
-        &challenge,
     )
     .await?;
-    let code = params.get("code").context("no code")?;
-    ctx.secret("authorization code", code);
-    let (status, first) = exchange(&ctx, &server, &callback, code, &verifier).await?;
-    ensure!(status == 200, "{status} {first}");
     let r0 = first["refresh_token"]
         .as_str()
         .context("a refresh token")?
@@ -735,21 +744,15 @@ async fn refresh_tokens(ctx: Ctx) -> anyhow::Result<()> {
     .await?;
 
     // Two refreshes with one token at once: at most one wins, whatever the timing.
-    let (verifier, challenge) = pkce()?;
-    let params = browser_sign_in(
+    let fresh = signed_in(
+        &ctx,
         &browser,
         &server,
         &callback,
         "frank",
         "frank-password-1",
-        "s",
-        &challenge,
     )
     .await?;
-    let code = params.get("code").context("no code")?;
-    ctx.secret("authorization code", code);
-    let (status, fresh) = exchange(&ctx, &server, &callback, code, &verifier).await?;
-    ensure!(status == 200, "{status} {fresh}");
     let r = fresh["refresh_token"].as_str().context("refresh_token")?;
     let (a, b) = tokio::join!(
         refresh(&ctx, &server, None, r),
@@ -861,21 +864,15 @@ async fn single_sign_on(ctx: Ctx) -> anyhow::Result<()> {
     let (_c, server, callback, _) =
         setup(&ctx, &[], &[("grace", "grace-password-1", &["billing"])]).await?;
     let browser = Browser::start().await?;
-    let (verifier, challenge) = pkce()?;
-    let params = browser_sign_in(
+    let body = signed_in(
+        &ctx,
         &browser,
         &server,
         &callback,
         "grace",
         "grace-password-1",
-        "s",
-        &challenge,
     )
     .await?;
-    let code = params.get("code").context("no code")?;
-    ctx.secret("authorization code", code);
-    let (status, body) = exchange(&ctx, &server, &callback, code, &verifier).await?;
-    ensure!(status == 200, "{status} {body}");
     let id_token = body["id_token"].as_str().context("id_token")?.to_string();
     let id: IdTokenClaims = verify_jwt(&ctx.http, &server, &id_token, "billing-web").await?;
     ensure!(id.sid.is_some(), "the ID token names its sign-in session");
