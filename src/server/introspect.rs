@@ -23,9 +23,8 @@ use super::form::Form;
 use super::token::authenticated_token;
 use kube::api::Api;
 
-use super::token::{RefreshClaims, Verdict, grant_name, judge};
+use super::token::{Verdict, grant_name, grant_user, judge, open_refresh_token};
 use crate::api::OAuthGrant;
-use crate::auth::seal::Purpose;
 use crate::auth::token::AccessTokenClaims;
 use crate::index::ClientEntry;
 
@@ -75,11 +74,7 @@ async fn refresh_token(
     token: &str,
 ) -> Result<Option<serde_json::Value>, OAuthError> {
     let now = jiff::Timestamp::now();
-    let Some(claims) = state.index.keys().and_then(|k| {
-        k.sealer
-            .as_ref()
-            .and_then(|s| s.open::<RefreshClaims>(Purpose::RefreshToken, token, now.as_second()))
-    }) else {
+    let Some(claims) = open_refresh_token(state, token, now.as_second()) else {
         return Ok(None);
     };
     let inactive = Ok(Some(json!({ "active": false })));
@@ -103,16 +98,11 @@ async fn refresh_token(
         Err(_) => return Err(OAuthError::TemporarilyUnavailable),
     };
     let spec = &grant.spec;
-    let user = super::upstream::user(state, &spec.subject, spec.upstream.as_ref())
-        .filter(|u| u.name == spec.username);
-    let fresh = client
-        .not_before
-        .is_none_or(|nbf| spec.auth_time.0.as_second() >= nbf);
     let refreshable = matches!(
         judge(spec.refresh.as_ref(), claims.generation, policy, now),
         Verdict::Refresh(_)
     );
-    if user.is_none() || !fresh || !refreshable || spec.client_uid != client.uid {
+    if !refreshable || grant_user(state, client, spec).is_none() {
         return inactive;
     }
     Ok(Some(json!({

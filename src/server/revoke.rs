@@ -23,10 +23,9 @@ use super::AppState;
 use super::client_auth::BasicHeader;
 use super::error::OAuthError;
 use super::form::Form;
-use super::token::RefreshClaims;
 use super::token::authenticated_token;
+use super::token::open_refresh_token;
 use crate::api::{RevokedToken, RevokedTokenSpec};
-use crate::auth::seal::Purpose;
 use crate::auth::token::AccessTokenClaims;
 
 /// `POST /revoke`; the span carries the authenticated client's id, never the token.
@@ -71,11 +70,7 @@ async fn handle(
     // A refresh token (whatever `token_type_hint` says, which RFC 7009 lets the server
     // ignore): its grant is revoked, and with it every token the grant issued.
     let now = jiff::Timestamp::now().as_second();
-    if let Some(refresh) = state.index.keys().and_then(|k| {
-        k.sealer
-            .as_ref()
-            .and_then(|s| s.open::<RefreshClaims>(Purpose::RefreshToken, &token, now))
-    }) {
+    if let Some(refresh) = open_refresh_token(state, &token, now) {
         if refresh.client_id != client.client_id {
             return Err(OAuthError::UnauthorizedClient);
         }

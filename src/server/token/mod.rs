@@ -6,7 +6,7 @@ mod authorization_code;
 mod refresh_token;
 
 pub(super) use authorization_code::grant_name;
-pub(super) use refresh_token::{RefreshClaims, Verdict, judge};
+pub(super) use refresh_token::{Verdict, grant_user, judge, open as open_refresh_token};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

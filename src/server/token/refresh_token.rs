@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use super::authorization_code::{Session, client, grant_name, user_tokens};
 use super::{Refusal, TokenResponse, parse_scope};
-use crate::api::{GrantRefresh, OAuthGrant, RefreshPolicy};
+use std::sync::Arc;
+
+use crate::api::{GrantRefresh, OAuthGrant, OAuthGrantSpec, RefreshPolicy};
 use crate::auth::seal::{Purpose, SealError, Sealer};
-use crate::index::ClientEntry;
+use crate::index::{ClientEntry, UserEntry};
 use crate::server::AppState;
 use crate::server::client_auth::BasicHeader;
 use crate::server::error::OAuthError;
@@ -62,6 +64,35 @@ pub(super) fn seal(
             tracing::error!(error = %e, "sealing a refresh token failed");
             OAuthError::ServerError
         })
+}
+
+/// The claims of `token`, if it is an unexpired refresh token of this server.
+pub fn open(state: &AppState, token: &str, now: i64) -> Option<RefreshClaims> {
+    state
+        .index
+        .keys()?
+        .sealer
+        .as_ref()?
+        .open(Purpose::RefreshToken, token, now)
+}
+
+/// The user of `grant`, if its tokens still hold for `client`: the very client it was
+/// made to (not another of the same id since), not deactivated since the sign-in, and the
+/// user still there and enabled (a user of an upstream provider: the provider still
+/// there). A refresh and the introspection of a refresh token ask exactly this.
+pub fn grant_user(
+    state: &AppState,
+    client: &ClientEntry,
+    grant: &OAuthGrantSpec,
+) -> Option<Arc<UserEntry>> {
+    let deactivated_since = client
+        .not_before
+        .is_some_and(|nbf| grant.auth_time.0.as_second() < nbf);
+    if deactivated_since || grant.client_uid != client.uid {
+        return None;
+    }
+    crate::server::upstream::user(state, &grant.subject, grant.upstream.as_ref())
+        .filter(|u| u.name == grant.username)
 }
 
 /// What a refresh may do with a grant.
@@ -132,9 +163,8 @@ pub(super) async fn refresh(
         .as_ref()
         .ok_or_else(|| fail(OAuthError::TemporarilyUnavailable))?;
     let now = jiff::Timestamp::now();
-    let token: RefreshClaims = sealer
-        .open(Purpose::RefreshToken, presented, now.as_second())
-        .filter(|t: &RefreshClaims| t.client_id == client.client_id)
+    let token = open(state, presented, now.as_second())
+        .filter(|t| t.client_id == client.client_id)
         .ok_or_else(|| fail(OAuthError::InvalidGrant))?;
     if state.index.is_revoked(&token.grant_id) || !client.active {
         return Err(fail(OAuthError::InvalidGrant));
@@ -154,17 +184,8 @@ pub(super) async fn refresh(
             return Err(fail(OAuthError::TemporarilyUnavailable));
         }
     };
-    // The very client it was made to, not one deactivated since the sign-in, and a user
-    // still there and enabled.
     let spec = &grant.spec;
-    let deactivated_since = client
-        .not_before
-        .is_some_and(|nbf| spec.auth_time.0.as_second() < nbf);
-    let user = crate::server::upstream::user(state, &spec.subject, spec.upstream.as_ref())
-        .filter(|u| u.name == spec.username);
-    let (Some(user), false, true) = (user, deactivated_since, spec.client_uid == client.uid) else {
-        return Err(fail(OAuthError::InvalidGrant));
-    };
+    let user = grant_user(state, &client, spec).ok_or_else(|| fail(OAuthError::InvalidGrant))?;
     let granted: Vec<String> = spec
         .scope
         .as_deref()
