@@ -284,7 +284,7 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         prop_assert!(!text.contains(SECRET) && !text.contains(ACCESS_TOKEN) && !text.contains(IAT));
         prop_assert!(!text.contains(PASSWORD), "a password is never echoed");
-        prop_assert!(!text.contains("$argon2"));
+        prop_assert!(!text.contains("$argon2") && !text.contains("$sha256"));
     }
 
     /// The internal CRD as the API server could hand it over, whatever it holds: the index
@@ -334,6 +334,7 @@ fn verifier_json() -> impl Strategy<Value = serde_json::Value> {
                     "secrets": secrets.iter().map(|(n, h, exp)| serde_json::json!({
                         "name": n,
                         "hash": h,
+                        "sha256": h,
                         "source": {"secretName": "s", "key": "k", "uid": "u", "version": "1"},
                         "expiresAt": exp.map(|e| jiff::Timestamp::from_second(i64::from(e)).map(|t| t.to_string()).unwrap_or_default()),
                     })).collect::<Vec<_>>(),
@@ -347,6 +348,6 @@ fn verifier_json_iat() -> serde_json::Value {
         "apiVersion": "oauth-operator.dev/v1alpha1",
         "kind": "InitialAccessTokenVerifier",
         "metadata": {"name": "x", "namespace": "fuzz"},
-        "spec": {"tokenId": "", "hash": "", "source": {"secretName": "s", "key": "k", "uid": "u", "version": "1"}, "expiresAt": "1970-01-01T00:00:00Z"}
+        "spec": {"tokenId": "", "hash": "", "sha256": "", "source": {"secretName": "s", "key": "k", "uid": "u", "version": "1"}, "expiresAt": "1970-01-01T00:00:00Z"}
     })
 }

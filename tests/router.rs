@@ -17,8 +17,8 @@ use axum::http::Request;
 use tower::ServiceExt;
 
 use fixture::{
-    ACCESS_TOKEN, AUDIENCE, Answer, CLIENT_ID, CODE_ONLY, IAT, INACTIVE, ISSUER, REGISTERED,
-    SECRET, basic, with_peer,
+    ACCESS_TOKEN, AUDIENCE, Answer, CHOSEN, CLIENT_ID, CODE_ONLY, IAT, INACTIVE, ISSUER,
+    REGISTERED, SECRET, basic, with_peer,
 };
 use oauth_operator::index::Index;
 
@@ -246,6 +246,53 @@ async fn unknown_and_deactivated_clients_get_the_wrong_secret_answer() -> TestRe
         expect_eq((a.status, &a.body), (wrong.status, &wrong.body), id)?;
     }
     Ok(())
+}
+
+// --- Verification by kind: generated secrets (SHA-256) and chosen ones (argon2id) ---------
+
+/// `n` wrong secrets for `client_id`, each answered `invalid_client`.
+async fn wrong_secrets(router: &Router, client_id: &str, n: usize) -> TestResult {
+    for i in 0..n {
+        let a = token_request(
+            router,
+            Some(&basic(client_id, &format!("guess-{i}"))),
+            "grant_type=client_credentials",
+        )
+        .await?;
+        expect_eq(a.status, 401, "a wrong secret")?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_secrets_never_refuses_the_holder_of_a_generated_secret() -> TestResult {
+    let (router, _) = server()?;
+    // Three times the fixture's lockout threshold (10 failures).
+    wrong_secrets(&router, CLIENT_ID, 30).await?;
+    let a = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await?;
+    expect_eq(a.status, 200, "the holder after the flood")
+}
+
+#[tokio::test]
+async fn a_chosen_secret_locks_after_repeated_failures_but_keeps_its_warm_holder() -> TestResult {
+    let grant = "grant_type=client_credentials";
+    // Cold: after the fixture's 10 failures even the right secret is refused, unchecked.
+    let (cold, _) = server()?;
+    wrong_secrets(&cold, CHOSEN, 10).await?;
+    let a = token_request(&cold, Some(&basic(CHOSEN, SECRET)), grant).await?;
+    expect_error(&a, 401, r#"{"error":"invalid_client"}"#)?;
+    // Warm: a workload that passed argon2id before the attack is still served.
+    let (warm, _) = server()?;
+    let a = token_request(&warm, Some(&basic(CHOSEN, SECRET)), grant).await?;
+    expect_eq(a.status, 200, "the chosen secret verifies (argon2id)")?;
+    wrong_secrets(&warm, CHOSEN, 10).await?;
+    let a = token_request(&warm, Some(&basic(CHOSEN, SECRET)), grant).await?;
+    expect_eq(a.status, 200, "the warm holder while locked")
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ pub struct Registration {
     /// The InitialAccessToken it was registered with.
     #[schemars(length(min = 1, max = 253))]
     pub initial_access_token: String,
-    /// A key of a Secret holding the argon2id hash (PHC string) of the client's registration access token.
+    /// A key of a Secret holding the hash of the client's registration access token: `$sha256$` and its base64url SHA-256 (the token is generated), or an argon2id PHC string.
     pub access_token_hash_ref: SecretKeyRef,
 }
 
@@ -269,7 +269,7 @@ pub struct ClientSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
 
-    /// Take an argon2id hash (PHC string) of the value from a key of an existing Secret: the value itself is held only by whoever made it (a dynamically registered client, or a team that hashes its own secrets).
+    /// Take an argon2id hash (PHC string) of the value from a key of an existing Secret: the value itself is held only by whoever made it (a team that hashes its own secrets). A registered client's (with `registration`) may instead be `$sha256$` and the base64url SHA-256 of the secret the token server generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_ref: Option<SecretKeyRef>,
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ClientType;
 
-/// Internal, written only by the controller: what the token server needs to verify one `OAuthClient`. One per client, same name, owned by it (so it is garbage-collected with it). Holds argon2id hashes, never a secret.
+/// Internal, written only by the controller: what the token server needs to verify one `OAuthClient`. One per client, same name, owned by it (so it is garbage-collected with it). Holds hashes (SHA-256 of generated secrets, argon2id of chosen ones), never a secret.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[kube(
     group = "oauth-operator.dev",
@@ -12,7 +12,7 @@ use super::ClientType;
     kind = "OAuthClientVerifier",
     namespaced,
     category = "oauth-internal",
-    doc = "Internal state written by the oauth-operator controller for its token server: argon2id hashes and token settings of one OAuthClient.",
+    doc = "Internal state written by the oauth-operator controller for its token server: the secret hashes and token settings of one OAuthClient.",
     printcolumn(name = "Client ID", type_ = "string", json_path = ".spec.clientId"),
     printcolumn(
         name = "Age",
@@ -64,7 +64,7 @@ pub struct OAuthClientVerifierSpec {
     /// One entry per accepted client secret.
     #[serde(default)]
     pub secrets: Vec<SecretVerifier>,
-    /// For a dynamically registered client: the argon2id hash of its registration access token (RFC 7592).
+    /// For a dynamically registered client: the hash of its registration access token (RFC 7592): `$sha256$` and the base64url SHA-256, or an argon2id PHC string from an earlier version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,
 }
@@ -82,14 +82,18 @@ pub struct RefreshPolicy {
     pub max_lifetime_seconds: i64,
 }
 
-/// How to verify one client secret.
+/// How to verify one client secret: by `sha256` when it is there, else by `hash`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretVerifier {
     /// The secret entry's name.
     pub name: String,
-    /// The argon2id hash of the secret, in PHC string format.
-    pub hash: String,
+    /// The SHA-256 of a secret the operator generated (256 random bits), base64url without padding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The argon2id hash of a secret someone chose, in PHC string format. Also kept beside `sha256` for a generated secret that an earlier version hashed this way, so that its replicas still verify it during a rolling upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
     /// Where the hashed value came from. The controller compares it with the source's current identity to know, without hashing again, that the hash is current.
     pub source: SourceRef,
     /// When the secret stops being accepted; never when absent.
@@ -119,14 +123,18 @@ pub struct SourceRef {
     kind = "InitialAccessTokenVerifier",
     namespaced,
     category = "oauth-internal",
-    doc = "Internal state written by the oauth-operator controller for its token server: the argon2id hash and expiry of one InitialAccessToken."
+    doc = "Internal state written by the oauth-operator controller for its token server: the hash and expiry of one InitialAccessToken."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InitialAccessTokenVerifierSpec {
     /// The non-secret prefix of the token, to find this verifier without hashing.
     pub token_id: String,
-    /// The argon2id hash of the token, in PHC string format.
-    pub hash: String,
+    /// The SHA-256 of the token (generated, 256 random bits), base64url without padding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The argon2id hash an earlier version wrote, in PHC string format; kept beside `sha256` for that version's replicas during a rolling upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
     /// Where the hashed value came from.
     pub source: SourceRef,
     /// When the token stops being accepted.

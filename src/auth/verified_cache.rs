@@ -1,5 +1,8 @@
-//! The warm path of client authentication: a bounded memory of secrets that already
-//! passed an argon2id check, so that a busy client does not pay 25 ms of CPU per token.
+//! The warm path of chosen client secrets (`secretKeyRef`, `hashRef`): a bounded memory of
+//! secrets that already passed an argon2id check, so that a busy client does not pay 25 ms
+//! of CPU per token. Generated secrets never come here: their SHA-256 check costs less
+//! than this cache's own HMAC (see [`crate::auth::hash`]), so for them it would only keep
+//! a derivative of presented secrets in memory for nothing.
 //!
 //! Why this keeps what argon2 protects:
 //! - Only keyed MACs are kept (HMAC-SHA256 under a key drawn from the OS CSPRNG at start

@@ -1,11 +1,11 @@
 //! Reconciles one `InitialAccessToken`: the token Secret, the verifier the token server
 //! reads, status, Events; as observe (the token Secret and the verifier), a pure
-//! [`plan`], and act (the writes, and the argon2 hash the plan asks for, on the blocking
-//! pool).
+//! [`plan`], and act (the writes).
 //!
 //! The token value is generated once into a Secret owned by the resource and never
-//! rewritten; the token server sees only its argon2id hash, computed only when the Secret
-//! is not the one last hashed. The count of registered clients is the token server's to
+//! rewritten; the token server sees only its SHA-256 (the token carries 256 random bits,
+//! see [`crate::auth::hash`]). An argon2id hash an earlier version wrote of the same
+//! Secret version is kept beside it, for that version's replicas during an upgrade. The count of registered clients is the token server's to
 //! write (see `server::registration`): the controller only reports it, and writes its own
 //! status fields only onto the version it planned from.
 
@@ -27,8 +27,9 @@ use crate::api::{
     InitialAccessToken, InitialAccessTokenStatus, InitialAccessTokenVerifier,
     InitialAccessTokenVerifierSpec, MANAGED_BY, MANAGED_BY_LABEL, SourceRef,
 };
+use crate::auth::hash::Verifier;
+use crate::auth::secret;
 use crate::auth::secret::{SecretString, split_token};
-use crate::auth::{hash, secret};
 
 /// The key of the token value in its Secret.
 pub const TOKEN_KEY: &str = "token";
@@ -143,7 +144,7 @@ pub struct Plan {
     pub outcome: Outcome<InitialAccessTokenStatus>,
 }
 
-/// The verifier, before its hash is known.
+/// The verifier, before the source of a Secret created by this reconcile is known.
 #[derive(Debug)]
 pub struct VerifierDraft {
     pub token_id: String,
@@ -151,16 +152,10 @@ pub struct VerifierDraft {
     /// resourceVersion are the create's: act fills them in.
     pub source: SourceRef,
     pub expires_at: Time,
-    /// The hash of this very Secret version, when the verifier has it; else the token to
-    /// hash.
-    pub hashing: TokenHash,
-}
-
-/// How the verifier's hash is had.
-#[derive(Debug, PartialEq)]
-pub enum TokenHash {
-    Known(String),
-    Hash(SecretString),
+    /// base64url SHA-256 of the token.
+    pub sha256: String,
+    /// The argon2id hash an earlier version wrote of this very Secret version.
+    pub argon2id: Option<String>,
 }
 
 /// Plans one reconcile of `iat`. `fresh` makes a new token; it is called only when the
@@ -250,17 +245,20 @@ pub fn plan(
         uid: secret.metadata.uid.clone().unwrap_or_default(),
         version: secret.metadata.resource_version.clone().unwrap_or_default(),
     };
-    let hashing = match observed.verifier.as_ref().map(|v| &v.spec) {
+    let argon2id = match observed.verifier.as_ref().map(|v| &v.spec) {
         Some(v) if create_secret.is_none() && v.source == source && v.token_id == token_id => {
-            TokenHash::Known(v.hash.clone())
+            v.hash.clone()
         }
-        _ => TokenHash::Hash(token),
+        _ => None,
     };
     let verifier = VerifierDraft {
         token_id,
         source,
         expires_at: Time(expires),
-        hashing,
+        sha256: Verifier::of_generated(token.expose())
+            .sha256_field()
+            .unwrap_or_default(),
+        argon2id,
     };
 
     let count = iat.spec.count;
@@ -366,16 +364,10 @@ async fn act(
         }
     }
     if let Some(draft) = verifier {
-        let hash = match draft.hashing {
-            TokenHash::Known(h) => h,
-            TokenHash::Hash(token) => {
-                tracing::debug!("argon2: hashing an initial access token");
-                ctx.hash_work(move || hash::hash(token.expose())).await??
-            }
-        };
         let spec = InitialAccessTokenVerifierSpec {
             token_id: draft.token_id,
-            hash,
+            sha256: Some(draft.sha256),
+            hash: draft.argon2id,
             source: draft.source,
             expires_at: draft.expires_at,
         };
@@ -474,7 +466,8 @@ mod tests {
         let d = p.verifier.as_ref().expect("a verifier");
         let spec = InitialAccessTokenVerifierSpec {
             token_id: d.token_id.clone(),
-            hash: "hashed".into(),
+            sha256: Some(d.sha256.clone()),
+            hash: None,
             source: SourceRef {
                 uid: "secret-uid".into(),
                 version: "7".into(),
@@ -500,7 +493,12 @@ mod tests {
         assert!(owned_by(s, &t));
         let d = p.verifier.as_ref().expect("verifier");
         assert_eq!(d.token_id, "tokid");
-        assert!(matches!(d.hashing, TokenHash::Hash(_)));
+        let token = secrets::value(s, TOKEN_KEY).expect("token");
+        assert_eq!(
+            Some(d.sha256.clone()),
+            Verifier::of_generated(token.expose()).sha256_field()
+        );
+        assert_eq!(d.argon2id, None);
         assert_eq!(ready(&p), ("True".into(), "TokenReady".into()));
         assert_eq!(reasons(&p), ["TokenCreated"]);
         assert_eq!(p.outcome.status.remaining, Some(2));
@@ -525,9 +523,31 @@ mod tests {
         assert_eq!(calls, 0);
         assert!(p.create_secret.is_none());
         let d = p.verifier.as_ref().expect("verifier");
-        assert_eq!(d.hashing, TokenHash::Known("hashed".into()));
+        let read = &o.verifier.as_ref().expect("verifier").spec;
+        assert_eq!(Some(&d.sha256), read.sha256.as_ref());
         assert_eq!(Some(&p.outcome.status), t.status.as_ref());
         assert!(p.outcome.events.is_empty());
+    }
+
+    #[test]
+    fn an_earlier_versions_argon2_verifier_gains_a_sha256_and_keeps_its_hash() {
+        let t = iat(serde_json::json!({"expiresAfter": "7d"}));
+        let (first, _) = run(&t, &empty(), ts("2026-06-01T00:00:00Z"));
+        let (t, mut o) = settle(&t, &empty(), &first);
+        // As the previous version left it: an argon2id hash only.
+        let v = o.verifier.as_mut().expect("verifier");
+        v.spec.sha256 = None;
+        v.spec.hash = Some("$argon2id$earlier".into());
+        let (p, calls) = run(&t, &o, ts("2026-06-01T01:00:00Z"));
+        assert_eq!(calls, 0, "no new token");
+        assert!(p.create_secret.is_none(), "the token Secret is not touched");
+        let d = p.verifier.as_ref().expect("verifier");
+        assert_eq!(d.argon2id.as_deref(), Some("$argon2id$earlier"));
+        let token = secrets::value(o.secret.as_ref().expect("secret"), TOKEN_KEY).expect("token");
+        assert!(
+            Verifier::parse(&format!("$sha256${}", d.sha256))
+                .is_some_and(|v| v.matches(token.expose()))
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub struct Config {
     pub signing_key_secret: String,
     /// The token endpoint URL written into every credentials Secret.
     pub token_endpoint: String,
-    /// How many argon2 hashes may run at once (each takes ~19 MiB).
+    /// How many argon2 hashes (of chosen secrets only) may run at once (each takes ~19 MiB).
     pub max_concurrent_hashes: usize,
     /// The role every client has, first in its `roles` claim.
     pub default_role: String,

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser};
+use crate::auth::hash::Verifier;
 use crate::auth::keys::KeySet;
 
 /// What the token server knows of one client.
@@ -52,7 +53,7 @@ pub struct ClientEntry {
     /// Every secret the client may authenticate with.
     pub secrets: Vec<SecretHash>,
     /// For a dynamically registered client, the hash of its registration access token.
-    pub registration_access_token_hash: Option<String>,
+    pub registration_access_token_hash: Option<Verifier>,
     /// The `OAuthClient`'s UID (its verifier's owner), which tokens carry as `client_uid`.
     pub uid: Option<String>,
 }
@@ -67,7 +68,7 @@ pub struct TokenEntry {
     /// the same name is not taken for the new one's.
     pub owner_uid: Option<String>,
     pub token_id: String,
-    pub hash: String,
+    pub verifier: Verifier,
     /// Unix seconds.
     pub expires_at: i64,
 }
@@ -79,7 +80,7 @@ impl TokenEntry {
             name: v.metadata.name.clone()?,
             owner_uid: owner_uid(&v.metadata),
             token_id: v.spec.token_id.clone(),
-            hash: v.spec.hash.clone(),
+            verifier: Verifier::from_fields(v.spec.sha256.as_deref(), v.spec.hash.as_deref())?,
             expires_at: v.spec.expires_at.0.as_second(),
         })
     }
@@ -138,10 +139,10 @@ impl Users {
     }
 }
 
-/// One accepted secret: its argon2id PHC string and when it stops being accepted.
+/// One accepted secret: its verifier and when it stops being accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretHash {
-    pub hash: String,
+    pub verifier: Verifier,
     /// Unix seconds; never when `None`.
     pub expires_at: Option<i64>,
 }
@@ -176,12 +177,17 @@ impl ClientEntry {
             secrets: spec
                 .secrets
                 .iter()
-                .map(|s| SecretHash {
-                    hash: s.hash.clone(),
-                    expires_at: s.expires_at.as_ref().map(|t| t.0.as_second()),
+                .filter_map(|s| {
+                    Some(SecretHash {
+                        verifier: Verifier::from_fields(s.sha256.as_deref(), s.hash.as_deref())?,
+                        expires_at: s.expires_at.as_ref().map(|t| t.0.as_second()),
+                    })
                 })
                 .collect(),
-            registration_access_token_hash: spec.registration_access_token_hash.clone(),
+            registration_access_token_hash: spec
+                .registration_access_token_hash
+                .as_deref()
+                .and_then(Verifier::parse),
             uid: owner_uid(&v.metadata),
         })
     }

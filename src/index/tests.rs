@@ -26,7 +26,8 @@ fn token_verifier(ns: &str, name: &str, token_id: &str) -> InitialAccessTokenVer
         name,
         InitialAccessTokenVerifierSpec {
             token_id: token_id.into(),
-            hash: "$argon2id$t".into(),
+            sha256: crate::auth::hash::Verifier::of_generated("t").sha256_field(),
+            hash: None,
             source: source(),
             expires_at: Time(jiff::Timestamp::from_second(2_000_000_000).expect("time")),
         },
@@ -87,7 +88,8 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
             access_token_lifetime_seconds: 600,
             secrets: vec![SecretVerifier {
                 name: "default".into(),
-                hash: "$argon2id$x".into(),
+                sha256: None,
+                hash: Some("$argon2id$x".into()),
                 source: SourceRef {
                     secret_name: "s".into(),
                     key: "k".into(),

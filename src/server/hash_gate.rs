@@ -1,7 +1,9 @@
 //! The bound on argon2 work in the token server.
 //!
 //! An argon2id check takes about 19 MiB and 20 ms of a core, and anyone can make the server
-//! run one by presenting a wrong secret. So at most `concurrent` checks run at once, and at
+//! run one by presenting a wrong secret for a client whose secret was chosen (generated
+//! secrets are checked by SHA-256 and never come here, see [`crate::auth::hash`]), or a
+//! wrong password at the sign-in form. So at most `concurrent` checks run at once, and at
 //! most `queued` further requests wait for a turn; past that a request is shed at once with
 //! `temporarily_unavailable` (503, `Retry-After`). A flood then costs a fixed amount of CPU
 //! and memory however many connections it opens, and it never delays the warm path, which

@@ -3,11 +3,17 @@
 //! further `max_failures` failures, up to `max_wait`; failures older than `reset_after`
 //! are forgotten, and a success forgets them all.
 //!
-//! While a client is locked, secrets are not checked at all (no argon2 work), and the
-//! answer is the same `invalid_client` as for a wrong secret, so the lock reveals nothing
-//! to the attacker. A secret that already passed argon2 (the warm cache) is still
-//! accepted, so a lock stops guessing without shutting out the client's own workloads.
-//! Only client ids in the index are tracked, so memory is bounded by the index.
+//! It protects only what can be guessed: secrets someone chose (`secretKeyRef`, `hashRef`)
+//! and user passwords, the argon2id kinds. Against a generated secret (256 random bits)
+//! nothing can be guessed online, so a lockout there would only let anyone who knows a
+//! client id lock its rightful holder out: generated secrets are checked before the
+//! lockout and never count towards it (see `token::authenticate`).
+//!
+//! While a client is locked, its chosen secrets are not checked at all (no argon2 work),
+//! and the answer is the same `invalid_client` as for a wrong secret, so the lock reveals
+//! nothing to the attacker. A chosen secret that already passed argon2 (the warm cache) is
+//! still accepted, so a lock stops guessing without shutting out the client's own
+//! workloads. Only client ids in the index are tracked, so memory is bounded by the index.
 //!
 //! A poisoned lock is recovered ([`PoisonError::into_inner`]): the counts are plain
 //! numbers a panic cannot leave half-written, and skipping the lock would fail open (no

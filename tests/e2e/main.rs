@@ -14,6 +14,7 @@ mod registration;
 mod sign_in;
 mod support;
 mod token_endpoint;
+mod verification;
 mod web_apps;
 
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     };
     let tests: Vec<(&'static str, TestFn)> = [
         token_endpoint::tests(),
+        verification::tests(),
         lifecycle::tests(),
         bad_input::tests(),
         client_model::tests(),

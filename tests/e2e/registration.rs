@@ -48,7 +48,7 @@ async fn start(ctx: &Ctx) -> anyhow::Result<(Proc, Server, Server)> {
 }
 
 /// Applies an InitialAccessToken, waits until it is Ready and returns its value.
-async fn initial_access_token(
+pub(crate) async fn initial_access_token(
     ctx: &Ctx,
     name: &str,
     count: u32,
@@ -89,7 +89,7 @@ spec:
     ctx.credentials_key(&format!("{name}-token"), "token").await
 }
 
-async fn register(
+pub(crate) async fn register(
     ctx: &Ctx,
     server: &Server,
     token: Option<&str>,
@@ -105,7 +105,7 @@ async fn register(
     Ok((status, headers, res.json().await.unwrap_or(Value::Null)))
 }
 
-fn m2m(name: &str) -> Value {
+pub(crate) fn m2m(name: &str) -> Value {
     json!({
         "client_name": name,
         "grant_types": ["client_credentials"],

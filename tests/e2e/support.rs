@@ -100,7 +100,7 @@ pub fn trial(
 
 /// Every test ends with this check: no secret value of the test's namespace (client
 /// secrets, initial access tokens, registration hashes, private signing keys, the
-/// argon2 hashes in the verifiers and users, and what the test noted with
+/// hashes in the verifiers and users, and what the test noted with
 /// [`Ctx::secret`]: passwords, codes, tokens) appears in a log line of its processes, in an Event,
 /// or anywhere in an OAuthClient, InitialAccessToken or OAuthGrant (spec, status, conditions). The
 /// error never quotes the value it found.
@@ -164,7 +164,8 @@ async fn leak_check(
             .spec
             .secrets
             .iter()
-            .map(|s| s.hash.clone())
+            .flat_map(|s| [s.hash.clone(), s.sha256.clone()])
+            .flatten()
             .chain(v.spec.registration_access_token_hash.clone())
         {
             secrets.push((
@@ -177,10 +178,12 @@ async fn leak_check(
         .list(&Default::default())
         .await?
     {
-        secrets.push((
-            format!("verifier {}", v.metadata.name.clone().unwrap_or_default()),
-            v.spec.hash,
-        ));
+        for h in [v.spec.hash, v.spec.sha256].into_iter().flatten() {
+            secrets.push((
+                format!("verifier {}", v.metadata.name.clone().unwrap_or_default()),
+                h,
+            ));
+        }
     }
 
     let mut places: Vec<(String, String)> = Vec::new();
@@ -581,6 +584,18 @@ impl Ctx {
     }
 
     /// Waits until the client reports `Ready=True` and returns it.
+    /// A client whose secret a team chose (`secretKeyRef` to a Secret written here), so
+    /// the token server verifies it with argon2id. Waits until Ready; returns its client id
+    /// (its name) and the secret.
+    pub async fn chosen_client(&self, name: &str, value: &str) -> anyhow::Result<(String, String)> {
+        self.secret("a chosen client secret", value);
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-chosen\nstringData:\n  password: {value}\n---\napiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: {name}\nspec:\n  clientId: {name}\n  scopes: [read]\n  secrets:\n  - name: chosen\n    secretKeyRef:\n      name: {name}-chosen\n      key: password\n"
+        ))?;
+        self.wait_ready(name).await?;
+        Ok((name.to_string(), value.to_string()))
+    }
+
     pub async fn wait_ready(&self, name: &str) -> anyhow::Result<OAuthClient> {
         let api: Api<OAuthClient> = self.api();
         eventually(

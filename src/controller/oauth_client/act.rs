@@ -1,6 +1,6 @@
 //! Act: carries out a [`Plan`], in the order that keeps the token server honest: the
 //! credentials Secret first (so a value exists before anything accepts its hash), then the
-//! verifier (after the argon2 work the plan asked for), then the status, then the Events.
+//! verifier (after the argon2 work the plan asked for, for chosen secrets only), then the status, then the Events.
 //!
 //! The Secret write is conditional (create, or replace with the resourceVersion read): if
 //! anyone wrote it meanwhile, nothing else is written and the reconcile starts over from
@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use super::super::outcome::Requeue;
 use super::super::{Context, Error};
 use super::observe::Observed;
-use super::plan::{Hashing, Plan, SecretWrite, VerifierDraft, VerifierPlan};
+use super::plan::{Hashes, Hashing, Plan, SecretWrite, VerifierDraft, VerifierPlan};
 use crate::api::{OAuthClient, OAuthClientVerifier};
 use crate::auth::hash;
 
@@ -89,8 +89,8 @@ async fn write_secret(api: &Api<Secret>, write: SecretWrite) -> Result<Written, 
     }
 }
 
-/// The draft's spec with every hash: the known ones as they are, the others computed on
-/// the blocking pool, at most `max_concurrent_hashes` at once.
+/// The draft's spec with every hash: the known ones as they are, the argon2id ones of
+/// chosen values computed on the blocking pool, at most `max_concurrent_hashes` at once.
 async fn hash_draft(
     client: &OAuthClient,
     ctx: &Context,
@@ -103,13 +103,20 @@ async fn hash_draft(
             Hashing::VerifyElseHash { value, previous } => {
                 tracing::debug!(client = %client.name_any(), entry = %e.name, "argon2: verifying a stored hash against a changed Secret");
                 let (v, p) = (value.clone(), previous.clone());
-                if ctx.hash_work(move || hash::verify(v.expose(), &p)).await? {
+                let phc = if ctx.hash_work(move || hash::verify(v.expose(), &p)).await? {
                     previous.clone()
                 } else {
                     hash_value(client, ctx, &e.name, value).await?
+                };
+                Hashes {
+                    sha256: None,
+                    argon2id: Some(phc),
                 }
             }
-            Hashing::Hash(value) => hash_value(client, ctx, &e.name, value).await?,
+            Hashing::Hash(value) => Hashes {
+                sha256: None,
+                argon2id: Some(hash_value(client, ctx, &e.name, value).await?),
+            },
         };
         hashes.push(h);
     }
@@ -122,7 +129,7 @@ async fn hash_value(
     entry: &str,
     value: &crate::auth::secret::SecretString,
 ) -> Result<String, Error> {
-    tracing::debug!(client = %client.name_any(), %entry, "argon2: hashing a client secret");
+    tracing::debug!(client = %client.name_any(), %entry, "argon2: hashing a chosen client secret");
     let v = value.clone();
     Ok(ctx.hash_work(move || hash::hash(v.expose())).await??)
 }

@@ -7,8 +7,12 @@
 //!   only a missing entry gets a value (no secret is ever regenerated).
 //! - Entries removed from the spec lose their value (and their hash).
 //! - A brought-your-own (BYO) entry is never copied into the credentials Secret.
-//! - Over an unchanged client the plan writes no Secret, asks for no hash, and arrives at
-//!   the verifier and status it read.
+//! - Over an unchanged client the plan writes no Secret, asks for no argon2 work, and
+//!   arrives at the verifier and status it read.
+//! - A generated secret is verified by its SHA-256, which the plan computes (it is cheap);
+//!   only a value someone chose (`secretKeyRef`) goes to argon2id in act. An argon2id hash
+//!   an earlier version made of a generated secret is kept beside the new SHA-256, so the
+//!   replicas of that version go on verifying it during a rolling upgrade.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -122,12 +126,41 @@ pub struct DraftEntry {
     pub hashing: Hashing,
 }
 
-/// How an entry's hash is had. Argon2 is CPU work (~19 MiB, tens of ms) and runs in act
+/// The hashes of one verifier entry, by scheme (see [`SecretVerifier`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hashes {
+    /// base64url SHA-256, of a generated value.
+    pub sha256: Option<String>,
+    /// argon2id PHC string, of a chosen value (or of a generated one, by an earlier version).
+    pub argon2id: Option<String>,
+}
+
+impl Hashes {
+    fn argon2id(phc: String) -> Self {
+        Hashes {
+            sha256: None,
+            argon2id: Some(phc),
+        }
+    }
+
+    fn of(verifier: &hash::Verifier) -> Self {
+        match verifier {
+            hash::Verifier::Sha256(_) => Hashes {
+                sha256: verifier.sha256_field(),
+                argon2id: None,
+            },
+            hash::Verifier::Argon2id(phc) => Hashes::argon2id(phc.clone()),
+        }
+    }
+}
+
+/// How an entry's hashes are had. Argon2 is CPU work (~19 MiB, tens of ms) and runs in act
 /// on the blocking pool; the plan only says which of these it takes.
 #[derive(Debug, PartialEq)]
 pub enum Hashing {
-    /// Already known: hashed from this very value version, or given as a hash (`hashRef`).
-    Known(String),
+    /// Already known: a generated value's SHA-256, a chosen value hashed from this very
+    /// version, or given as a hash (`hashRef`).
+    Known(Hashes),
     /// A brought Secret changed (its labels, say): keep `previous` if it still matches
     /// `value`, so the verifier is rewritten only when it must be; else hash.
     VerifyElseHash {
@@ -154,15 +187,16 @@ impl VerifierDraft {
     }
 
     /// The spec with `hashes` (one per entry, in order).
-    pub fn spec(&self, hashes: Vec<String>) -> OAuthClientVerifierSpec {
+    pub fn spec(&self, hashes: Vec<Hashes>) -> OAuthClientVerifierSpec {
         let mut spec = self.spec.clone();
         spec.secrets = self
             .entries
             .iter()
             .zip(hashes)
-            .map(|(e, hash)| SecretVerifier {
+            .map(|(e, h)| SecretVerifier {
                 name: e.name.clone(),
-                hash,
+                sha256: h.sha256,
+                hash: h.argon2id,
                 source: e.source.clone(),
                 expires_at: e.expires_at.clone(),
             })
@@ -174,7 +208,17 @@ impl VerifierDraft {
 /// What the controller holds of one secret: the value, or only its hash (`hashRef`).
 enum Material {
     Value(SecretString),
-    Hash(String),
+    Hash(hash::Verifier),
+}
+
+/// The verifier a `hashRef` value stands for: an argon2id PHC string, or for a registered
+/// client also the SHA-256 the token server wrote of the secret it generated.
+fn brought_hash(client: &OAuthClient, text: &str) -> Option<hash::Verifier> {
+    match hash::Verifier::parse(text)? {
+        v @ hash::Verifier::Argon2id(_) => Some(v),
+        v @ hash::Verifier::Sha256(_) if client.spec.registration.is_some() => Some(v),
+        hash::Verifier::Sha256(_) => None,
+    }
 }
 
 /// Conditions, messages and Events gathered along the plan, turned into status at the end.
@@ -326,7 +370,7 @@ pub fn plan(
         };
         let source = observed.referenced(&r.name);
         match source.and_then(|s| secrets::value(s, &r.key).map(|v| (s, v))) {
-            Some((_, v)) if hashed && !hash::is_argon2id_phc(v.expose()) => {
+            Some((_, v)) if hashed && brought_hash(client, v.expose()).is_none() => {
                 report.invalid.push(format!(
                     "spec.secrets[{}].hashRef: key {} of Secret {} is not an argon2id PHC string",
                     e.name, r.key, r.name
@@ -340,10 +384,10 @@ pub fn plan(
                     uid: s.metadata.uid.clone().unwrap_or_default(),
                     version: s.metadata.resource_version.clone().unwrap_or_default(),
                 };
-                let material = if hashed {
-                    Material::Hash(v.expose().to_string())
-                } else {
-                    Material::Value(v)
+                let material = match brought_hash(client, v.expose()) {
+                    Some(h) if hashed => Material::Hash(h),
+                    _ if hashed => continue,
+                    _ => Material::Value(v),
                 };
                 byo.insert(e.name.clone(), (material, src));
             }
@@ -357,17 +401,17 @@ pub fn plan(
     let registration_hash = match &client.spec.registration {
         Some(reg) => {
             let r = &reg.access_token_hash_ref;
-            let phc = observed
+            let known = observed
                 .referenced(&r.name)
                 .and_then(|s| secrets::value(s, &r.key))
-                .filter(|v| hash::is_argon2id_phc(v.expose()));
-            if phc.is_none() {
+                .and_then(|v| hash::Verifier::parse(v.expose()));
+            if known.is_none() {
                 report.waiting.push(format!(
-                    "spec.registration waits for an argon2id hash under key {} of Secret {}",
+                    "spec.registration waits for a hash under key {} of Secret {}",
                     r.key, r.name
                 ));
             }
-            phc.map(|v| v.expose().to_string())
+            known.map(|v| v.to_text())
         }
         None => None,
     };
@@ -457,16 +501,24 @@ pub fn plan(
         let Some((material, source)) = value else {
             continue;
         };
-        let hashing = match (material, previous_hash(&e.name)) {
-            (Material::Hash(phc), _) => Hashing::Known(phc),
-            (Material::Value(_), Some(p)) if p.source == source => Hashing::Known(p.hash.clone()),
-            (Material::Value(value), Some(p)) if e.secret_key_ref.is_some() => {
-                Hashing::VerifyElseHash {
+        let previous = previous_hash(&e.name);
+        let same_value = previous.filter(|p| p.source == source);
+        let hashing = match material {
+            Material::Hash(v) => Hashing::Known(Hashes::of(&v)),
+            // Generated: SHA-256 is cheap, so it is always computed, and an earlier
+            // version's argon2id hash of this very value stays for its replicas.
+            Material::Value(value) if !e.is_external() => Hashing::Known(Hashes {
+                sha256: hash::Verifier::of_generated(value.expose()).sha256_field(),
+                argon2id: same_value.and_then(|p| p.hash.clone()),
+            }),
+            Material::Value(value) => match (same_value, previous.and_then(|p| p.hash.clone())) {
+                (Some(p), Some(phc)) if p.sha256.is_none() => Hashing::Known(Hashes::argon2id(phc)),
+                (None, Some(phc)) => Hashing::VerifyElseHash {
                     value,
-                    previous: p.hash.clone(),
-                }
-            }
-            (Material::Value(value), _) => Hashing::Hash(value),
+                    previous: phc,
+                },
+                _ => Hashing::Hash(value),
+            },
         };
         drafts.push(DraftEntry {
             name: e.name.clone(),
@@ -892,6 +944,13 @@ mod tests {
         p.outcome.events.iter().map(|n| n.reason).collect()
     }
 
+    fn sha256_of(value: &str) -> Hashing {
+        Hashing::Known(Hashes {
+            sha256: hash::Verifier::of_generated(value).sha256_field(),
+            argon2id: None,
+        })
+    }
+
     fn draft(p: &Plan) -> &VerifierDraft {
         match &p.verifier {
             VerifierPlan::Write(d) => Some(d),
@@ -920,14 +979,14 @@ mod tests {
             }
             hashes.push(match &e.hashing {
                 Hashing::Known(h) => h.clone(),
-                _ => format!("hash-of-{}", e.name),
+                _ => Hashes::argon2id(format!("hash-of-{}", e.name)),
             });
             d.entries.push(DraftEntry {
                 name: e.name.clone(),
                 source,
                 generated: e.generated,
                 expires_at: e.expires_at.clone(),
-                hashing: Hashing::Known(String::new()),
+                hashing: Hashing::Known(Hashes::default()),
             });
         }
         let verifier = OAuthClientVerifier::new("billing", d.spec(hashes));
@@ -953,7 +1012,7 @@ mod tests {
         assert_eq!(data(s, "client_id").as_deref(), Some("uid-1"));
         assert_eq!(ready(&p), ("True".into(), "CredentialsReady".into()));
         assert_eq!(reasons(&p), ["SecretCreated"]);
-        assert!(matches!(draft(&p).entries[0].hashing, Hashing::Hash(_)));
+        assert_eq!(draft(&p).entries[0].hashing, sha256_of("fresh-1"));
         assert!(draft(&p).entries[0].generated);
         assert_eq!(p.outcome.status.valid_secrets, Some(1));
     }
@@ -1004,8 +1063,8 @@ mod tests {
             "the newest"
         );
         let d = draft(&p);
-        assert_eq!(d.entries[0].hashing, Hashing::Known("hash-of-a".into()));
-        assert!(matches!(d.entries[1].hashing, Hashing::Hash(_)));
+        assert_eq!(d.entries[0].hashing, sha256_of("fresh-1"));
+        assert_eq!(d.entries[1].hashing, sha256_of("second"));
         assert_eq!(reasons(&p), ["SecretCreated"]);
         assert_eq!(p.outcome.status.valid_secrets, Some(2));
     }
@@ -1182,7 +1241,7 @@ mod tests {
         let (same, _) = run(&c, &o, now());
         assert_eq!(
             draft(&same).entries[0].hashing,
-            Hashing::Known("hash-of-a".into())
+            Hashing::Known(Hashes::argon2id("hash-of-a".into()))
         );
         o.referenced
             .insert("mine".into(), Some(byo("mine", "brought", "2")));
@@ -1201,7 +1260,10 @@ mod tests {
         let mut o = observed(&c);
         o.referenced.insert("h".into(), Some(byo("h", PHC, "1")));
         let (p, _) = run(&c, &o, now());
-        assert_eq!(draft(&p).entries[0].hashing, Hashing::Known(PHC.into()));
+        assert_eq!(
+            draft(&p).entries[0].hashing,
+            Hashing::Known(Hashes::argon2id(PHC.into()))
+        );
         assert_eq!(ready(&p).0, "True");
         o.referenced
             .insert("h".into(), Some(byo("h", "plain", "2")));
@@ -1211,6 +1273,65 @@ mod tests {
             Some("False")
         );
         assert!(draft(&bad).entries.is_empty());
+    }
+
+    #[test]
+    fn an_earlier_versions_argon2_hash_of_a_generated_secret_gains_a_sha256_and_stays() {
+        let c = client(serde_json::json!({}));
+        let o = observed(&c);
+        let (first, _) = run(&c, &o, now());
+        let (c, mut o) = settle(&c, &o, &first);
+        // As the previous version left it: the argon2id hash of the same value only.
+        let v = o.verifier.as_mut().expect("verifier");
+        v.spec.secrets[0].sha256 = None;
+        v.spec.secrets[0].hash = Some("$argon2id$earlier".into());
+        let (p, calls) = run(&c, &o, ts("2026-06-01T00:10:00Z"));
+        assert_eq!(calls, 0, "no value generated");
+        assert!(
+            matches!(p.secret, SecretWrite::None),
+            "no Secret value changes"
+        );
+        let spec = draft(&p).known_spec().expect("no argon2 work");
+        let entry = &spec.secrets[0];
+        assert_eq!(entry.hash.as_deref(), Some("$argon2id$earlier"));
+        assert_eq!(
+            entry.sha256,
+            hash::Verifier::of_generated("fresh-1").sha256_field()
+        );
+    }
+
+    #[test]
+    fn a_sha256_hash_ref_is_taken_for_a_registered_client_only() {
+        let text = hash::Verifier::of_generated("issued").to_text();
+        let spec =
+            serde_json::json!({"secrets": [{"name": "a", "hashRef": {"name": "h", "key": "v"}}]});
+        let c = client(spec.clone());
+        let mut o = observed(&c);
+        o.referenced.insert("h".into(), Some(byo("h", &text, "1")));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(
+            cond(&p, "SpecValid").map(|c| c.status.as_str()),
+            Some("False"),
+            "a team's own hashRef must be argon2id: its entropy is unknown"
+        );
+        assert!(draft(&p).entries.is_empty());
+
+        let mut spec = spec;
+        spec["registration"] = serde_json::json!({
+            "initialAccessToken": "onboarding",
+            "accessTokenHashRef": {"name": "h", "key": "rat"}
+        });
+        let c = client(spec);
+        let mut o = observed(&c);
+        o.referenced.insert("h".into(), Some(byo("h", &text, "1")));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(
+            draft(&p).entries[0].hashing,
+            Hashing::Known(Hashes {
+                sha256: hash::Verifier::of_generated("issued").sha256_field(),
+                argon2id: None,
+            })
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::objects::{self, ClientInformation, RegistrationSecret, hex};
 use super::slots::{claim, release, usable};
 use super::{FIELD_MANAGER, kube_error, post_params};
 use crate::api::{InitialAccessToken, OAuthClient};
-use crate::auth::hash;
+use crate::auth::hash::Verifier;
 use crate::auth::secret::{self, SecretString, split_token};
 use crate::index::ClientEntry;
 use crate::server::AppState;
@@ -76,30 +76,27 @@ impl<S: Send + Sync> FromRequest<S> for ClientMetadata {
 
 type Extracted<T> = Result<T, OAuthError>;
 
-/// Runs an argon2 check on a blocking thread, within the server's bound on them.
+/// Whether `value` matches `verifier`: a SHA-256 on the spot (every token here is
+/// generated), an argon2id hash written by an earlier version on a blocking thread within
+/// the server's bound on them. No verifier (an unknown token): no.
 async fn check_hash(
     state: &AppState,
     value: &SecretString,
-    phc: Option<String>,
+    verifier: Option<Verifier>,
 ) -> Result<bool, OAuthError> {
-    let value = value.clone();
-    state
-        .hashing
-        .run(move || match phc {
-            Some(phc) => hash::verify(value.expose(), &phc),
-            // Unknown token: the same work as a wrong one, so the two look alike.
-            None => hash::verify_decoy(value.expose()),
-        })
-        .await
+    match verifier {
+        None => Ok(false),
+        Some(v) if !v.is_slow() => Ok(v.matches(value.expose())),
+        Some(v) => {
+            let value = value.clone();
+            state.hashing.run(move || v.matches(value.expose())).await
+        }
+    }
 }
 
-async fn hash_value(state: &AppState, value: &SecretString) -> Result<String, OAuthError> {
-    let value = value.clone();
-    state
-        .hashing
-        .run(move || hash::hash(value.expose()))
-        .await?
-        .map_err(|_| OAuthError::ServerError)
+/// How a generated value is kept: its SHA-256, as text (see [`crate::auth::hash`]).
+fn hash_value(value: &SecretString) -> String {
+    Verifier::of_generated(value.expose()).to_text()
 }
 
 /// The response, and its audit line. `Cache-Control: no-store` comes from the route's
@@ -154,7 +151,12 @@ async fn handle_register(
     let Bearer(presented) = token?;
     let (token_id, _) = split_token(presented.expose()).ok_or(OAuthError::InvalidToken)?;
     let entry = state.index.initial_access_token(token_id);
-    let matched = check_hash(state, &presented, entry.as_ref().map(|e| e.hash.clone())).await?;
+    let matched = check_hash(
+        state,
+        &presented,
+        entry.as_ref().map(|e| e.verifier.clone()),
+    )
+    .await?;
     let entry = entry.filter(|_| matched).ok_or(OAuthError::InvalidToken)?;
     let now = Timestamp::now();
     if entry.expires_at <= now.as_second() {
@@ -188,11 +190,8 @@ async fn handle_register(
         _ => Some(secret::generate_secret().map_err(|_| OAuthError::ServerError)?),
     };
     let access_token = secret::generate_secret().map_err(|_| OAuthError::ServerError)?;
-    let secret_hash = match &client_secret {
-        Some(s) => Some(hash_value(state, s).await?),
-        None => None,
-    };
-    let access_token_hash = hash_value(state, &access_token).await?;
+    let secret_hash = client_secret.as_ref().map(hash_value);
+    let access_token_hash = hash_value(&access_token);
     let secret_expires = now
         .checked_add(SECRET_VALIDITY)
         .map_err(|_| OAuthError::ServerError)?;
@@ -288,10 +287,10 @@ async fn authorized(
 ) -> Result<(Api<OAuthClient>, OAuthClient), OAuthError> {
     let Bearer(presented) = token?;
     let entry: Option<Arc<ClientEntry>> = state.index.client(client_id);
-    let phc = entry
+    let verifier = entry
         .as_ref()
         .and_then(|e| e.registration_access_token_hash.clone());
-    let matched = check_hash(state, &presented, phc).await?;
+    let matched = check_hash(state, &presented, verifier).await?;
     let entry = entry.filter(|_| matched).ok_or(OAuthError::InvalidToken)?;
     let kube = state.kube.clone().ok_or(OAuthError::ServerError)?;
     let api: Api<OAuthClient> = Api::namespaced(kube, &entry.namespace);

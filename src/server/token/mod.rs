@@ -21,7 +21,7 @@ use super::client_auth::{self, BasicHeader, Presented};
 use super::error::OAuthError;
 use super::form::Form;
 use super::metrics::Reason;
-use crate::auth::hash;
+use crate::auth::hash::{self, Verifier};
 use crate::auth::token::{self, AccessTokenClaims};
 use crate::index::ClientEntry;
 
@@ -173,9 +173,19 @@ fn audiences(
     }
 }
 
-/// Checks the secret against every accepted hash, off the async workers and with a bounded
-/// number of checks at once. An unknown client id, a deactivated client and an expired
-/// secret cost the same work as a wrong secret, and get the same answer.
+/// Checks the secret against every accepted verifier of the client, by kind (see
+/// [`crate::auth::hash`]):
+/// - SHA-256 verifiers (generated secrets) first, on the worker. Nothing can be guessed
+///   against 256 random bits, so they pass neither through the lockout nor through the
+///   argon2 gate: a flood of wrong secrets never refuses the holder of a generated one.
+/// - argon2id verifiers (chosen secrets) only when no SHA-256 one matched: from the warm
+///   cache, else under the lockout and through the bounded gate, off the async workers.
+///
+/// An unknown client id, a deactivated client and an expired secret get the answer of a
+/// wrong secret. They are refused without argon2 work: client ids are identifiers, not
+/// secrets (RFC 6749 section 2.2), and spending argon2 on ids nobody registered would let
+/// anyone fill the gate. What timing can tell is only whether an active client has a
+/// chosen secret.
 async fn authenticate(
     state: &AppState,
     presented: Presented,
@@ -183,79 +193,82 @@ async fn authenticate(
     let invalid = OAuthError::InvalidClient {
         basic: presented.basic,
     };
-    let client = state.index.client(&presented.client_id);
-    let now = jiff::Timestamp::now().as_second();
-    let hashes: Vec<String> = client
-        .iter()
+    let Some(client) = state
+        .index
+        .client(&presented.client_id)
         .filter(|c| c.active)
-        .flat_map(|c| {
-            c.secrets
-                .iter()
-                .filter(|s| s.is_valid_at(now))
-                .map(|s| s.hash.clone())
+    else {
+        return Err(invalid);
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let valid = || {
+        client
+            .secrets
+            .iter()
+            .filter(move |s| s.is_valid_at(now))
+            .map(|s| &s.verifier)
+    };
+    let secret = presented.secret.expose();
+    // Every fast verifier is checked, so the time does not tell which one matched.
+    let generated_match = valid()
+        .filter(|v| !v.is_slow())
+        .fold(false, |found, v| v.matches(secret) | found);
+    if generated_match {
+        return Ok(client);
+    }
+    let chosen: Vec<String> = valid()
+        .filter_map(|v| match v {
+            Verifier::Argon2id(phc) => Some(phc.clone()),
+            Verifier::Sha256(_) => None,
         })
         .collect();
-    // Warm path: a secret that already passed argon2 against one of these hashes.
-    if let Some(c) = &client
-        && hashes.iter().any(|h| {
-            state
-                .cache
-                .check(&c.client_id, h, presented.secret.expose())
-        })
+    if chosen.is_empty() {
+        return Err(invalid);
+    }
+
+    // Warm path of the chosen kinds: a secret that already passed argon2 against one of
+    // these hashes.
+    if chosen
+        .iter()
+        .any(|h| state.cache.check(&client.client_id, h, secret))
     {
         state.metrics.cache_hits.inc();
-        return Ok(c.clone());
+        return Ok(client);
     }
     state.metrics.cache_misses.inc();
 
-    // A locked client's secrets are not even checked: guessing costs nothing and learns
-    // nothing (the answer is the same as for a wrong secret).
+    // A locked client's chosen secrets are not even checked: guessing costs nothing and
+    // learns nothing (the answer is the same as for a wrong secret).
     let started = std::time::Instant::now();
-    if client.is_some()
-        && state
-            .lockout
-            .locked(&presented.client_id, started)
-            .is_some()
-    {
+    if state.lockout.locked(&client.client_id, started).is_some() {
         state.metrics.locked_refusals.inc();
         return Err(invalid);
     }
 
-    let secret = presented.secret.clone();
+    let value = presented.secret.clone();
     let matched = state
         .hashing
-        .run(move || {
-            if hashes.is_empty() {
-                hash::verify_decoy(secret.expose());
-                return None;
-            }
-            hashes
-                .into_iter()
-                .find(|h| hash::verify(secret.expose(), h))
-        })
+        .run(move || chosen.into_iter().find(|h| hash::verify(value.expose(), h)))
         .await?;
-    match (client, matched) {
-        (Some(c), Some(h)) => {
-            state.lockout.success(&c.client_id);
-            state
-                .cache
-                .remember(&c.client_id, &h, presented.secret.expose());
-            Ok(c)
+    match matched {
+        Some(h) => {
+            state.lockout.success(&client.client_id);
+            state.cache.remember(&client.client_id, &h, secret);
+            Ok(client)
         }
-        (Some(c), None) => {
-            if let Some(wait) = state.lockout.failure(&c.client_id, started) {
+        None => {
+            if let Some(wait) = state.lockout.failure(&client.client_id, started) {
                 state.metrics.lockouts.inc();
                 tracing::warn!(
                     target: "audit",
                     event = "client_locked",
-                    client_id = %c.client_id,
+                    client_id = %client.client_id,
                     seconds = wait.as_secs(),
                     "too many failed authentications"
                 );
             }
             Err(invalid)
         }
-        (None, _) => Err(invalid),
     }
 }
 
