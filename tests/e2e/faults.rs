@@ -459,11 +459,13 @@ async fn flood(ctx: Ctx) -> anyhow::Result<()> {
             .await
             .context("the good client during the flood")?;
         good_served += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let statuses = attack.await?;
+    // Without argon2 for unknown ids and generated secrets the flood is over in about a
+    // second: one good request inside it is what this can ask for.
     ensure!(
-        good_served >= 5,
+        good_served >= 1,
         "the flood ended too fast to say anything ({good_served})"
     );
     ensure!(
