@@ -830,6 +830,16 @@ impl Server {
     }
 }
 
+/// The value of the first line of a `/metrics` text that starts with `name` (a metric,
+/// with its labels if given); -1 when there is none.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
 /// Retries `check` until it succeeds or `timeout` passes; the last error explains.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where

@@ -360,13 +360,7 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
     );
 
     let text = server.metrics(&ctx.http).await?;
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let value = |name: &str| crate::support::metric(&text, name);
     ensure!(value("oauth_operator_tokens_issued_total") == 3.0, "{text}");
     ensure!(
         value("oauth_operator_token_refusals_total{reason=\"invalid_client\"}") == 1.0,

@@ -16,7 +16,7 @@ use oauth_operator::auth::hash::{self, Verifier};
 use tokio::sync::RwLock;
 
 use crate::registration::{initial_access_token, m2m, register};
-use crate::support::{Ctx, TestFn, eventually};
+use crate::support::{Ctx, TestFn, eventually, metric};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
@@ -38,15 +38,6 @@ fn client(name: &str) -> String {
 }
 
 const GRANT: [(&str, &str); 1] = [("grant_type", "client_credentials")];
-
-/// A counter of the server's metrics text; -1 when it is not there.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
-}
 
 async fn kinds(ctx: Ctx) -> anyhow::Result<()> {
     let (_controller, server) = ctx.start_stack().await?;
