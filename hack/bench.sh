@@ -1,44 +1,43 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests: they print figures and assert nothing about speed).
 #
-#   hack/bench.sh token   # /token throughput, p50/p99 latency and server RSS, warm and cold secrets
-#   hack/bench.sh scale   # time until SCALE clients (default 1000) are Ready with Secrets, memory,
-#                         # and a controller restart over them (writes and hash computations)
+#   hack/bench.sh token   # the bare endpoint beside the project (warm tokens/s, p50/p99, the
+#                         # ratio), the first token of every client on a new replica, a replica
+#                         # restart under load, every signing algorithm, chosen (argon2) secrets
+#   hack/bench.sh scale   # SCALE clients (default 1000) applied in parallel: time to Ready with
+#                         # Secrets, controller CPU, API writes per client, memory; then a
+#                         # controller restart over them (writes, hash computations)
 #   hack/bench.sh refresh # refresh-token grants per second (each one API-server read and
 #                         # write), and what a sign-in costs in etcd
 #   hack/bench.sh         # all three
 #
 # Everything runs on this machine: a local control plane, the release build of the operator
-# as separate controller and server processes, wrk (Debian) as the closed-loop load
-# generator and oha (crates.io, built once into ~/.cache/oauth-operator/tools) for the
-# fixed-rate run, all on 127.0.0.1. env: CLIENTS (token bench, default 100), SCALE
-# (default 1000), DURATION (seconds per run, default 10), CONNECTIONS (default 32),
-# RATE (fixed-rate cold run, requests/s, default 40), ALGORITHMS (default "ES256 EdDSA RS256"),
-# PROFILE=1 (sample the server with perf during each warm run and print where its user-space
-# time goes; needs linux-perf from Debian).
+# as separate controller and server processes, examples/bare_token.rs as the floor, wrk
+# (Debian) as the closed-loop load generator, hack/lib/token_load.py for per-client runs,
+# all on 127.0.0.1. env: CLIENTS (token bench, default 1000), SCALE (default 1000),
+# APPLY_PARALLEL (parallel applies, default 8), KUBE_API_QPS / KUBE_API_BURST /
+# MAX_RECONCILES (the controller's limits in the scale run, default 500 / 1000 / 64),
+# DURATION (seconds per wrk run, default 10), CONNECTIONS (default 32), CHOSEN (argon2
+# clients, default 20), RESTART_SECONDS (default 20), ALGORITHMS (default "ES256 EdDSA
+# RS256"), PROFILE=1 (sample the server with perf during each warm run and print where its
+# user-space time goes; needs linux-perf from Debian).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 what=${1:-all}
-CLIENTS=${CLIENTS:-100}
+CLIENTS=${CLIENTS:-1000}
 SCALE=${SCALE:-1000}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
-RATE=${RATE:-40}
 ALGORITHMS=${ALGORITHMS:-ES256 EdDSA RS256}
 
 if ! command -v wrk >/dev/null; then
   echo "==> installing wrk (Debian package)"
   apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
 fi
-oha=$HOME/.cache/oauth-operator/tools/bin/oha
-if [[ ! -x $oha ]]; then
-  echo "==> building oha (crates.io) into ~/.cache/oauth-operator/tools, once (~8 min on 2 cores)"
-  cargo install oha --locked --quiet --root "$HOME/.cache/oauth-operator/tools"
-fi
 bin_dir=$(hack/controlplane/build.sh)
 echo "==> cargo build --release"
-cargo build --release --quiet -p oauth-operator -p envtest --bins
+cargo build --release --quiet -p oauth-operator -p envtest --bins --example bare_token
 B=$PWD/target/release/oauth-operator
 work=$(mktemp -d /tmp/oauth-operator-bench.XXXXXX)
 pids=()
@@ -142,23 +141,31 @@ apply_clients() { # $1: count, $2: name prefix
   done | kubectl apply -n bench --server-side -f - >/dev/null
 }
 
-wait_ready() { # $1: expected count of Ready clients
+wait_ready() { # $1: expected count of Ready clients, $2: name prefix, $3: poll interval (s)
   while true; do
-    ready=$(kubectl get oauthclients -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
+    ready=$(kubectl get oauthclients -n bench -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep "^${2:-}" | grep -c ' True' || true)
     [[ $ready -ge $1 ]] && return
-    sleep 0.5
+    sleep "${3:-0.5}"
   done
 }
 
-token_bench() {
-  echo "==> token bench: $CLIENTS clients"
-  apply_clients "$CLIENTS" tok
-  wait_ready "$CLIENTS"
+# Base64 `client_id:secret` per line, of every generated credentials Secret in bench.
+basic_file() {
   kubectl get secrets -n bench -l app.kubernetes.io/managed-by=oauth-operator,oauth-operator.dev/client \
     -o jsonpath='{range .items[*]}{.data.client_id}{" "}{.data.client_secret}{"\n"}{end}' |
     while read -r id secret; do
+      [[ -n $secret ]] || continue
       printf '%s:%s' "$(echo "$id" | base64 -d)" "$(echo "$secret" | base64 -d)" | base64 -w0; echo
-    done >"$work/basic.txt"
+    done
+}
+load() { taskset -c 1 python3 hack/lib/token_load.py "$@"; }
+ratio() { python3 -c "import re,sys; g=lambda s,k: float(re.search(k+r'=([0-9.]+)', s)[1]); a,b=sys.argv[1],sys.argv[2]; print('    ratio project/bare: %.0f%% of the tokens/s; p99 %.2f ms against %.2f ms' % (100*g(a,'rps')/g(b,'rps'), g(a,'p99_ms'), g(b,'p99_ms')))" "$1" "$2"; }
+
+token_bench() {
+  echo "==> token bench: $CLIENTS clients with generated secrets"
+  apply_clients "$CLIENTS" tok
+  wait_ready "$CLIENTS"
+  basic_file >"$work/basic.txt"
   cat >"$work/token.lua" <<'LUA'
 local creds, i = {}, 0
 for line in io.lines(os.getenv("BASIC_FILE")) do creds[#creds + 1] = line end
@@ -178,6 +185,16 @@ end
 LUA
   export BASIC_FILE=$work/basic.txt
 
+  # The floor: the same HTTP stack, signing library and allocator, and nothing else.
+  bare_port=$(free_port)
+  taskset -c 0 "$PWD/target/release/examples/bare_token" "127.0.0.1:$bare_port" >"$work/bare.log" 2>&1 &
+  server=$!
+  pids+=("$server")
+  for _ in $(seq 1 40); do curl -fsS "http://127.0.0.1:$bare_port/readyz" >/dev/null 2>&1 && break; sleep 0.25; done
+  echo "--- bare endpoint (examples/bare_token.rs: parse the form, sign ES256), pinned to 1 core, wrk $CONNECTIONS connections on the other"
+  bare=$(issuer="http://127.0.0.1:$bare_port" drive "$CONNECTIONS" | tee /dev/stderr | grep RESULT)
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+
   for alg in $ALGORITHMS; do
     # Each algorithm gets its own signing-key Secret, created by a controller started for it.
     kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
@@ -185,66 +202,140 @@ LUA
     start_controller info "--signing-algorithm $alg --signing-key-secret $keys"
     for _ in $(seq 1 100); do kubectl get secret -n bench "$keys" >/dev/null 2>&1 && break; sleep 0.2; done
     start_server "--signing-key-secret $keys"
-    # Warm every client once (one argon2 check each), then measure the warm path.
-    while read -r b; do curl -fsS -o /dev/null -H "Authorization: Basic $b" -d grant_type=client_credentials "$issuer/token"; done <"$work/basic.txt"
-    echo "--- warm secrets, $alg, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
-    drive "$CONNECTIONS"
+    if [[ $alg == ES256 ]]; then
+      echo "--- first token of each of $CLIENTS clients on a replica just started, ES256, 32 client threads (Python, one connection each)"
+      cold=$(load once "$issuer" "$work/basic.txt" --threads 32 | grep RESULT); echo "$cold"
+      echo "--- the same clients again, now warm, same client"
+      warm=$(load once "$issuer" "$work/basic.txt" --threads 32 | grep RESULT); echo "$warm"
+      python3 -c "import re,sys; g=lambda s,k: float(re.search(k+r'=([0-9.]+)', s)[1]); c,w=sys.argv[1],sys.argv[2]; print('    cold/warm: %.0f%% of the tokens/s; p99 %.2f ms against %.2f ms' % (100*g(c,'rps')/g(w,'rps'), g(c,'p99_ms'), g(w,'p99_ms')))" "$cold" "$warm"
+    fi
+    echo "--- warm, $alg, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
+    result=$(drive "$CONNECTIONS" | tee /dev/stderr | grep RESULT)
+    [[ $alg == ES256 ]] && ratio "$result" "$bare"
     echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+    if [[ $alg == ES256 ]]; then restart_under_load "--signing-key-secret $keys"; fi
     kill -TERM "$server"; wait "$server" 2>/dev/null || true
   done
   kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
   start_controller
-
-  start_server "--verified-cache-size 0"
-  echo "--- cold secrets (every request pays argon2id), ES256, 1 connection"
-  drive 1
-  echo "--- cold secrets, 4 connections (argon2 bounded by --max-concurrent-hashes 4, one core)"
-  drive 4
-  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
-  kill -TERM "$server"; wait "$server" 2>/dev/null || true
-
-  # The fixed-rate run is about the machine, not one core: argon2 runs on both.
-  start_server "--verified-cache-size 0" 0,1
-  echo "--- cold secrets at a fixed $RATE requests/s, server on both cores (oha, latency corrected for coordinated omission)"
-  first=$(head -1 "$work/basic.txt")
-  taskset -c 1 "$oha" --no-tui --output-format json -z "${DURATION}s" -q "$RATE" ${OHA_FLAGS---latency-correction} -c "${OHA_CONNECTIONS:-40}" \
-    -m POST -H "Authorization: Basic $first" -T application/x-www-form-urlencoded -d grant_type=client_credentials \
-    "$issuer/token" >"$work/oha.json"
-  python3 - "$work/oha.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-s, p, codes = r["summary"], r["latencyPercentiles"], r.get("statusCodeDistribution", {})
-print("RESULT rps=%.1f p50_ms=%.1f p99_ms=%.1f max_ms=%.1f statuses=%s" % (
-    s["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000, s["slowest"] * 1000, codes))
-PY
-  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
-  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  chosen_bench
   kubectl delete oauthclients -n bench --all --wait=true >/dev/null
 }
 
+# The server restarted (SIGTERM, then a new process on the same port) while every client
+# keeps asking: how long until each is served again, and the latency meanwhile.
+restart_under_load() {
+  echo "--- replica restart while $CLIENTS clients ask for tokens (16 client threads, ${RESTART_SECONDS:-20} s)"
+  load loop "$issuer" "$work/basic.txt" --seconds "${RESTART_SECONDS:-20}" --threads 16 --out "$work/restart.tsv" &
+  local loader=$!
+  sleep 5
+  local killed ready
+  killed=$(date +%s.%N)
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  start_server "$1"
+  ready=$(date +%s.%N)
+  wait "$loader"
+  python3 hack/lib/token_load.py restart-report "$work/restart.tsv" "$killed" "$ready"
+}
+
+# Secrets a person chose (secretKeyRef) keep argon2id: the first token of each pays it,
+# later ones are served from the verified cache.
+chosen_bench() {
+  local n=${CHOSEN:-20}
+  echo "==> chosen secrets (secretKeyRef, argon2id): $n clients"
+  for i in $(seq 1 "$n"); do
+    printf 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: chosen-%d-value\nstringData:\n  secret: chosen-secret-%d-%s\n---\n' "$i" "$i" "$RANDOM"
+    printf 'apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: chosen-%d\nspec:\n  clientId: chosen-%d\n  scopes: [read]\n  secrets:\n    - name: main\n      secretKeyRef: {name: chosen-%d-value, key: secret}\n---\n' "$i" "$i" "$i"
+  done | kubectl apply -n bench --server-side -f - >/dev/null
+  wait_ready "$n" chosen-
+  kubectl get secrets -n bench -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.data.secret}{"\n"}{end}' |
+    awk '$1 ~ /^chosen-[0-9]+-value$/' | while read -r name secret; do
+      id=${name%-value}
+      printf '%s:%s' "$id" "$(echo "$secret" | base64 -d)" | base64 -w0; echo
+    done >"$work/chosen.txt"
+  start_server "" 0
+  echo "--- first token of each (one argon2id check each), 4 client threads, server on 1 core"
+  load once "$issuer" "$work/chosen.txt" --threads 4 | grep RESULT
+  echo "--- the same clients again (verified cache)"
+  load once "$issuer" "$work/chosen.txt" --threads 4 --rounds 10 | grep RESULT
+  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+}
+
+# The controller's mutating API requests so far, by resource, from the API server's own
+# counter (the objects the bench applies itself are OAuthClients without a subresource).
+api_writes() {
+  kubectl get --raw /metrics | python3 -c '
+import re, sys
+writes = {}
+for line in sys.stdin:
+    if not line.startswith("apiserver_request_total{"):
+        continue
+    labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", line))
+    if labels.get("verb") not in ("POST", "PUT", "PATCH", "APPLY", "DELETE"):
+        continue
+    key = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+    writes[key] = writes.get(key, 0) + float(line.rsplit(" ", 1)[1])
+print(" ".join("%s=%d" % kv for kv in sorted(writes.items())))'
+}
+writes_delta() { # $1, $2: two api_writes lines; prints the per-resource difference, bench applies left out
+  python3 - "$1" "$2" "${3:-1}" <<'PY'
+import sys
+parse = lambda s: {k: float(v) for k, v in (kv.split("=") for kv in s.split())}
+a, b, n = parse(sys.argv[1]), parse(sys.argv[2]), float(sys.argv[3])
+d = {k: b.get(k, 0) - a.get(k, 0) for k in b}
+d = {k: v for k, v in d.items() if v and k not in ("oauthclients", "namespaces")}
+total = sum(v for k, v in d.items() if k != "leases")
+print("    controller API writes: %d (%.2f per client): %s" % (total, total / n, ", ".join("%s %d" % kv for kv in sorted(d.items()))))
+PY
+}
+cpu_total() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+
 scale_bench() {
-  echo "==> scale bench: $SCALE clients applied at once"
+  local parallel=${APPLY_PARALLEL:-8}
+  echo "==> scale bench: $SCALE clients applied at once by $parallel parallel server-side applies (as a GitOps tool does)"
+  echo "    controller: --kube-api-qps ${KUBE_API_QPS:-500} --kube-api-burst ${KUBE_API_BURST:-1000} --max-concurrent-reconciles ${MAX_RECONCILES:-64}"
+  kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
+  start_controller info "--kube-api-qps ${KUBE_API_QPS:-500} --kube-api-burst ${KUBE_API_BURST:-1000} --max-concurrent-reconciles ${MAX_RECONCILES:-64}"
+  sleep 2
+  for i in $(seq 1 "$SCALE"); do
+    printf 'apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: scale-%d\nspec:\n  scopes: [read]\n---\n' "$i" >>"$work/scale-$((i % parallel)).yaml"
+  done
+  local w0 c0 start end
+  w0=$(api_writes)
+  c0=$(cpu_total "$controller")
   start=$(date +%s.%N)
-  apply_clients "$SCALE" scale
-  wait_ready "$SCALE"
-  while [[ $(kubectl get secrets -n bench -l oauth-operator.dev/client -o name | wc -l) -lt $SCALE ]]; do sleep 0.5; done
+  local appliers=()
+  for f in "$work"/scale-*.yaml; do
+    kubectl apply -n bench --server-side -f "$f" >/dev/null &
+    appliers+=($!)
+  done
+  wait "${appliers[@]}"
+  applied=$(date +%s.%N)
+  wait_ready "$SCALE" scale- 2
+  while [[ $(kubectl get secrets -n bench -l oauth-operator.dev/client -o name | grep -c scale-) -lt $SCALE ]]; do sleep 1; done
   end=$(date +%s.%N)
-  printf -- "--- %d clients Ready with their Secrets in %s s\n" "$SCALE" "$(python3 -c "print(round($end - $start, 1))")"
+  printf -- "--- %d clients applied in %s s, all Ready with their Secrets %s s after the first apply\n" "$SCALE" \
+    "$(python3 -c "print(round($applied - $start, 1))")" "$(python3 -c "print(round($end - $start, 1))")"
+  echo "    controller CPU: $(python3 -c "print(round($(cpu_total "$controller") - $c0, 1))") s over the run; RSS $(rss_mib "$controller") MiB (peak $(hwm_mib "$controller") MiB)"
+  writes_delta "$w0" "$(api_writes)" "$SCALE"
+  basic_file | head -n "$SCALE" >"$work/scale.txt"
+  echo "--- the token server, right after: the first token of each of $(wc -l <"$work/scale.txt") clients"
+  load once "$issuer" "$work/scale.txt" --threads 32 | grep RESULT
   curl -fsS "$issuer/metrics" | grep '^oauth_operator_indexed_clients' || true
-  echo "    controller RSS: $(rss_mib "$controller") MiB (peak $(hwm_mib "$controller") MiB)"
-  echo "    server RSS:     $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
+  echo "    server RSS: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
 
   echo "--- controller restart over $SCALE Ready clients"
-  before=$(kubectl get secrets,oauthclientverifiers,oauthclients -n bench -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort)
+  w0=$(api_writes)
   kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
   : >"$work/controller.log"
-  start_controller "info,oauth_operator=debug"
+  c0=$(date +%s.%N)
+  start_controller "info,oauth_operator=debug" "--kube-api-qps ${KUBE_API_QPS:-500} --kube-api-burst ${KUBE_API_BURST:-1000}"
   # Wait until the new controller has reconciled every client once.
   while [[ $(grep -c 'reconciled' "$work/controller.log" || true) -lt $SCALE ]]; do sleep 0.5; done
-  after=$(kubectl get secrets,oauthclientverifiers,oauthclients -n bench -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort)
-  changed=$(diff <(echo "$before") <(echo "$after") | grep -c '^>' || true)
-  hashes=$(grep -c 'argon2:' "$work/controller.log" || true)
-  echo "    objects rewritten: $changed; argon2 computations: $hashes"
+  echo "    every client reconciled again $(python3 -c "print(round($(date +%s.%N) - $c0, 1))") s after the start"
+  writes_delta "$w0" "$(api_writes)" "$SCALE"
+  echo "    argon2 computations: $(grep -c 'argon2:' "$work/controller.log" || true)"
 }
 
 refresh_bench() {

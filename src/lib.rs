@@ -26,12 +26,14 @@
 //!   sign-in pages, upstream federation; the server's own writes are registrations,
 //!   grants and revocations, through the API server.
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
+//! - [`kube_client`]: the API client every component uses, rate-limited client-side.
 //! - [`watch_backoff`]: how every watch retries while the API server is away.
 
 pub mod api;
 pub mod auth;
 pub mod controller;
 pub mod index;
+pub mod kube_client;
 pub mod server;
 pub mod telemetry;
 pub mod watch_backoff;

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use oauth_operator::telemetry::{self, LogFormat};
-use oauth_operator::{api, controller, server};
+use oauth_operator::{api, controller, kube_client, server};
 
 // Every argon2 computation allocates ~19 MiB. glibc's allocator keeps such freed blocks in
 // per-thread arenas, so RSS grew to hundreds of MiB after a burst of checks (measured:
@@ -79,6 +78,20 @@ struct Common {
     /// The role every token has, first in its `roles` claim; clients cannot remove it.
     #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_ROLE", default_value = "member")]
     default_role: String,
+    /// Requests per second to the API server, client-side (client-go's `--kube-api-qps`);
+    /// 0 for no limit.
+    #[arg(long, env = "OAUTH_OPERATOR_KUBE_API_QPS", default_value_t = 500)]
+    kube_api_qps: u32,
+    /// Requests the API server may get at once above `--kube-api-qps`.
+    #[arg(long, env = "OAUTH_OPERATOR_KUBE_API_BURST", default_value_t = 1000)]
+    kube_api_burst: u32,
+}
+
+impl Common {
+    async fn kube_client(&self, kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+        let limits = kube_client::Limits::new(self.kube_api_qps, self.kube_api_burst);
+        Ok(kube_client::connect(kubeconfig.map(PathBuf::as_path), limits).await?)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -129,6 +142,15 @@ struct ControllerOptions {
         default_value = "0.0.0.0:8081"
     )]
     health_listen: SocketAddr,
+    /// How many OAuthClients (and, apart, InitialAccessTokens) are reconciled at once; 0
+    /// for no bound. The API rate limit bounds the writes; this bounds the memory of
+    /// reconciles waiting on it.
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 64
+    )]
+    max_concurrent_reconciles: u16,
 }
 
 fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
@@ -262,6 +284,7 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
         signing_key_secret: c.signing_key_secret.clone(),
         token_endpoint: format!("{}/token", c.issuer.trim_end_matches('/')),
         max_concurrent_hashes: c.max_concurrent_hashes,
+        max_concurrent_reconciles: o.max_concurrent_reconciles,
     })
 }
 
@@ -286,16 +309,6 @@ fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::C
     }
 }
 
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let Some(path) = kubeconfig else {
-        return Ok(kube::Client::try_default().await?);
-    };
-    let kubeconfig = Kubeconfig::read_from(path)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -316,12 +329,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => {
-            let client = kube_client(cli.kubeconfig.as_ref()).await?;
+            let client = args.common.kube_client(cli.kubeconfig.as_ref()).await?;
             controller::run(client, controller_config(&args.common, &args.options)?).await?;
             Ok(())
         }
         Command::Server(args) => {
-            let client = kube_client(cli.kubeconfig.as_ref()).await?;
+            let client = args.common.kube_client(cli.kubeconfig.as_ref()).await?;
             server::run(
                 client,
                 server_config(&args.common, args.listen, &args.options),

@@ -66,6 +66,8 @@ pub struct Config {
     pub token_endpoint: String,
     /// How many argon2 hashes (of chosen secrets only) may run at once (each takes ~19 MiB).
     pub max_concurrent_hashes: usize,
+    /// How many objects of each kind are reconciled at once (0: unbounded).
+    pub max_concurrent_reconciles: u16,
     /// The role every client has, first in its `roles` claim.
     pub default_role: String,
     /// The access-token lifetimes (seconds, inclusive) this operator accepts.
@@ -366,6 +368,7 @@ async fn lead(
                 .trigger_backoff(WatchBackoff::default())
                 .owns(secrets, own_secrets.clone())
                 .owns(verifiers, watcher::Config::default())
+                .with_config(runtime_config(&config))
                 .shutdown_on_signal()
                 .run(
                     initial_access_token::reconcile,
@@ -400,6 +403,7 @@ async fn lead(
                 .trigger_backoff(WatchBackoff::default())
                 .owns(secrets, own_secrets.clone())
                 .owns(verifiers, watcher::Config::default())
+                .with_config(runtime_config(&config))
                 .shutdown_on_signal()
         })
         .collect();
@@ -437,6 +441,10 @@ async fn lead(
     grant_sweeper.abort();
     rotation.abort();
     Ok(())
+}
+
+fn runtime_config(config: &Config) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles)
 }
 
 fn count<K, E: std::fmt::Display>(
