@@ -141,12 +141,8 @@ apply_clients() { # $1: count, $2: name prefix
   done | kubectl apply -n bench --server-side -f - >/dev/null
 }
 
-wait_ready() { # $1: expected count of Ready clients, $2: name prefix, $3: poll interval (s)
-  while true; do
-    ready=$(kubectl get oauthclients -n bench -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep "^${2:-}" | grep -c ' True' || true)
-    [[ $ready -ge $1 ]] && return
-    sleep "${3:-0.5}"
-  done
+wait_ready() { # $1: expected count of Ready clients, $2: name prefix
+  python3 hack/lib/wait_ready.py "$1" "${2:-}" "$bin_dir/kubectl" --kubeconfig "$KC" -n bench
 }
 
 # Base64 `client_id:secret` per line, of every generated credentials Secret in bench.
@@ -312,9 +308,9 @@ scale_bench() {
   done
   wait "${appliers[@]}"
   applied=$(date +%s.%N)
-  wait_ready "$SCALE" scale- 2
-  while [[ $(kubectl get secrets -n bench -l oauth-operator.dev/client -o name | grep -c scale-) -lt $SCALE ]]; do sleep 1; done
+  wait_ready "$SCALE" scale-
   end=$(date +%s.%N)
+  # Ready is written after the Secret and the verifier (act's order), so it implies both.
   printf -- "--- %d clients applied in %s s, all Ready with their Secrets %s s after the first apply\n" "$SCALE" \
     "$(python3 -c "print(round($applied - $start, 1))")" "$(python3 -c "print(round($end - $start, 1))")"
   echo "    controller CPU: $(python3 -c "print(round($(cpu_total "$controller") - $c0, 1))") s over the run; RSS $(rss_mib "$controller") MiB (peak $(hwm_mib "$controller") MiB)"

@@ -35,8 +35,8 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector::reflector, watcher};
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use error::Error;
@@ -90,6 +90,16 @@ pub struct Context {
     pub hashing: Semaphore,
     /// Every watched OAuthClient, to settle who owns a client id.
     stores: OnceCell<Vec<Store<OAuthClient>>>,
+    /// The controller's own Secrets and the verifiers, as their watches (the ones that
+    /// trigger reconciles) last saw them: a reconcile reads these before the API server.
+    owned: OnceCell<Vec<OwnedStores>>,
+}
+
+/// The watch stores of what one scope's OAuthClient controller owns.
+#[derive(Clone)]
+pub struct OwnedStores {
+    pub secrets: Store<Secret>,
+    pub verifiers: Store<OAuthClientVerifier>,
 }
 
 /// A namespaced resource the controller reads and writes through kube's typed API.
@@ -235,6 +245,18 @@ impl Context {
         }
     }
 
+    /// The credentials Secret `ns/name` as the watch last saw it, if it saw it.
+    pub fn cached_secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+        let key = ObjectRef::new(name).within(ns);
+        self.owned.get()?.iter().find_map(|s| s.secrets.get(&key))
+    }
+
+    /// The verifier `ns/name` as the watch last saw it, if it saw it.
+    pub fn cached_verifier(&self, ns: &str, name: &str) -> Option<Arc<OAuthClientVerifier>> {
+        let key = ObjectRef::new(name).within(ns);
+        self.owned.get()?.iter().find_map(|s| s.verifiers.get(&key))
+    }
+
     /// The `namespace/name` of an older client claiming the same id (compared
     /// case-insensitively), if there is one: that client owns the id.
     pub fn client_id_owner(&self, client: &OAuthClient, client_id: &str) -> Option<String> {
@@ -251,9 +273,13 @@ impl Context {
             .iter()
             .flat_map(|s| s.state())
             .filter(|other| other.metadata.uid != client.metadata.uid)
+            // Borrowed, not `effective_client_id()`: this runs over every client per reconcile.
             .filter(|other| {
                 other
-                    .effective_client_id()
+                    .spec
+                    .client_id
+                    .as_deref()
+                    .or(other.metadata.uid.as_deref())
                     .is_some_and(|id| id.eq_ignore_ascii_case(client_id))
             })
             .filter(|other| key(other) < mine)
@@ -339,6 +365,7 @@ async fn lead(
         client: client.clone(),
         config: config.clone(),
         stores: OnceCell::new(),
+        owned: OnceCell::new(),
     });
 
     // Only the Secrets we made, by label: never a watch on every Secret of the cluster.
@@ -384,6 +411,7 @@ async fn lead(
                 })
         })
         .collect();
+    let mut owned = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
         .map(|ns| {
@@ -399,14 +427,32 @@ async fn lead(
                     Api::all(client.clone()),
                 ),
             };
+            // The owned watches keep stores, so a reconcile reads its Secret and verifier
+            // from memory: at 10,000 clients that is 40,000 fewer GETs for the API server.
+            let (secret_store, secret_writer) = reflector::store();
+            let (verifier_store, verifier_writer) = reflector::store();
+            owned.push(OwnedStores {
+                secrets: secret_store,
+                verifiers: verifier_store,
+            });
+            let secrets = reflector(secret_writer, watcher(secrets, own_secrets.clone()))
+                .backoff(WatchBackoff::default())
+                .touched_objects();
+            let verifiers = reflector(
+                verifier_writer,
+                watcher(verifiers, watcher::Config::default()),
+            )
+            .backoff(WatchBackoff::default())
+            .touched_objects();
             Controller::new(clients, watcher::Config::default().any_semantic())
                 .trigger_backoff(WatchBackoff::default())
-                .owns(secrets, own_secrets.clone())
-                .owns(verifiers, watcher::Config::default())
+                .owns_stream(secrets)
+                .owns_stream(verifiers)
                 .with_config(runtime_config(&config))
                 .shutdown_on_signal()
         })
         .collect();
+    let _ = ctx.owned.set(owned);
     let _ = ctx
         .stores
         .set(controllers.iter().map(Controller::store).collect());

@@ -1,8 +1,10 @@
 //! Observe: the reads of one reconcile, into a plain [`Observed`] the plan decides from.
 //!
 //! Everything here is a read: the id and display-name owners from the watch stores, the
-//! credentials Secret, every Secret the spec refers to (brought-your-own values, hashes,
-//! the registration access token's hash) and the verifier. Nothing is decided here.
+//! credentials Secret and the verifier (from the owned watches' stores, the API server on a
+//! miss), every Secret the spec refers to (brought-your-own values, hashes, the
+//! registration access token's hash; always from the API server, as the controller watches
+//! no Secret it did not make). Nothing is decided here.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -65,7 +67,13 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     }
 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    observed.credentials = read_secret(&secrets, &observed.secret_name).await?;
+    // The watch's copy first. A stale copy is harmless: a replace carries its
+    // resourceVersion (409, and the reconcile starts over), and an unchanged verifier is
+    // not written. Only a miss (a new client, or a watch behind) asks the API server.
+    observed.credentials = match ctx.cached_secret(&ns, &observed.secret_name) {
+        Some(s) => Some(Secret::clone(&s)),
+        None => read_secret(&secrets, &observed.secret_name).await?,
+    };
     let mut names: Vec<String> = client
         .secret_entries()
         .iter()
@@ -83,6 +91,10 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     }
 
     let name = client.name_any();
+    if let Some(v) = ctx.cached_verifier(&ns, &name) {
+        observed.verifier = Some(OAuthClientVerifier::clone(&v));
+        return Ok(observed);
+    }
     let verifiers: Api<OAuthClientVerifier> = Api::namespaced(ctx.client.clone(), &ns);
     observed.verifier = verifiers
         .get_opt(&name)
