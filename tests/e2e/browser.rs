@@ -224,9 +224,33 @@ impl Browser {
 
     /// Clicks the page's first submit button, as a user would: the form is sent with
     /// that button's name and value, and its validation runs.
+    ///
+    /// Returns once another document has replaced the form's and loaded: WebDriver's click
+    /// returns when the click is dispatched, and a read right after it could still see
+    /// the form (a wrong-password page and the form it replaces read alike but for one
+    /// line). The old document carries a mark the new one lacks.
     pub async fn submit(&self) -> anyhow::Result<()> {
+        let mark = "window.__submitted = true; return null;";
+        step("marking the form's page", self.client.execute(mark, vec![])).await?;
         self.click("button:not([type]), button[type=submit], input[type=submit]")
-            .await
+            .await?;
+        let replaced = "return window.__submitted !== true && document.readyState === 'complete';";
+        let started = Instant::now();
+        loop {
+            // A read during the navigation may fail; only a true answer ends the wait.
+            let read = step(
+                "reading the page's state",
+                self.client.execute(replaced, vec![]),
+            );
+            if let Ok(serde_json::Value::Bool(true)) = read.await {
+                return Ok(());
+            }
+            if started.elapsed() > STEP {
+                let url = self.current_url().await.unwrap_or_default();
+                bail!("no new page replaced the form within {STEP:?}: still at {url}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The page's text as rendered (what a user reads), not its markup.
