@@ -603,12 +603,18 @@ impl Ctx {
             &format!("OAuthClient {name} Ready"),
             || async {
                 let c = api.get(name).await?;
+                // Ready for the spec as it is now: a status from before the last
+                // change still says Ready until the reconcile of the change writes it.
+                let current = c.status.as_ref().is_some_and(|s| {
+                    s.observed_generation.is_some()
+                        && s.observed_generation == c.metadata.generation
+                });
                 let ready = c
                     .status
                     .as_ref()
                     .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
                     .is_some_and(|c| c.status == "True");
-                anyhow::ensure!(ready, "not ready: {:?}", c.status);
+                anyhow::ensure!(current && ready, "not ready: {:?}", c.status);
                 Ok(c)
             },
         )
