@@ -142,7 +142,7 @@ apply_clients() { # $1: count, $2: name prefix
 }
 
 wait_ready() { # $1: expected count of Ready clients, $2: name prefix
-  python3 hack/lib/wait_ready.py "$1" "${2:-}" "$bin_dir/kubectl" --kubeconfig "$KC" -n bench
+  python3 hack/lib/wait_ready.py "$1" "${2:-}" bench "$bin_dir/kubectl" --kubeconfig "$KC"
 }
 
 # Base64 `client_id:secret` per line, of every generated credentials Secret in bench.

@@ -1,33 +1,49 @@
-"""Waits until COUNT OAuthClients whose names start with PREFIX are Ready, from one watch
-(`kubectl get -w`, which this script starts and stops), not by listing them again and
-again: a list of 10,000 objects every second costs the API server more than the
-controller does.
+"""Waits until COUNT OAuthClients in NAMESPACE whose names start with PREFIX are Ready,
+from one watch, not by listing them again and again: a list of 10,000 objects every
+second costs the API server more than the controller does.
 
-    wait_ready.py COUNT PREFIX KUBECTL [ARGS...]
+The watch starts at resourceVersion 0, so the API server first sends every object it
+holds as an ADDED event, then each change: no list, and nothing missed between a list
+and a watch. (`kubectl get -w -o jsonpath` would print the first list as a List of 500
+items per chunk, which a per-object template cannot read.)
+
+    wait_ready.py COUNT PREFIX NAMESPACE KUBECTL [ARGS...]
 """
 
+import json
 import subprocess
 import sys
 
-count, prefix, kubectl = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-watch = subprocess.Popen(
-    kubectl
-    + ["get", "oauthclients", "-w", "-o",
-       'jsonpath={.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}'],
-    stdout=subprocess.PIPE,
-    text=True,
-)
-ready = set()
+count, prefix, namespace, kubectl = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+path = (f"/apis/oauth-operator.dev/v1alpha1/namespaces/{namespace}/oauthclients"
+        "?watch=1&resourceVersion=0&allowWatchBookmarks=false")
+watch = subprocess.Popen(kubectl + ["get", "--raw", path], stdout=subprocess.PIPE, text=True)
+
+
+def ready(obj):
+    # The Ready of the spec as it is now, not a status left from before a change.
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"].get("generation"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions", []))
+
+
+done = set()
 try:
     for line in watch.stdout:
-        parts = line.split()
-        if not parts or not parts[0].startswith(prefix):
+        if not line.strip():
             continue
-        if len(parts) > 1 and parts[1] == "True":
-            ready.add(parts[0])
+        event = json.loads(line)
+        obj = event.get("object") or {}
+        name = (obj.get("metadata") or {}).get("name", "")
+        if event.get("type") not in ("ADDED", "MODIFIED", "DELETED") or not name.startswith(prefix):
+            continue
+        if event["type"] != "DELETED" and ready(obj):
+            done.add(name)
         else:
-            ready.discard(parts[0])
-        if len(ready) >= count:
+            done.discard(name)
+        if len(done) >= count:
             sys.exit(0)
     sys.exit(1)
 finally:
