@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::super::{Context, Error};
+use super::super::{Cached, Context, Error};
 use crate::api::{OAuthClient, OAuthClientVerifier};
 
 /// What one reconcile read. Holds Secrets, so it has no `Debug`: it must never be logged.
@@ -69,10 +69,12 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     // The watch's copy first. A stale copy is harmless: a replace carries its
     // resourceVersion (409, and the reconcile starts over), and an unchanged verifier is
-    // not written. Only a miss (a new client, or a watch behind) asks the API server.
+    // not written. A miss asks the API server: the watch sees only Secrets this
+    // controller labelled, and a Secret of the same name someone else made must be seen
+    // to be reported (SecretConflict) rather than run into on every create.
     observed.credentials = match ctx.cached_secret(&ns, &observed.secret_name) {
-        Some(s) => Some(Secret::clone(&s)),
-        None => read_secret(&secrets, &observed.secret_name).await?,
+        Cached::Found(s) => Some(Secret::clone(&s)),
+        Cached::Absent | Cached::Unknown => read_secret(&secrets, &observed.secret_name).await?,
     };
     let mut names: Vec<String> = client
         .secret_entries()
@@ -91,9 +93,16 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     }
 
     let name = client.name_any();
-    if let Some(v) = ctx.cached_verifier(&ns, &name) {
-        observed.verifier = Some(OAuthClientVerifier::clone(&v));
-        return Ok(observed);
+    match ctx.cached_verifier(&ns, &name) {
+        Cached::Found(v) => {
+            observed.verifier = Some(OAuthClientVerifier::clone(&v));
+            return Ok(observed);
+        }
+        // Every verifier is watched, whoever made it: not in a listed store means none
+        // existed at the list, and one made since is this controller's own (the apply
+        // that follows is idempotent).
+        Cached::Absent => return Ok(observed),
+        Cached::Unknown => {}
     }
     let verifiers: Api<OAuthClientVerifier> = Api::namespaced(ctx.client.clone(), &ns);
     observed.verifier = verifiers
