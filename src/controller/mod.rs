@@ -586,3 +586,55 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event as WatchEvent;
+
+    fn secret(name: &str) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.namespace = Some("ns".into());
+        s
+    }
+
+    fn key(name: &str) -> ObjectRef<Secret> {
+        ObjectRef::new(name).within("ns")
+    }
+
+    #[test]
+    fn a_miss_is_absent_only_once_every_store_has_listed() {
+        let (listed, mut listed_writer) = reflector::store::<Secret>();
+        let (pending, _pending_writer) = reflector::store::<Secret>();
+        assert!(matches!(
+            lookup(None::<std::iter::Empty<&Store<Secret>>>, &key("a")),
+            Cached::Unknown
+        ));
+        assert!(matches!(
+            lookup(Some([&listed].into_iter()), &key("a")),
+            Cached::Unknown
+        ));
+
+        listed_writer.apply_watcher_event(&WatchEvent::Init);
+        listed_writer.apply_watcher_event(&WatchEvent::InitApply(secret("a")));
+        listed_writer.apply_watcher_event(&WatchEvent::InitDone);
+        assert!(matches!(
+            lookup(Some([&listed].into_iter()), &key("a")),
+            Cached::Found(_)
+        ));
+        assert!(matches!(
+            lookup(Some([&listed].into_iter()), &key("b")),
+            Cached::Absent
+        ));
+        // Another scope that has not listed yet could hold it.
+        assert!(matches!(
+            lookup(Some([&listed, &pending].into_iter()), &key("b")),
+            Cached::Unknown
+        ));
+        assert!(matches!(
+            lookup(Some([&pending, &listed].into_iter()), &key("a")),
+            Cached::Found(_)
+        ));
+    }
+}
