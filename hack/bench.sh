@@ -48,6 +48,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Copies its input to stderr and stdout. Not `tee /dev/stderr`: that reopens stderr, and
+# when it is a file (`bench.sh >log 2>&1`) the reopening truncates everything before.
+show() { while IFS= read -r line; do printf '%s\n' "$line" >&2; printf '%s\n' "$line"; done; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # The server's CPU seconds so far, user and system, from /proc (clock ticks of 1/100 s).
 cpu_seconds() { awk '{printf "%.2f %.2f", $14/100, $15/100}' "/proc/$1/stat"; }
@@ -188,7 +191,7 @@ LUA
   pids+=("$server")
   for _ in $(seq 1 40); do curl -fsS "http://127.0.0.1:$bare_port/readyz" >/dev/null 2>&1 && break; sleep 0.25; done
   echo "--- bare endpoint (examples/bare_token.rs: parse the form, sign ES256), pinned to 1 core, wrk $CONNECTIONS connections on the other"
-  bare=$(issuer="http://127.0.0.1:$bare_port" drive "$CONNECTIONS" | tee /dev/stderr | grep RESULT)
+  bare=$(issuer="http://127.0.0.1:$bare_port" drive "$CONNECTIONS" | show | grep RESULT)
   kill -TERM "$server"; wait "$server" 2>/dev/null || true
 
   for alg in $ALGORITHMS; do
@@ -206,7 +209,7 @@ LUA
       python3 -c "import re,sys; g=lambda s,k: float(re.search(k+r'=([0-9.]+)', s)[1]); c,w=sys.argv[1],sys.argv[2]; print('    cold/warm: %.0f%% of the tokens/s; p99 %.2f ms against %.2f ms' % (100*g(c,'rps')/g(w,'rps'), g(c,'p99_ms'), g(w,'p99_ms')))" "$cold" "$warm"
     fi
     echo "--- warm, $alg, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
-    result=$(drive "$CONNECTIONS" | tee /dev/stderr | grep RESULT)
+    result=$(drive "$CONNECTIONS" | show | grep RESULT)
     [[ $alg == ES256 ]] && ratio "$result" "$bare"
     echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
     if [[ $alg == ES256 ]]; then restart_under_load "--signing-key-secret $keys"; fi

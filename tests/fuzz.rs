@@ -21,8 +21,20 @@ use proptest::prelude::*;
 use tower::ServiceExt;
 
 use fixture::{
-    ACCESS_TOKEN, CLIENT_ID, IAT, PASSWORD, PUBLIC_APP, REDIRECT, REGISTERED, SECRET, USER, basic,
+    ACCESS_TOKEN, CLIENT_ID, IAT, KEYED, PASSWORD, PUBLIC_APP, REDIRECT, REGISTERED, SECRET, USER,
+    basic,
 };
+
+/// `client_assertion_type` of RFC 7523, as it is before form-encoding.
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The public JWK Set of the fixture's keyed client.
+fn client_jwks() -> serde_json::Value {
+    fixture::CLIENT_KEYS
+        .as_ref()
+        .and_then(|k| serde_json::to_value(&k.jwks).ok())
+        .unwrap_or_default()
+}
 
 /// A PKCE pair the generators use (RFC 7636 appendix B).
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -68,6 +80,14 @@ fn form_value() -> impl Strategy<Value = String> {
         Just(VERIFIER.to_string()),
         Just(USER.to_string()),
         Just(PASSWORD.to_string()),
+        Just(ASSERTION_TYPE.to_string()),
+        Just(KEYED.to_string()),
+        // A genuine assertion (accepted once, replayed after) and JWT-shaped junk.
+        Just(fixture::assertion(serde_json::json!({}))),
+        Just(fixture::assertion(
+            serde_json::json!({"aud": "elsewhere", "exp": "soon"})
+        )),
+        "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,120}\\.[A-Za-z0-9_-]{0,60}",
         "[A-Za-z0-9_-]{20,200}",
         "\\PC{0,40}",
     ]
@@ -138,6 +158,8 @@ fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
         Just("refresh_token"),
         Just("post_logout_redirect_uri"),
         Just("id_token_hint"),
+        Just("client_assertion"),
+        Just("client_assertion_type"),
         Just("x"),
     ];
     let form = proptest::collection::vec((keys, form_value()), 0..6).prop_map(|pairs| {
@@ -158,6 +180,10 @@ fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
             "http://localhost/cb#x"
         ])),
         Just(serde_json::json!("none")),
+        Just(serde_json::json!("private_key_jwt")),
+        Just(client_jwks()),
+        Just(serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})),
+        Just(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "", "y": ""}]})),
         Just(serde_json::json!(null)),
         any::<i64>().prop_map(|n| serde_json::json!(n)),
         "\\PC{0,40}".prop_map(|s| serde_json::json!(s)),
@@ -169,6 +195,8 @@ fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
         Just("scope"),
         Just("redirect_uris"),
         Just("token_endpoint_auth_method"),
+        Just("jwks"),
+        Just("jwks_uri"),
         Just("client_id"),
         Just("software_id"),
     ];
@@ -319,8 +347,12 @@ fn verifier_json() -> impl Strategy<Value = serde_json::Value> {
         any::<u32>(),
         proptest::collection::vec((s, s, proptest::option::of(any::<i32>())), 0..4),
         proptest::option::of("\\PC{0,30}"),
+        proptest::option::of(prop_oneof![
+            Just(client_jwks().to_string()),
+            "\\PC{0,60}",
+        ]),
     )
-        .prop_map(|(name, id, ns, active, scopes, lifetime, secrets, nb)| {
+        .prop_map(|(name, id, ns, active, scopes, lifetime, secrets, nb, jwks)| {
             serde_json::json!({
                 "apiVersion": "oauth-operator.dev/v1alpha1",
                 "kind": "OAuthClientVerifier",
@@ -331,6 +363,7 @@ fn verifier_json() -> impl Strategy<Value = serde_json::Value> {
                     "notBefore": nb,
                     "scopes": scopes,
                     "accessTokenLifetimeSeconds": lifetime,
+                    "jwks": jwks,
                     "secrets": secrets.iter().map(|(n, h, exp)| serde_json::json!({
                         "name": n,
                         "hash": h,

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 use fixture::{
     ACCESS_TOKEN, AUDIENCE, Answer, CHOSEN, CLIENT_ID, CODE_ONLY, IAT, INACTIVE, ISSUER,
-    REGISTERED, SECRET, basic, with_peer,
+    JWT_BEARER, KEYED, REGISTERED, SECRET, assertion, basic, with_peer,
 };
 use oauth_operator::index::Index;
 
@@ -640,13 +640,29 @@ async fn discovery_lists_the_endpoints_and_the_key_algorithms() -> TestResult {
     )?;
     expect_eq(
         v["token_endpoint_auth_methods_supported"].clone(),
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"]),
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ]),
         "auth methods: public clients use none, with PKCE",
     )?;
     expect_eq(
+        v["token_endpoint_auth_signing_alg_values_supported"].clone(),
+        serde_json::json!([
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"
+        ]),
+        "assertion algorithms: asymmetric only",
+    )?;
+    expect_eq(
         v["introspection_endpoint_auth_methods_supported"].clone(),
-        serde_json::json!(["client_secret_basic", "client_secret_post"]),
-        "introspection needs a secret",
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ]),
+        "introspection needs client authentication",
     )?;
     expect_eq(
         v["access_token_signing_alg_values_supported"].clone(),
@@ -658,6 +674,146 @@ async fn discovery_lists_the_endpoints_and_the_key_algorithms() -> TestResult {
         openid.body,
         a.body,
         "the OpenID path serves the same document",
+    )
+}
+
+/// A token request with a client assertion, no other credentials.
+async fn assertion_request(router: &Router, jwt: &str) -> Result<Answer, String> {
+    token_request(
+        router,
+        None,
+        &format!(
+            "grant_type=client_credentials&client_assertion_type={JWT_BEARER}&client_assertion={jwt}"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_private_key_jwt_assertion_gets_a_token_once() -> TestResult {
+    let (router, _) = server()?;
+    let jwt = assertion(serde_json::json!({}));
+    let a = assertion_request(&router, &jwt).await?;
+    expect_eq(a.status, 200, "status")?;
+    let token = a.json()["access_token"]
+        .as_str()
+        .ok_or("no access_token")?
+        .to_string();
+    let payload = token.split('.').nth(1).ok_or("not a JWT")?;
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    expect_eq(claims["sub"].as_str(), Some(KEYED), "sub")?;
+    expect_eq(
+        claims["client_auth_method"].as_str(),
+        Some("private_key_jwt"),
+        "how the client authenticated",
+    )?;
+    // The same assertion again: its jti was used.
+    let again = assertion_request(&router, &jwt).await?;
+    expect_error(&again, 401, r#"{"error":"invalid_client"}"#)?;
+    // A secret client's token says so too.
+    let secret = token_request(
+        &router,
+        None,
+        &format!("grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}"),
+    )
+    .await?;
+    let token = secret.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    expect_eq(
+        claims["client_auth_method"].as_str(),
+        Some("client_secret_post"),
+        "a secret client",
+    )
+}
+
+#[tokio::test]
+async fn every_bad_assertion_is_the_same_invalid_client() -> TestResult {
+    let (router, _) = server()?;
+    let now = jiff::Timestamp::now().as_second();
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = serde_json::json!({
+        "iss": KEYED, "sub": KEYED, "aud": format!("{ISSUER}/token"),
+        "exp": now + 60, "jti": "unsigned"
+    });
+    let unsigned = format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none"})),
+        b64(claims.clone())
+    );
+    let hmac = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"public"),
+    )
+    .map_err(|e| e.to_string())?;
+    let cases = [
+        ("expired", assertion(serde_json::json!({"exp": now - 120}))),
+        (
+            "another audience",
+            assertion(serde_json::json!({"aud": "https://elsewhere/token"})),
+        ),
+        (
+            "valid for an hour",
+            assertion(serde_json::json!({"exp": now + 3600})),
+        ),
+        ("no jti", assertion(serde_json::json!({"jti": null}))),
+        (
+            "another client's name",
+            assertion(serde_json::json!({"sub": CLIENT_ID, "iss": CLIENT_ID})),
+        ),
+        ("alg none", unsigned),
+        ("HMAC", hmac),
+        ("not a JWT", "abc.def.ghi".into()),
+    ];
+    for (what, jwt) in cases {
+        let a = assertion_request(&router, &jwt).await?;
+        expect_error(&a, 401, r#"{"error":"invalid_client"}"#)
+            .map_err(|e| format!("{what}: {e}"))?;
+    }
+    // A secret client that has no keys, named by the form.
+    let a = token_request(
+        &router,
+        None,
+        &format!(
+            "grant_type=client_credentials&client_id={CLIENT_ID}&client_assertion_type={JWT_BEARER}&client_assertion={}",
+            assertion(serde_json::json!({"iss": CLIENT_ID, "sub": CLIENT_ID}))
+        ),
+    )
+    .await?;
+    expect_error(&a, 401, r#"{"error":"invalid_client"}"#)?;
+    // Two methods at once is a malformed request, not a failed authentication.
+    let a = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        &format!(
+            "grant_type=client_credentials&client_assertion_type={JWT_BEARER}&client_assertion={}",
+            assertion(serde_json::json!({}))
+        ),
+    )
+    .await?;
+    expect_eq(a.status, 400, "two methods")?;
+    expect_eq(
+        a.json()["error"].as_str(),
+        Some("invalid_request"),
+        "two methods",
     )
 }
 

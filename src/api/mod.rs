@@ -35,8 +35,9 @@ pub use initial_access_token::{
     RegistrationPolicy,
 };
 pub use oauth_client::{
-    ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient, OAuthClientSpec,
-    OAuthClientStatus, Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus,
+    Authentication, ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient,
+    OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt, Registration, SecretKeyRef, SecretKeys,
+    SecretState, SecretStatus,
 };
 pub use refresh::{RefreshCount, UNLIMITED};
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};

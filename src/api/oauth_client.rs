@@ -47,6 +47,9 @@ use super::{Audience, Duration, RefreshCount, Scope};
     "self.type != 'public' || !has(self.secrets) || size(self.secrets) == 0"
 ).message("spec.secrets must be empty for a public client: public clients have no secret").field_path(".secrets"))]
 #[x_kube(validation = Rule::new(
+    "self.type != 'public' || !has(self.authentication)"
+).message("spec.authentication needs a confidential client: a public client does not authenticate").field_path(".authentication"))]
+#[x_kube(validation = Rule::new(
     "self.type != 'public' || !self.grantTypes.exists(g, g == 'client_credentials')"
 ).message("spec.grantTypes: client_credentials needs a confidential client").field_path(".grantTypes"))]
 #[x_kube(validation = Rule::new(
@@ -160,6 +163,10 @@ pub struct OAuthClientSpec {
     #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub secrets: Vec<ClientSecret>,
 
+    /// Ways the client may authenticate without a secret. A confidential client with one of these and no `secrets` gets no generated secret; one with both accepts either (a migration away from secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+
     /// The Secret the controller writes the credentials into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<CredentialsSecret>,
@@ -167,6 +174,24 @@ pub struct OAuthClientSpec {
     /// Set by the token server on clients registered through `POST /register` (RFC 7591).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<Registration>,
+}
+
+/// Client authentication without a client secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.privateKeyJwt)").message("spec.authentication must name at least one method"))]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    /// `private_key_jwt` (RFC 7523, OpenID Connect Core section 9): the client signs a short-lived assertion with a private key it keeps, and the token server verifies it with the public keys given here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_jwt: Option<PrivateKeyJwt>,
+}
+
+/// The public keys of a `private_key_jwt` client.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateKeyJwt {
+    /// A key of a Secret in the client's namespace holding the client's public keys as a JWK Set (JSON, at most 16 signature keys of RSA, EC or OKP type). Public keys only: a key with private members is refused, since its private half has been shared.
+    pub jwks_secret_ref: SecretKeyRef,
 }
 
 /// How a dynamically registered client came to be, and how it is managed (RFC 7592).
@@ -372,6 +397,9 @@ pub struct OAuthClientStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// How the token server accepts the client now, by their RFC 7591 names (`client_secret_basic`, `client_secret_post`, `private_key_jwt`; `none` for a public client).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authentication_methods: Vec<String>,
     /// `Ready` (the client can obtain tokens), `SecretsExpiring`, `WaitingForSecret`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -437,11 +465,22 @@ impl OAuthClient {
             .or_else(|| self.metadata.uid.clone())
     }
 
+    /// Whether the client may authenticate without a secret.
+    pub fn is_secretless(&self) -> bool {
+        self.spec
+            .authentication
+            .as_ref()
+            .is_some_and(|a| a.private_key_jwt.is_some())
+    }
+
     /// The secret entries in force: the spec's, or the implicit `default` of a
-    /// confidential client that lists none.
+    /// confidential client that lists none and has no other way to authenticate.
     pub fn secret_entries(&self) -> Vec<ClientSecret> {
         match self.spec.client_type {
             ClientType::Public => Vec::new(),
+            ClientType::Confidential if self.spec.secrets.is_empty() && self.is_secretless() => {
+                Vec::new()
+            }
             ClientType::Confidential if self.spec.secrets.is_empty() => vec![ClientSecret {
                 name: "default".into(),
                 description: None,

@@ -64,6 +64,9 @@ pub struct OAuthClientVerifierSpec {
     /// One entry per accepted client secret.
     #[serde(default)]
     pub secrets: Vec<SecretVerifier>,
+    /// The client's public keys for `private_key_jwt` (RFC 7523): a JWK Set as JSON, as the controller read and checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
     /// For a dynamically registered client: the hash of its registration access token (RFC 7592): `$sha256$` and the base64url SHA-256, or an argon2id PHC string from an earlier version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,

@@ -384,6 +384,7 @@ mod tests {
                 grant_id: None,
                 auth_time: None,
                 upstream: None,
+                client_auth_method: None,
             };
             let jwt = sign(&claims, set.signer(now)).expect("sign");
             let back: AccessTokenClaims = set.verify(&jwt, "i").expect("verifies");

@@ -1,6 +1,8 @@
 //! Secrets, hashing and signing: pure crypto, no HTTP, no Kubernetes.
 
+pub mod assertion;
 pub mod hash;
+pub mod jws;
 pub mod keys;
 pub mod pkce;
 pub mod redirect;

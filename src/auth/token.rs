@@ -37,6 +37,11 @@ pub struct AccessTokenClaims {
     /// in no index (a private claim; see `server::upstream`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamUser>,
+    /// How the client authenticated for a client-credentials token, by its RFC 7591 name
+    /// (`client_secret_basic`, `client_secret_post`, `private_key_jwt`), so a resource
+    /// server can require clients without a secret (a private claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth_method: Option<String>,
 }
 
 /// A user of an upstream provider, as their code and tokens carry them: the provider
@@ -136,6 +141,7 @@ mod tests {
             grant_id: None,
             auth_time: None,
             upstream: None,
+            client_auth_method: None,
         };
         let signer = keys.signer(claims.iat);
         let jwt = sign(&claims, signer).expect("sign");

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser};
+use crate::auth::assertion::ClientKeys;
 use crate::auth::hash::Verifier;
 use crate::auth::keys::KeySet;
 
@@ -56,6 +57,8 @@ pub struct ClientEntry {
     pub registration_access_token_hash: Option<Verifier>,
     /// The `OAuthClient`'s UID (its verifier's owner), which tokens carry as `client_uid`.
     pub uid: Option<String>,
+    /// The public keys of its `private_key_jwt` assertions.
+    pub keys: Option<Arc<ClientKeys>>,
 }
 
 /// What the token server knows of one initial access token.
@@ -189,6 +192,13 @@ impl ClientEntry {
                 .as_deref()
                 .and_then(Verifier::parse),
             uid: owner_uid(&v.metadata),
+            // The controller checked the set; one that no longer parses (a newer
+            // controller's format) leaves the client without this method, not broken.
+            keys: spec
+                .jwks
+                .as_deref()
+                .and_then(|text| ClientKeys::parse(text).ok())
+                .map(Arc::new),
         })
     }
 }

@@ -99,6 +99,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
                 expires_at: None,
             }],
             registration_access_token_hash: None,
+            jwks: None,
         },
     );
     v.metadata.namespace = Some(ns.into());

@@ -1,6 +1,7 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749
-//! section 2.3.1): HTTP Basic (`client_secret_basic`) or form fields
-//! (`client_secret_post`), never both.
+//! section 2.3.1): HTTP Basic (`client_secret_basic`), form fields
+//! (`client_secret_post`) or a JWT assertion (`private_key_jwt`, RFC 7523; checked in
+//! [`super::client_assertion`]), never two at once.
 //!
 //! The Basic header is parsed by hand on purpose: RFC 6749 asks for the id and secret to
 //! be form-encoded before base64, which generic Basic parsers (`headers`, `axum-extra`)
@@ -17,6 +18,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::error::OAuthError;
 use super::form::Form;
+use crate::auth::assertion::JWT_BEARER;
+use crate::auth::jws;
 use crate::auth::secret::SecretString;
 
 /// Credentials from `Authorization: Basic`, already form-decoded.
@@ -53,15 +56,66 @@ fn basic_header(headers: &HeaderMap) -> BasicHeader {
 
 /// Credentials as presented.
 #[derive(Debug)]
-pub struct Presented {
-    pub client_id: String,
-    pub secret: SecretString,
-    /// Whether they came in an `Authorization: Basic` header.
-    pub basic: bool,
+pub enum Presented {
+    /// A client secret, in an `Authorization: Basic` header or the form.
+    Secret {
+        client_id: String,
+        secret: SecretString,
+        basic: bool,
+    },
+    /// A JWT assertion (RFC 7523 section 2.2), of the form's `client_id`, else of the
+    /// assertion's `sub` (the client id of a `private_key_jwt` assertion).
+    Assertion {
+        client_id: String,
+        assertion: SecretString,
+    },
+}
+
+impl Presented {
+    /// The client the request says it comes from (not yet authenticated).
+    pub fn client_id(&self) -> &str {
+        match self {
+            Presented::Secret { client_id, .. } | Presented::Assertion { client_id, .. } => {
+                client_id
+            }
+        }
+    }
+}
+
+/// How a client authenticated, by its RFC 7591 `token_endpoint_auth_method` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::ClientSecretBasic => "client_secret_basic",
+            Method::ClientSecretPost => "client_secret_post",
+            Method::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// Whether the request carries client credentials of any kind (a confidential client's
+/// request, as opposed to a public client's `client_id` alone).
+pub fn has_credentials(basic: &BasicHeader, form: &Form) -> bool {
+    !matches!(basic, Ok(None))
+        || form.get("client_secret").is_some()
+        || form.get("client_assertion").is_some()
+        || form.get("client_assertion_type").is_some()
 }
 
 /// The client's credentials, from the header or the form, in the RFC's order of checks.
 pub fn presented(basic: BasicHeader, form: &Form) -> Result<Presented, OAuthError> {
+    let assertion = form.get("client_assertion");
+    let assertion_type = form.get("client_assertion_type");
+    if assertion.is_some() || assertion_type.is_some() {
+        return presented_assertion(basic, form, assertion, assertion_type);
+    }
     if !matches!(basic, Ok(None)) {
         if form.get("client_secret").is_some() {
             return Err(OAuthError::InvalidRequest(
@@ -78,14 +132,14 @@ pub fn presented(basic: BasicHeader, form: &Form) -> Result<Presented, OAuthErro
                 "client_id does not match the Authorization header",
             ));
         }
-        return Ok(Presented {
+        return Ok(Presented::Secret {
             client_id,
             secret,
             basic: true,
         });
     }
     match (form.get("client_id"), form.get("client_secret")) {
-        (Some(id), Some(secret)) => Ok(Presented {
+        (Some(id), Some(secret)) => Ok(Presented::Secret {
             client_id: id.to_string(),
             secret: SecretString::new(secret.to_string()),
             basic: false,
@@ -93,6 +147,40 @@ pub fn presented(basic: BasicHeader, form: &Form) -> Result<Presented, OAuthErro
         // No credentials at all: RFC 6749 section 5.2 says to answer with the challenge.
         _ => Err(OAuthError::InvalidClient { basic: true }),
     }
+}
+
+/// RFC 7521 section 4.2: both parameters, of the one type this server knows, and no other
+/// method beside them.
+fn presented_assertion(
+    basic: BasicHeader,
+    form: &Form,
+    assertion: Option<&str>,
+    assertion_type: Option<&str>,
+) -> Result<Presented, OAuthError> {
+    if !matches!(basic, Ok(None)) || form.get("client_secret").is_some() {
+        return Err(OAuthError::InvalidRequest(
+            "more than one client authentication method was used",
+        ));
+    }
+    let (Some(assertion), Some(assertion_type)) = (assertion, assertion_type) else {
+        return Err(OAuthError::InvalidRequest(
+            "client_assertion and client_assertion_type go together",
+        ));
+    };
+    let invalid = OAuthError::InvalidClient { basic: false };
+    if assertion_type != JWT_BEARER {
+        return Err(invalid);
+    }
+    let client_id = match form.get("client_id") {
+        Some(id) => id.to_string(),
+        None => jws::unverified_claims(assertion)
+            .and_then(|c| c.get("sub")?.as_str().map(str::to_string))
+            .ok_or(invalid)?,
+    };
+    Ok(Presented::Assertion {
+        client_id,
+        assertion: SecretString::new(assertion.to_string()),
+    })
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`, as RFC 6749 section 2.3.1 asks.
@@ -164,16 +252,68 @@ mod tests {
             &form("grant_type=client_credentials"),
         )
         .expect("ok");
-        assert_eq!(p.client_id, "my id");
-        assert_eq!(p.secret.expose(), "a:b");
-        assert!(p.basic);
+        assert_eq!(p.client_id(), "my id");
+        assert!(
+            matches!(&p, Presented::Secret { secret, basic: true, .. } if secret.expose() == "a:b")
+        );
     }
 
     #[test]
     fn post_credentials() {
         let p = presented(Ok(None), &form("client_id=c&client_secret=s")).expect("ok");
-        assert_eq!(p.client_id, "c");
-        assert!(!p.basic);
+        assert_eq!(p.client_id(), "c");
+        assert!(matches!(p, Presented::Secret { basic: false, .. }));
+    }
+
+    #[test]
+    fn an_assertion_names_its_client_by_the_form_or_its_subject() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"billing"}"#);
+        let jwt = format!("e30.{payload}.c2ln");
+        let t = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        let p = presented(Ok(None), &form(&format!("{t}&client_assertion={jwt}"))).expect("ok");
+        assert_eq!(p.client_id(), "billing");
+        assert!(matches!(p, Presented::Assertion { .. }));
+        let p = presented(
+            Ok(None),
+            &form(&format!("{t}&client_assertion={jwt}&client_id=other")),
+        )
+        .expect("ok");
+        assert_eq!(
+            p.client_id(),
+            "other",
+            "checked against the assertion later"
+        );
+
+        let code = |f: &str, b: BasicHeader| presented(b, &form(f)).expect_err("refused").code();
+        assert_eq!(
+            code(&format!("client_assertion={jwt}"), Ok(None)),
+            "invalid_request"
+        );
+        assert_eq!(code(t, Ok(None)), "invalid_request");
+        assert_eq!(
+            code(
+                &format!("{t}&client_assertion={jwt}&client_secret=s"),
+                Ok(None)
+            ),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(&format!("{t}&client_assertion={jwt}"), basic("c", "s")),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(
+                &format!("client_assertion_type=saml&client_assertion={jwt}"),
+                Ok(None)
+            ),
+            "invalid_client"
+        );
+        assert_eq!(
+            code(&format!("{t}&client_assertion=garbage"), Ok(None)),
+            "invalid_client",
+            "no client id anywhere"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::authorize::request::USER_SCOPES;
+use crate::auth::jws;
 
 #[derive(Serialize)]
 pub struct Metadata {
@@ -16,12 +17,16 @@ pub struct Metadata {
     jwks_uri: String,
     introspection_endpoint: String,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    introspection_endpoint_auth_signing_alg_values_supported: Vec<String>,
     revocation_endpoint: String,
     revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    revocation_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// RFC 7591 dynamic client registration, with an initial access token.
     registration_endpoint: String,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// What `private_key_jwt` assertions may be signed with.
+    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     response_types_supported: Vec<&'static str>,
     response_modes_supported: Vec<&'static str>,
     /// PKCE (RFC 7636), required of every client.
@@ -52,20 +57,26 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
         introspection_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         ],
+        introspection_endpoint_auth_signing_alg_values_supported: jws::algorithm_names(),
         revocation_endpoint: format!("{base}/revoke"),
         revocation_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         ],
+        revocation_endpoint_auth_signing_alg_values_supported: jws::algorithm_names(),
         registration_endpoint: format!("{base}/register"),
         grant_types_supported: vec!["authorization_code", "client_credentials", "refresh_token"],
         // `none`: public clients, at the token endpoint with PKCE alone.
         token_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
             "none",
         ],
+        token_endpoint_auth_signing_alg_values_supported: jws::algorithm_names(),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query"],
         code_challenge_methods_supported: vec!["S256"],
@@ -85,6 +96,7 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
             "email",
             "groups",
             "sid",
+            "client_auth_method",
         ],
         subject_types_supported: vec!["public"],
         prompt_values_supported: vec!["none", "login"],

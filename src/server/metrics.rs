@@ -28,6 +28,9 @@ pub struct Metrics {
     pub hash_queue: Gauge,
     pub lockouts: Counter,
     pub locked_refusals: Counter,
+    /// Client assertions refused, by the check that failed (the client sees only
+    /// `invalid_client`).
+    pub assertion_refusals: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -44,6 +47,12 @@ impl Default for Metrics {
         let hash_queue = Gauge::default();
         let lockouts = Counter::default();
         let locked_refusals = Counter::default();
+        let assertion_refusals = Family::<Reason, Counter>::default();
+        registry.register(
+            "client_assertion_refusals",
+            "Client assertions (private_key_jwt) refused, by the check that failed",
+            assertion_refusals.clone(),
+        );
         registry.register(
             "client_lockouts",
             "Temporary lockouts after repeated failures",
@@ -112,6 +121,7 @@ impl Default for Metrics {
             hash_queue,
             lockouts,
             locked_refusals,
+            assertion_refusals,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! their Secret (listed, even when it does not exist), and the signing keys.
 
 mod authorize;
+mod client_assertion;
 mod client_auth;
 mod discovery;
 mod error;
@@ -50,6 +51,7 @@ pub use lockout::LockoutConfig;
 pub use metrics::Metrics;
 
 use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
+use crate::auth::assertion::Replays;
 use crate::auth::verified_cache::VerifiedCache;
 use crate::index::{self, Index};
 use hash_gate::HashGate;
@@ -102,6 +104,8 @@ pub struct AppState {
     /// The upstream identity providers' discovery documents and keys, cached, and the
     /// HTTP client that fetches them.
     pub upstreams: Arc<upstream::Providers>,
+    /// The `jti`s of client assertions this replica accepted, until they expire.
+    pub replays: Arc<Replays>,
 }
 
 impl AppState {
@@ -124,10 +128,15 @@ impl AppState {
             user_lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
             kube,
             upstreams: Arc::default(),
+            replays: Arc::new(Replays::new(REMEMBERED_ASSERTIONS)),
             config: Arc::new(config),
         })
     }
 }
+
+/// How many client-assertion `jti`s a replica remembers (each for at most a few minutes;
+/// about 50 MiB when full, which takes thousands of assertions a second).
+const REMEMBERED_ASSERTIONS: usize = 1_000_000;
 
 /// Largest request body accepted; token requests are a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;

@@ -11,6 +11,7 @@ mod federation;
 mod lifecycle;
 mod operations;
 mod registration;
+mod secretless;
 mod sign_in;
 mod support;
 mod token_endpoint;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         sign_in::tests(),
         web_apps::tests(),
         federation::tests(),
+        secretless::tests(),
     ]
     .concat();
     let trials = tests

@@ -573,6 +573,7 @@ async fn introspection(ctx: Ctx) -> anyhow::Result<()> {
         grant_id: None,
         auth_time: None,
         upstream: None,
+        client_auth_method: None,
     };
     ensure!(
         introspect(sign(&claims(now + 600), ours.signer(now))?).await?["active"] == true,

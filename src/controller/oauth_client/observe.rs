@@ -85,6 +85,14 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     if let Some(reg) = &client.spec.registration {
         names.push(reg.access_token_hash_ref.name.clone());
     }
+    if let Some(p) = client
+        .spec
+        .authentication
+        .as_ref()
+        .and_then(|a| a.private_key_jwt.as_ref())
+    {
+        names.push(p.jwks_secret_ref.name.clone());
+    }
     for name in names {
         if let Entry::Vacant(slot) = observed.referenced.entry(name) {
             let s = read_secret(&secrets, slot.key()).await?;

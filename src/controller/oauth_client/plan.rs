@@ -26,9 +26,10 @@ use super::super::outcome::{self, Cond, Note, Outcome, Requeue};
 use super::super::secrets::{self, bytes, entry_key};
 use super::observe::Observed;
 use crate::api::{
-    ClientSecret, GrantType, OAuthClient, OAuthClientStatus, OAuthClientVerifierSpec,
+    ClientSecret, ClientType, GrantType, OAuthClient, OAuthClientStatus, OAuthClientVerifierSpec,
     RefreshPolicy, SecretState, SecretStatus, SecretVerifier, SourceRef,
 };
+use crate::auth::assertion::ClientKeys;
 use crate::auth::hash;
 use crate::auth::secret::{RandomError, SecretString};
 
@@ -230,6 +231,7 @@ struct Report {
     events: Vec<Note>,
     secrets: Vec<SecretStatus>,
     valid_secrets: Option<u32>,
+    methods: Vec<String>,
 }
 
 impl Report {
@@ -242,6 +244,7 @@ impl Report {
             events: Vec::new(),
             secrets: Vec::new(),
             valid_secrets: None,
+            methods: Vec::new(),
         }
     }
 
@@ -416,6 +419,36 @@ pub fn plan(
         None => None,
     };
 
+    // The public keys of a private_key_jwt client, checked as the token server will use them.
+    let jwks = client
+        .spec
+        .authentication
+        .as_ref()
+        .and_then(|a| a.private_key_jwt.as_ref())
+        .and_then(|p| {
+            let r = &p.jwks_secret_ref;
+            let Some(text) = observed
+                .referenced(&r.name)
+                .and_then(|s| secrets::value(s, &r.key))
+            else {
+                report.waiting.push(format!(
+                    "spec.authentication.privateKeyJwt waits for key {} of Secret {}",
+                    r.key, r.name
+                ));
+                return None;
+            };
+            match ClientKeys::parse(text.expose()) {
+                Ok(keys) => serde_json::to_string(&keys.jwks).ok(),
+                Err(e) => {
+                    report.invalid.push(format!(
+                        "spec.authentication.privateKeyJwt: key {} of Secret {} {e}",
+                        r.key, r.name
+                    ));
+                    None
+                }
+            }
+        });
+
     // Expiry and state of every entry; the stable key holds the newest valid generated one.
     let warn = settings.expiry_warning;
     let state_of = |e: &ClientSecret| {
@@ -528,8 +561,10 @@ pub fn plan(
             hashing,
         });
     }
+    let mut spec = verifier_spec(client, observed, now, settings, registration_hash);
+    spec.jwks = jwks.clone();
     let verifier = VerifierPlan::Write(Box::new(VerifierDraft {
-        spec: verifier_spec(client, observed, now, settings, registration_hash),
+        spec,
         entries: drafts,
     }));
 
@@ -597,24 +632,44 @@ pub fn plan(
         )
     });
 
-    let public = entries.is_empty();
+    let public = client.spec.client_type == ClientType::Public;
+    let by_key = jwks.is_some();
+    if public {
+        report.methods = vec!["none".into()];
+    }
+    if valid > 0 {
+        report.methods = vec!["client_secret_basic".into(), "client_secret_post".into()];
+    }
+    if by_key {
+        report.methods.push("private_key_jwt".into());
+    }
     if !client.spec.active {
         report.ready(false, "Deactivated", "spec.active is false: the token endpoint refuses this client and the tokens issued to it before".into());
-    } else if !public && valid == 0 && !report.waiting.is_empty() {
+    } else if !public && valid == 0 && !by_key && !report.waiting.is_empty() {
         let msg = report.waiting.join("; ");
         report.ready(false, "WaitingForSecret", msg);
-    } else if !public && valid == 0 {
-        report.ready(
-            false,
-            "NoValidSecret",
-            "No secret of this client is valid: add one to spec.secrets".into(),
-        );
+    } else if !public && valid == 0 && !by_key {
+        let msg = if client.is_secretless() {
+            "The client has no valid secret and no usable key: fix spec.authentication or add a secret to spec.secrets"
+        } else {
+            "No secret of this client is valid: add one to spec.secrets"
+        };
+        report.ready(false, "NoValidSecret", msg.into());
     } else {
         let msg = if public {
             format!("Public client; Secret {secret_name} holds its client id")
-        } else {
+        } else if valid == 0 {
             format!(
-                "Secret {secret_name} holds the credentials; the token server accepts {valid} secret(s)"
+                "The token server accepts private_key_jwt assertions; Secret {secret_name} holds the client id and token endpoint"
+            )
+        } else {
+            let keys = if by_key {
+                " and private_key_jwt assertions"
+            } else {
+                ""
+            };
+            format!(
+                "Secret {secret_name} holds the credentials; the token server accepts {valid} secret(s){keys}"
             )
         };
         report.ready(true, "CredentialsReady", msg);
@@ -633,7 +688,7 @@ pub fn plan(
         .min(RESYNC);
     // A brought Secret is not watched (the controller watches only its own Secrets), so a
     // client using one looks again often enough to follow an external rotation.
-    let next = if entries.iter().any(ClientSecret::is_external) {
+    let next = if entries.iter().any(ClientSecret::is_external) || client.is_secretless() {
         next.min(BYO_RESYNC)
     } else {
         next
@@ -719,6 +774,7 @@ fn verifier_spec(
         access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
         secrets: Vec::new(),
         registration_access_token_hash,
+        jwks: None,
     }
 }
 
@@ -806,6 +862,7 @@ fn finish(
             secret_name: Some(observed.secret_name.clone()),
             valid_secrets: report.valid_secrets,
             secrets: report.secrets,
+            authentication_methods: report.methods,
             observed_generation: generation,
             conditions: outcome::conditions(&current.conditions, generation, now, &planned),
         },
@@ -1481,5 +1538,87 @@ mod tests {
         ] {
             assert!(!shown.contains("fresh-"), "{shown}");
         }
+    }
+
+    /// A public JWK Set of one EC key, as a client would publish it.
+    fn public_jwks() -> String {
+        let stored = crate::auth::keys::StoredKeys::generate_es256().expect("key");
+        let set = crate::auth::keys::KeySet::load(&stored).expect("load");
+        serde_json::to_string(&set.jwks).expect("json")
+    }
+
+    fn by_key(extra: serde_json::Value) -> OAuthClient {
+        let mut spec = serde_json::json!({
+            "authentication": {"privateKeyJwt": {"jwksSecretRef": {"name": "keys", "key": "v"}}}
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            spec[k] = v.clone();
+        }
+        client(spec)
+    }
+
+    #[test]
+    fn a_private_key_jwt_client_gets_no_secret_and_its_keys_reach_the_verifier() {
+        let c = by_key(serde_json::json!({}));
+        let mut o = observed(&c);
+        let jwks = public_jwks();
+        o.referenced
+            .insert("keys".into(), Some(byo("keys", &jwks, "1")));
+        let (p, calls) = run(&c, &o, now());
+        assert_eq!(calls, 0, "no secret is generated");
+        let s = written(&p);
+        assert_eq!(data(s, "client_secret"), None);
+        assert_eq!(data(s, "client_id").as_deref(), Some("uid-1"));
+        assert!(data(s, "token_endpoint").is_some());
+        let spec = &draft(&p).spec;
+        assert!(spec.secrets.is_empty() && draft(&p).entries.is_empty());
+        let keys = spec.jwks.as_deref().expect("the keys");
+        assert_eq!(ClientKeys::parse(keys).expect("valid").jwks.keys.len(), 1);
+        assert_eq!(ready(&p), ("True".into(), "CredentialsReady".into()));
+        assert_eq!(p.outcome.status.authentication_methods, ["private_key_jwt"]);
+
+        // With a secret too (a migration): both methods.
+        let c = by_key(serde_json::json!({"secrets": [{"name": "old"}]}));
+        let mut o = observed(&c);
+        o.referenced
+            .insert("keys".into(), Some(byo("keys", &jwks, "1")));
+        let (p, calls) = run(&c, &o, now());
+        assert_eq!(calls, 1);
+        assert_eq!(
+            p.outcome.status.authentication_methods,
+            [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_or_unusable_keys_leave_a_secretless_client_not_ready() {
+        let c = by_key(serde_json::json!({}));
+        let mut o = observed(&c);
+        o.referenced.insert("keys".into(), None);
+        let (p, calls) = run(&c, &o, now());
+        assert_eq!(calls, 0);
+        assert_eq!(ready(&p), ("False".into(), "WaitingForSecret".into()));
+        assert_eq!(draft(&p).spec.jwks, None);
+
+        // A private key where the public one belongs: refused, named, never copied.
+        let mut leaked: serde_json::Value = serde_json::from_str(&public_jwks()).expect("json");
+        leaked["keys"][0]["d"] = serde_json::json!("cHJpdmF0ZQ");
+        o.referenced
+            .insert("keys".into(), Some(byo("keys", &leaked.to_string(), "1")));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(ready(&p), ("False".into(), "NoValidSecret".into()));
+        let spec = cond(&p, "SpecValid").expect("SpecValid");
+        assert!(
+            spec.message.contains("private key material"),
+            "{}",
+            spec.message
+        );
+        assert!(!spec.message.contains("cHJpdmF0ZQ"));
+        assert_eq!(draft(&p).spec.jwks, None);
+        assert!(p.outcome.status.authentication_methods.is_empty());
     }
 }

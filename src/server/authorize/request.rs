@@ -269,6 +269,7 @@ mod tests {
             secrets: vec![],
             registration_access_token_hash: None,
             uid: Some("uid-1".into()),
+            keys: None,
         }
     }
 

@@ -186,7 +186,7 @@ async fn handle_register(
     );
     tracing::Span::current().record("client_id", client_id.as_str());
     let client_secret = match accepted.auth_method {
-        AuthMethod::None => None,
+        AuthMethod::None | AuthMethod::PrivateKeyJwt => None,
         _ => Some(secret::generate_secret().map_err(|_| OAuthError::ServerError)?),
     };
     let access_token = secret::generate_secret().map_err(|_| OAuthError::ServerError)?;
@@ -221,6 +221,7 @@ async fn handle_register(
         access_token_hash,
         secret_hash,
         plaintext_secret: client_secret.as_ref(),
+        jwks: accepted.jwks.clone(),
         write_secret: policy.write_secret,
         owner: created.controller_owner_ref(&()),
     });
@@ -237,8 +238,13 @@ async fn handle_register(
     }
     tracing::info!(target: "audit", event = "registration", client_id, initial_access_token = %entry.name, namespace = %entry.namespace);
 
-    wait_until_served(state, &client_id, client_secret.is_some()).await;
+    let by_key = accepted.jwks.is_some();
+    wait_until_served(state, &client_id, client_secret.is_some(), by_key).await;
     let mut info = objects::information(&created, &state.config.issuer);
+    info.jwks = accepted
+        .jwks
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok());
     info.client_secret = client_secret.map(|s| s.expose().to_string());
     info.registration_access_token = Some(access_token.expose().to_string());
     Ok(info)
@@ -262,9 +268,11 @@ fn rejected_metadata(e: kube::Error) -> OAuthError {
 /// Waits (bounded) until this replica serves the new client, so that it works at `/token`
 /// as soon as the caller has the response. Other replicas learn it from the same watch
 /// events at about the same moment.
-async fn wait_until_served(state: &AppState, client_id: &str, confidential: bool) {
+async fn wait_until_served(state: &AppState, client_id: &str, with_secret: bool, by_key: bool) {
     let served = |e: &ClientEntry| {
-        e.registration_access_token_hash.is_some() && (!confidential || !e.secrets.is_empty())
+        e.registration_access_token_hash.is_some()
+            && (!with_secret || !e.secrets.is_empty())
+            && (!by_key || e.keys.is_some())
     };
     let deadline = tokio::time::Instant::now() + SERVED_WAIT;
     while tokio::time::Instant::now() < deadline {

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use crate::api::{GrantType, Scope};
+use crate::auth::assertion::ClientKeys;
 use crate::server::error::OAuthError;
 
 /// RFC 7591 section 2 client metadata; what is not listed is ignored, as the RFC allows.
@@ -18,6 +19,9 @@ pub(crate) struct ClientMetadata {
     pub scope: Option<String>,
     pub redirect_uris: Option<Vec<String>>,
     pub token_endpoint_auth_method: Option<String>,
+    /// The client's public keys, for `private_key_jwt`.
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
 }
 
 /// How the client authenticates at the token endpoint (`token_endpoint_auth_method`).
@@ -25,6 +29,7 @@ pub(crate) struct ClientMetadata {
 pub(super) enum AuthMethod {
     Basic,
     Post,
+    PrivateKeyJwt,
     None,
 }
 
@@ -34,6 +39,7 @@ impl AuthMethod {
         match s {
             None | Some("client_secret_basic") => Some(AuthMethod::Basic),
             Some("client_secret_post") => Some(AuthMethod::Post),
+            Some("private_key_jwt") => Some(AuthMethod::PrivateKeyJwt),
             Some("none") => Some(AuthMethod::None),
             Some(_) => None,
         }
@@ -43,6 +49,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Basic => "client_secret_basic",
             AuthMethod::Post => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
         }
     }
@@ -56,6 +63,8 @@ pub(super) struct Accepted {
     pub scopes: Vec<Scope>,
     pub redirect_uris: Vec<String>,
     pub auth_method: AuthMethod,
+    /// For `private_key_jwt`: the client's JWK Set, checked, as JSON.
+    pub jwks: Option<String>,
 }
 
 pub(super) fn metadata_error(msg: &str) -> OAuthError {
@@ -70,8 +79,31 @@ pub(super) fn validate(
     allowed_scopes: &[Scope],
 ) -> Result<Accepted, OAuthError> {
     let auth_method = AuthMethod::parse(meta.token_endpoint_auth_method.as_deref()).ok_or_else(
-        || metadata_error("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none"),
+        || metadata_error("token_endpoint_auth_method must be client_secret_basic, client_secret_post, private_key_jwt or none"),
     )?;
+    let jwks = match (auth_method, &meta.jwks, &meta.jwks_uri) {
+        (AuthMethod::PrivateKeyJwt, _, Some(_)) => {
+            return Err(metadata_error(
+                "jwks_uri is not supported: send the public keys in jwks",
+            ));
+        }
+        (AuthMethod::PrivateKeyJwt, Some(set), None) => {
+            let keys = ClientKeys::parse(&set.to_string())
+                .map_err(|e| metadata_error(&format!("jwks {e}")))?;
+            Some(serde_json::to_string(&keys.jwks).map_err(|_| OAuthError::ServerError)?)
+        }
+        (AuthMethod::PrivateKeyJwt, None, None) => {
+            return Err(metadata_error(
+                "private_key_jwt needs the client's keys in jwks",
+            ));
+        }
+        (_, None, None) => None,
+        (_, _, _) => {
+            return Err(metadata_error(
+                "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
+            ));
+        }
+    };
     // RFC 7591 section 2: without grant_types, the client uses authorization_code only.
     let names = meta
         .grant_types
@@ -135,6 +167,7 @@ pub(super) fn validate(
         scopes,
         redirect_uris,
         auth_method,
+        jwks,
     })
 }
 
@@ -212,7 +245,20 @@ mod tests {
             code(
                 serde_json::json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"})
             ),
-            "invalid_client_metadata"
+            "invalid_client_metadata",
+            "private_key_jwt without keys"
+        );
+        assert_eq!(
+            code(
+                serde_json::json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})
+            ),
+            "invalid_client_metadata",
+            "a symmetric key"
+        );
+        assert_eq!(
+            code(serde_json::json!({"grant_types": ["client_credentials"], "jwks": {"keys": []}})),
+            "invalid_client_metadata",
+            "keys without private_key_jwt"
         );
         assert_eq!(
             code(
@@ -267,10 +313,15 @@ mod tests {
 
     #[test]
     fn auth_methods_round_trip() {
-        for m in [AuthMethod::Basic, AuthMethod::Post, AuthMethod::None] {
+        for m in [
+            AuthMethod::Basic,
+            AuthMethod::Post,
+            AuthMethod::PrivateKeyJwt,
+            AuthMethod::None,
+        ] {
             assert_eq!(AuthMethod::parse(Some(m.as_str())), Some(m));
         }
         assert_eq!(AuthMethod::parse(None), Some(AuthMethod::Basic));
-        assert_eq!(AuthMethod::parse(Some("private_key_jwt")), None);
+        assert_eq!(AuthMethod::parse(Some("tls_client_auth")), None);
     }
 }

@@ -35,6 +35,8 @@ const AUTH_METHOD_ANNOTATION: &str = "oauth-operator.dev/token-endpoint-auth-met
 /// The field manager of every write the server makes here.
 const FIELD_MANAGER: &str = "oauth-operator-server";
 /// The name of the one secret entry of a registered confidential client.
+/// Where a `private_key_jwt` client's public keys are kept in its registration Secret.
+const JWKS_KEY: &str = "jwks.json";
 const SECRET_ENTRY: &str = "registered";
 
 /// Every create and replace of the server names it as the field manager.

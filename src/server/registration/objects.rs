@@ -14,10 +14,13 @@ use kube::api::ObjectMeta;
 use serde::Serialize;
 
 use super::metadata::{Accepted, AuthMethod};
-use super::{ACCESS_TOKEN_HASH_KEY, AUTH_METHOD_ANNOTATION, SECRET_ENTRY, SECRET_HASH_KEY};
+use super::{
+    ACCESS_TOKEN_HASH_KEY, AUTH_METHOD_ANNOTATION, JWKS_KEY, SECRET_ENTRY, SECRET_HASH_KEY,
+};
 use crate::api::{
-    ClientSecret, ClientType, InitialAccessToken, MANAGED_BY, MANAGED_BY_LABEL, OAuthClient,
-    OAuthClientSpec, REGISTERED_BY_LABEL, Registration, RegistrationPolicy, SecretKeyRef,
+    Authentication, ClientSecret, ClientType, InitialAccessToken, MANAGED_BY, MANAGED_BY_LABEL,
+    OAuthClient, OAuthClientSpec, PrivateKeyJwt, REGISTERED_BY_LABEL, Registration,
+    RegistrationPolicy, SecretKeyRef,
 };
 use crate::auth::secret::SecretString;
 
@@ -38,6 +41,9 @@ pub(super) struct ClientInformation {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub redirect_uris: Vec<String>,
     pub token_endpoint_auth_method: &'static str,
+    /// A `private_key_jwt` client's keys, as registered (on the first answer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_access_token: Option<String>,
     pub registration_client_uri: String,
@@ -63,7 +69,8 @@ pub(super) fn build_client(
 ) -> OAuthClient {
     let secret_name = registration_secret_name(client_id);
     let public = accepted.auth_method == AuthMethod::None;
-    let secrets = if public {
+    let by_key = accepted.auth_method == AuthMethod::PrivateKeyJwt;
+    let secrets = if public || by_key {
         Vec::new()
     } else {
         vec![ClientSecret {
@@ -104,6 +111,14 @@ pub(super) fn build_client(
             refresh_token_max_lifetime: None,
             access_token_lifetime_seconds: policy.max_access_token_lifetime_seconds.unwrap_or(3600),
             secrets,
+            authentication: by_key.then(|| Authentication {
+                private_key_jwt: Some(PrivateKeyJwt {
+                    jwks_secret_ref: SecretKeyRef {
+                        name: secret_name.clone(),
+                        key: JWKS_KEY.into(),
+                    },
+                }),
+            }),
             credentials_secret: None,
             registration: Some(Registration {
                 initial_access_token: iat.name_any(),
@@ -138,6 +153,8 @@ pub(super) struct RegistrationSecret<'a> {
     /// The plaintext secret, written only when the token's policy asks for it
     /// (`writeSecret`), for workloads in the namespace to mount.
     pub plaintext_secret: Option<&'a SecretString>,
+    /// A `private_key_jwt` client's public keys.
+    pub jwks: Option<String>,
     pub write_secret: bool,
     /// The created OAuthClient, so the Secret goes when the client does.
     pub owner: Option<OwnerReference>,
@@ -150,6 +167,9 @@ pub(super) fn registration_secret(s: RegistrationSecret<'_>) -> Secret {
     data.insert(ACCESS_TOKEN_HASH_KEY.to_string(), s.access_token_hash);
     if let Some(h) = s.secret_hash {
         data.insert(SECRET_HASH_KEY.to_string(), h);
+    }
+    if let Some(jwks) = s.jwks {
+        data.insert(JWKS_KEY.to_string(), jwks);
     }
     if s.write_secret {
         data.insert("client_id".into(), s.client_id.to_string());
@@ -207,6 +227,7 @@ pub(super) fn information(client: &OAuthClient, issuer: &str) -> ClientInformati
         scope: (!client.spec.scopes.is_empty()).then(|| client.spec.scopes.join(" ")),
         redirect_uris: client.spec.redirect_uris.clone(),
         token_endpoint_auth_method: auth_method.as_str(),
+        jwks: None,
         registration_access_token: None,
         registration_client_uri: format!("{}/register/{client_id}", issuer.trim_end_matches('/')),
         client_id,
@@ -239,6 +260,7 @@ mod tests {
             scopes: vec![crate::api::Scope::parse("read").expect("scope")],
             redirect_uris: vec![],
             auth_method,
+            jwks: None,
         }
     }
 
@@ -282,6 +304,31 @@ mod tests {
     }
 
     #[test]
+    fn a_private_key_jwt_client_has_no_secret_and_reads_its_keys_from_its_registration_secret() {
+        let expires = Timestamp::from_second(2_000_000_000).expect("time");
+        let c = build_client(
+            &iat(),
+            &accepted(AuthMethod::PrivateKeyJwt),
+            "dcr-2",
+            &policy(),
+            expires,
+        );
+        assert_eq!(c.spec.client_type, ClientType::Confidential);
+        assert!(c.spec.secrets.is_empty() && c.secret_entries().is_empty());
+        let keys = c
+            .spec
+            .authentication
+            .as_ref()
+            .and_then(|a| a.private_key_jwt.as_ref())
+            .expect("private_key_jwt");
+        assert_eq!(keys.jwks_secret_ref.name, "dcr-2-registration");
+        assert_eq!(keys.jwks_secret_ref.key, JWKS_KEY);
+        let info = information(&c, "https://issuer.test");
+        assert_eq!(info.token_endpoint_auth_method, "private_key_jwt");
+        assert_eq!(info.client_secret_expires_at, None);
+    }
+
+    #[test]
     fn a_public_client_has_no_secret_entry() {
         let c = build_client(
             &iat(),
@@ -308,6 +355,7 @@ mod tests {
                 access_token_hash: "$argon2id$rat".into(),
                 secret_hash: Some("$argon2id$sec".into()),
                 plaintext_secret: Some(&plaintext),
+                jwks: None,
                 write_secret,
                 owner: None,
             })

@@ -169,6 +169,7 @@ pub(super) fn user_tokens(
         grant_id: Some(session.grant_id.to_string()),
         auth_time: Some(session.auth_time),
         upstream: session.upstream.clone(),
+        client_auth_method: None,
     };
     let signer = keys.signer(now);
     let signing_failed = |e: token::SignError| {
@@ -192,12 +193,14 @@ pub(super) async fn client(
     basic: BasicHeader,
     form: &Form,
 ) -> Result<Arc<ClientEntry>, Refusal> {
-    let with_secret = !matches!(basic, Ok(None)) || form.get("client_secret").is_some();
-    if with_secret {
+    if client_auth::has_credentials(&basic, form) {
         let presented = client_auth::presented(basic, form).map_err(|e| (None, e))?;
-        tracing::Span::current().record("client_id", presented.client_id.as_str());
-        let id = Some(presented.client_id.clone());
-        return authenticate(state, presented).await.map_err(|e| (id, e));
+        tracing::Span::current().record("client_id", presented.client_id());
+        let id = Some(presented.client_id().to_string());
+        return authenticate(state, presented)
+            .await
+            .map(|(client, _)| client)
+            .map_err(|e| (id, e));
     }
     let id = form
         .get("client_id")

@@ -17,11 +17,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::client_auth::{self, BasicHeader, Presented};
+use super::client_assertion;
+use super::client_auth::{self, BasicHeader, Method, Presented};
 use super::error::OAuthError;
 use super::form::Form;
 use super::metrics::Reason;
 use crate::auth::hash::{self, Verifier};
+use crate::auth::secret::SecretString;
 use crate::auth::token::{self, AccessTokenClaims};
 use crate::index::ClientEntry;
 
@@ -104,10 +106,10 @@ async fn issue(
     let requested = parse_scope(form.get("scope")).map_err(anon)?;
     let requested_audience = parse_scope(form.get("audience")).map_err(anon)?;
     let presented = client_auth::presented(basic, &form).map_err(anon)?;
-    tracing::Span::current().record("client_id", presented.client_id.as_str());
-    let id = Some(presented.client_id.clone());
+    tracing::Span::current().record("client_id", presented.client_id());
+    let id = Some(presented.client_id().to_string());
 
-    let client = authenticate(state, presented)
+    let (client, method) = authenticate(state, presented)
         .await
         .map_err(|e| (id.clone(), e))?;
     if !client.grant_types.iter().any(|g| g == "client_credentials") {
@@ -135,6 +137,7 @@ async fn issue(
         grant_id: None,
         auth_time: None,
         upstream: None,
+        client_auth_method: Some(method.as_str().to_string()),
     };
     let jwt = token::sign(&claims, keys.signer(now)).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
@@ -173,6 +176,35 @@ fn audiences(
     }
 }
 
+/// The client of the request and how it proved who it is: by a JWT assertion
+/// ([`client_assertion`]) or by a secret ([`by_secret`]).
+pub(super) async fn authenticate(
+    state: &AppState,
+    presented: Presented,
+) -> Result<(Arc<ClientEntry>, Method), OAuthError> {
+    match presented {
+        Presented::Assertion {
+            client_id,
+            assertion,
+        } => client_assertion::authenticate(state, &client_id, &assertion)
+            .map(|c| (c, Method::PrivateKeyJwt)),
+        Presented::Secret {
+            client_id,
+            secret,
+            basic,
+        } => {
+            let method = if basic {
+                Method::ClientSecretBasic
+            } else {
+                Method::ClientSecretPost
+            };
+            by_secret(state, &client_id, secret, basic)
+                .await
+                .map(|c| (c, method))
+        }
+    }
+}
+
 /// Checks the secret against every accepted verifier of the client, by kind (see
 /// [`crate::auth::hash`]):
 /// - SHA-256 verifiers (generated secrets) first, on the worker. Nothing can be guessed
@@ -186,18 +218,14 @@ fn audiences(
 /// secrets (RFC 6749 section 2.2), and spending argon2 on ids nobody registered would let
 /// anyone fill the gate. What timing can tell is only whether an active client has a
 /// chosen secret.
-async fn authenticate(
+async fn by_secret(
     state: &AppState,
-    presented: Presented,
+    client_id: &str,
+    secret: SecretString,
+    basic: bool,
 ) -> Result<Arc<ClientEntry>, OAuthError> {
-    let invalid = OAuthError::InvalidClient {
-        basic: presented.basic,
-    };
-    let Some(client) = state
-        .index
-        .client(&presented.client_id)
-        .filter(|c| c.active)
-    else {
+    let invalid = OAuthError::InvalidClient { basic };
+    let Some(client) = state.index.client(client_id).filter(|c| c.active) else {
         return Err(invalid);
     };
     let now = jiff::Timestamp::now().as_second();
@@ -208,7 +236,8 @@ async fn authenticate(
             .filter(move |s| s.is_valid_at(now))
             .map(|s| &s.verifier)
     };
-    let secret = presented.secret.expose();
+    let value = secret;
+    let secret = value.expose();
     // Every fast verifier is checked, so the time does not tell which one matched.
     let generated_match = valid()
         .filter(|v| !v.is_slow())
@@ -245,10 +274,14 @@ async fn authenticate(
         return Err(invalid);
     }
 
-    let value = presented.secret.clone();
+    let presented = value.clone();
     let matched = state
         .hashing
-        .run(move || chosen.into_iter().find(|h| hash::verify(value.expose(), h)))
+        .run(move || {
+            chosen
+                .into_iter()
+                .find(|h| hash::verify(presented.expose(), h))
+        })
         .await?;
     match matched {
         Some(h) => {
@@ -280,12 +313,12 @@ pub(super) async fn authenticated_token(
     form: &Form,
 ) -> Result<(Arc<ClientEntry>, String), OAuthError> {
     let presented = client_auth::presented(basic, form)?;
-    tracing::Span::current().record("client_id", presented.client_id.as_str());
+    tracing::Span::current().record("client_id", presented.client_id());
     let token = form
         .get("token")
         .ok_or(OAuthError::InvalidRequest("token is missing"))?
         .to_string();
-    Ok((authenticate(state, presented).await?, token))
+    Ok((authenticate(state, presented).await?.0, token))
 }
 
 /// RFC 6749 section 3.3 scope syntax: space-separated tokens of `%x21 / %x23-5B / %x5D-7E`.
@@ -345,6 +378,7 @@ mod tests {
             secrets: vec![],
             registration_access_token_hash: None,
             uid: None,
+            keys: None,
         }
     }
 

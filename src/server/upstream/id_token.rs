@@ -11,11 +11,11 @@
 //! constant time, to the one sent.
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use crate::api::ClaimMapping;
+use crate::auth::jws::{self, JwsError};
 
 /// Clock skew tolerated between us and the provider, in seconds.
 pub const LEEWAY: i64 = 60;
@@ -24,20 +24,6 @@ pub const LEEWAY: i64 = 60;
 pub const MAX_GROUPS: usize = 64;
 /// The longest claim value kept (a username, name, email or group).
 const MAX_CLAIM: usize = 256;
-
-/// Asymmetric algorithms only: a provider's JWK Set holds public keys, and an `HS256`
-/// token would be "signed" with something an attacker may know.
-const ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// Why an ID token is refused. None carries the token or a claim value.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -88,41 +74,15 @@ impl IdTokenError {
     }
 }
 
-/// The claims of `jwt` if it is signed by a key of `jwks` (the one its `kid` names, or
-/// the only key when it names none), with an asymmetric algorithm the key allows. No
-/// claim is checked here: that is [`check`].
+/// The claims of `jwt` if it is signed by a key of `jwks` (see [`jws::verify`]). No claim
+/// is checked here: that is [`check`].
 pub fn verify_signature(jwt: &str, jwks: &JwkSet) -> Result<Map<String, Value>, IdTokenError> {
-    let header = jsonwebtoken::decode_header(jwt).map_err(|_| IdTokenError::Malformed)?;
-    if !ALGORITHMS.contains(&header.alg) {
-        return Err(IdTokenError::Algorithm);
-    }
-    let jwk = match &header.kid {
-        Some(kid) => jwks.find(kid),
-        None if jwks.keys.len() == 1 => jwks.keys.first(),
-        None => None,
-    }
-    .ok_or(IdTokenError::UnknownKey)?;
-    if jwk
-        .common
-        .key_algorithm
-        .is_some_and(|a| a.to_string() != format!("{:?}", header.alg))
-    {
-        return Err(IdTokenError::Algorithm);
-    }
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| IdTokenError::UnknownKey)?;
-    let mut validation = Validation::new(header.alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    match jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation) {
-        Ok(data) => Ok(data.claims),
-        Err(e) => Err(match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::Signature,
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => IdTokenError::Algorithm,
-            _ => IdTokenError::Malformed,
-        }),
-    }
+    jws::verify(jwt, jwks).map_err(|e| match e {
+        JwsError::Malformed => IdTokenError::Malformed,
+        JwsError::UnknownKey => IdTokenError::UnknownKey,
+        JwsError::Algorithm => IdTokenError::Algorithm,
+        JwsError::Signature => IdTokenError::Signature,
+    })
 }
 
 /// What this sign-in expects of the ID token.
@@ -220,6 +180,7 @@ pub fn profile(claims: &Map<String, Value>, mapping: &ClaimMapping, subject: &st
 mod tests {
     use super::*;
     use crate::auth::keys::{KeySet, StoredKeys};
+    use jsonwebtoken::Algorithm;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;

@@ -1,0 +1,351 @@
+//! Clients without a secret on the real control plane: `private_key_jwt` (RFC 7523) with
+//! the public keys in a Secret the team applies, and through dynamic registration with
+//! `jwks` in the metadata. The client's key pair is made here, as a workload would.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use k8s_openapi::api::core::v1::Secret;
+use oauth_operator::api::OAuthClient;
+use oauth_operator::auth::keys::{KeySet, StoredKeys};
+use serde_json::{Value, json};
+
+use crate::registration::{initial_access_token, register};
+use crate::support::{Ctx, Server, TestFn, condition_message, eventually, metric, verify_token};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    vec![
+        (
+            "a_private_key_jwt_client_gets_tokens_with_its_key_only",
+            |c| Box::pin(private_key_jwt(c)),
+        ),
+        ("a_shared_private_key_is_refused_and_named", |c| {
+            Box::pin(private_key_refused(c))
+        }),
+        ("registration_accepts_private_key_jwt_with_jwks", |c| {
+            Box::pin(registered_with_keys(c))
+        }),
+    ]
+}
+
+const API: &str = "https://api.example.test";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A client's key pair: the public JWK Set it publishes, the private key it signs with.
+fn key_pair() -> anyhow::Result<KeySet> {
+    Ok(KeySet::load(&StoredKeys::generate_es256()?)?)
+}
+
+fn public_jwks(keys: &KeySet) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&keys.jwks)?)
+}
+
+/// An assertion of `client_id` for `server`'s token endpoint, signed by `keys`, with
+/// `changes` applied to the claims (null removes one).
+fn assertion(
+    keys: &KeySet,
+    client_id: &str,
+    server: &Server,
+    changes: Value,
+) -> anyhow::Result<String> {
+    let now = jiff::Timestamp::now().as_second();
+    let mut claims = json!({
+        "iss": client_id, "sub": client_id, "aud": format!("{}/token", server.url),
+        "exp": now + 60, "iat": now, "jti": oauth_operator::auth::secret::random_id()?,
+    });
+    for (k, v) in changes.as_object().context("changes")? {
+        if v.is_null() {
+            claims.as_object_mut().context("claims")?.remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    let signer = keys.signer(now);
+    let mut header = jsonwebtoken::Header::new(signer.alg);
+    header.kid = Some(signer.kid.clone());
+    Ok(jsonwebtoken::encode(&header, &claims, &signer.key)?)
+}
+
+async fn by_assertion(ctx: &Ctx, server: &Server, jwt: &str) -> anyhow::Result<(u16, Value)> {
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", jwt),
+            ],
+        )
+        .await?;
+    Ok((code, body))
+}
+
+fn keyed_client(name: &str, keys_secret: &str) -> String {
+    format!(
+        r#"
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata:
+  name: {name}
+spec:
+  clientId: {name}
+  scopes: [invoices.read]
+  audiences: [{API}]
+  authentication:
+    privateKeyJwt:
+      jwksSecretRef: {{name: {keys_secret}, key: jwks.json}}
+"#
+    )
+}
+
+fn jwks_secret(name: &str, jwks: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  jwks.json: {}\n",
+        serde_json::to_string(jwks)?
+    ))
+}
+
+async fn private_key_jwt(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    let keys = key_pair()?;
+    ctx.apply(&jwks_secret("billing-jwks", &public_jwks(&keys)?)?)?;
+    ctx.apply(&keyed_client("billing", "billing-jwks"))?;
+    let client = ctx.wait_ready("billing").await?;
+    let status = client.status.context("status")?;
+    ensure!(
+        status.authentication_methods == ["private_key_jwt"],
+        "methods: {:?}",
+        status.authentication_methods
+    );
+    // No secret was generated: the credentials Secret holds the id and the endpoint only.
+    let credentials: Secret = ctx.api::<Secret>().get("billing-credentials").await?;
+    let mut keys_written: Vec<String> = credentials.data.unwrap_or_default().into_keys().collect();
+    keys_written.sort();
+    ensure!(
+        keys_written == ["client_id", "token_endpoint"],
+        "credentials keys: {keys_written:?}"
+    );
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            Some(("billing", "guess")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await?;
+    ensure!(
+        code == 401 && body["error"] == "invalid_client",
+        "a secret is refused: {code} {body}"
+    );
+
+    // The token, once the index has the keys.
+    let jwt = eventually(Duration::from_secs(20), "an assertion accepted", || async {
+        let jwt = assertion(&keys, "billing", &server, json!({}))?;
+        let (code, body) = by_assertion(&ctx, &server, &jwt).await?;
+        ensure!(code == 200, "{code} {body}");
+        let token = body["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_string();
+        Ok((jwt, token))
+    })
+    .await?;
+    let claims = verify_token(&ctx.http, &server, &jwt.1, API).await?;
+    ensure!(claims.sub == "billing");
+    ensure!(claims.client_auth_method.as_deref() == Some("private_key_jwt"));
+
+    // Each refusal is the same invalid_client; the metrics say which check failed.
+    let other = key_pair()?;
+    let now = jiff::Timestamp::now().as_second();
+    let b64 = |v: Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = json!({"iss": "billing", "sub": "billing", "aud": format!("{}/token", server.url), "exp": now + 60, "jti": "x"});
+    let unsigned = format!("{}.{}.", b64(json!({"alg": "none"})), b64(claims.clone()));
+    let hmac = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(public_jwks(&keys)?.as_bytes()),
+    )?;
+    let cases = [
+        ("replayed", jwt.0.clone(), "assertion_replayed"),
+        (
+            "expired",
+            assertion(&keys, "billing", &server, json!({"exp": now - 120}))?,
+            "assertion_expired",
+        ),
+        (
+            "wrong aud",
+            assertion(
+                &keys,
+                "billing",
+                &server,
+                json!({"aud": "https://elsewhere.test/token"}),
+            )?,
+            "assertion_audience",
+        ),
+        (
+            "another key",
+            assertion(&other, "billing", &server, json!({}))?,
+            "assertion_unknown_key",
+        ),
+        ("alg none", unsigned, "assertion_algorithm"),
+        ("HMAC", hmac, "assertion_algorithm"),
+    ];
+    for (what, jwt, _) in &cases {
+        let (code, body) = by_assertion(&ctx, &server, jwt).await?;
+        ensure!(
+            code == 401 && body == json!({"error": "invalid_client"}),
+            "{what}: {code} {body}"
+        );
+    }
+    let text = server.metrics(&ctx.http).await?;
+    for (what, _, reason) in &cases {
+        let m = metric(
+            &text,
+            &format!("oauth_operator_client_assertion_refusals_total{{reason=\"{reason}\"}}"),
+        );
+        ensure!(m >= 1.0, "{what}: no refusal counted as {reason}");
+    }
+    let log = server.process().log_text();
+    ensure!(
+        log.contains("assertion_replayed"),
+        "the audit log names the check"
+    );
+    ensure!(!log.contains(&jwt.0), "an assertion appears in the log");
+    ensure!(!log.contains(&jwt.1), "a token appears in the log");
+
+    // Deleting the keys' Secret ends the method (after the controller's next read).
+    ctx.api::<Secret>()
+        .delete("billing-jwks", &Default::default())
+        .await?;
+    eventually(
+        Duration::from_secs(60),
+        "the client waits for its keys",
+        || async {
+            let c: OAuthClient = ctx.api().get("billing").await?;
+            let msg = condition_message(&c, "Ready");
+            ensure!(msg.contains("billing-jwks"), "Ready: {msg}");
+            Ok(())
+        },
+    )
+    .await?;
+    eventually(Duration::from_secs(20), "assertions refused", || async {
+        let (code, body) = by_assertion(
+            &ctx,
+            &server,
+            &assertion(&keys, "billing", &server, json!({}))?,
+        )
+        .await?;
+        ensure!(code == 401, "{code} {body}");
+        Ok(())
+    })
+    .await
+}
+
+async fn private_key_refused(ctx: Ctx) -> anyhow::Result<()> {
+    let _controller = ctx.start_controller("http://127.0.0.1:1")?;
+    let keys = key_pair()?;
+    let mut leaked: Value = serde_json::from_str(&public_jwks(&keys)?)?;
+    let private_value = "c2hhcmVkLXByaXZhdGUta2V5";
+    leaked["keys"][0]["d"] = json!(private_value);
+    ctx.secret("a private JWK member", private_value);
+    ctx.apply(&jwks_secret("leaky-jwks", &leaked.to_string())?)?;
+    ctx.apply(&keyed_client("leaky", "leaky-jwks"))?;
+    let client = eventually(Duration::from_secs(30), "the keys refused", || async {
+        let c: OAuthClient = ctx.api().get("leaky").await?;
+        let msg = condition_message(&c, "SpecValid");
+        ensure!(msg.contains("private key material"), "SpecValid: {msg}");
+        Ok(c)
+    })
+    .await?;
+    let ready = condition_message(&client, "Ready");
+    ensure!(ready.contains("no usable key"), "Ready: {ready}");
+    let verifier: oauth_operator::api::OAuthClientVerifier = ctx.api().get("leaky").await?;
+    ensure!(
+        verifier.spec.jwks.is_none(),
+        "the keys reached the verifier"
+    );
+    let out = ctx.kubectl(
+        &[
+            "get",
+            "oauthclients,oauthclientverifiers,events",
+            "-o",
+            "yaml",
+        ],
+        None,
+    )?;
+    ensure!(
+        !String::from_utf8_lossy(&out.stdout).contains(private_value),
+        "the private member appears in a resource or an Event"
+    );
+    Ok(())
+}
+
+async fn registered_with_keys(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    let iat = initial_access_token(&ctx, "keyed", 2, "expiresAfter: 1h").await?;
+    let keys = key_pair()?;
+    let jwks: Value = serde_json::from_str(&public_jwks(&keys)?)?;
+    let (code, _, body) = register(
+        &ctx,
+        &server,
+        Some(&iat),
+        &json!({
+            "client_name": "Keyed exporter",
+            "grant_types": ["client_credentials"],
+            "scope": "invoices.read",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": jwks,
+        }),
+    )
+    .await?;
+    ensure!(code == 201, "{code} {body}");
+    ensure!(
+        body.get("client_secret").is_none(),
+        "a secret was issued: {body}"
+    );
+    ensure!(
+        body["token_endpoint_auth_method"] == "private_key_jwt",
+        "{body}"
+    );
+    ensure!(body["jwks"] == jwks, "the keys are echoed: {body}");
+    let id = body["client_id"].as_str().context("client_id")?.to_string();
+
+    let (code, body) =
+        by_assertion(&ctx, &server, &assertion(&keys, &id, &server, json!({}))?).await?;
+    ensure!(
+        code == 200,
+        "the registered client's assertion: {code} {body}"
+    );
+    let token = body["access_token"].as_str().context("access_token")?;
+    let claims = verify_token(&ctx.http, &server, token, API).await?;
+    ensure!(
+        claims.client_id == id && claims.client_auth_method.as_deref() == Some("private_key_jwt")
+    );
+
+    // A symmetric key, or keys without the method, are refused and nothing is created.
+    for (what, meta) in [
+        (
+            "an oct key",
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
+        ),
+        (
+            "no keys",
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"}),
+        ),
+    ] {
+        let (code, _, body) = register(&ctx, &server, Some(&iat), &meta).await?;
+        ensure!(
+            code == 400 && body["error"] == "invalid_client_metadata",
+            "{what}: {code} {body}"
+        );
+    }
+    let clients = ctx.api::<OAuthClient>().list(&Default::default()).await?;
+    ensure!(
+        clients.items.len() == 1,
+        "refused registrations created clients"
+    );
+    Ok(())
+}
