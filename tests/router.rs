@@ -677,6 +677,13 @@ async fn discovery_lists_the_endpoints_and_the_key_algorithms() -> TestResult {
     )
 }
 
+/// The claims of a JWT, unverified (the signature is another test's).
+fn payload(jwt: &str) -> Result<serde_json::Value, String> {
+    oauth_operator::auth::jws::unverified_claims(jwt)
+        .map(serde_json::Value::Object)
+        .ok_or_else(|| "not a JWT".to_string())
+}
+
 /// A token request with a client assertion, no other credentials.
 async fn assertion_request(router: &Router, jwt: &str) -> Result<Answer, String> {
     token_request(
@@ -699,14 +706,7 @@ async fn a_private_key_jwt_assertion_gets_a_token_once() -> TestResult {
         .as_str()
         .ok_or("no access_token")?
         .to_string();
-    let payload = token.split('.').nth(1).ok_or("not a JWT")?;
-    use base64::Engine;
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let claims = payload(&token)?;
     expect_eq(claims["sub"].as_str(), Some(KEYED), "sub")?;
     expect_eq(
         claims["client_auth_method"].as_str(),
@@ -727,13 +727,7 @@ async fn a_private_key_jwt_assertion_gets_a_token_once() -> TestResult {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let payload = token.split('.').nth(1).unwrap_or_default();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let claims = payload(&token)?;
     expect_eq(
         claims["client_auth_method"].as_str(),
         Some("client_secret_post"),
