@@ -329,8 +329,34 @@ async fn discovery_and_metrics(ctx: Ctx) -> anyhow::Result<()> {
         );
         ensure!(
             doc["token_endpoint_auth_methods_supported"]
-                == serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+                == serde_json::json!([
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "none"
+                ])
         );
+        // Assertions are checked against an asymmetric allow-list only: no `none`, no HMAC.
+        let algorithms = serde_json::json!([
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"
+        ]);
+        for endpoint in ["token", "introspection", "revocation"] {
+            ensure!(
+                doc[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")] == algorithms,
+                "{path}: {endpoint}: {doc}"
+            );
+        }
+        for endpoint in ["introspection", "revocation"] {
+            ensure!(
+                doc[format!("{endpoint}_endpoint_auth_methods_supported")]
+                    == serde_json::json!([
+                        "client_secret_basic",
+                        "client_secret_post",
+                        "private_key_jwt"
+                    ]),
+                "{path}: {endpoint}: {doc}"
+            );
+        }
         ensure!(doc["authorization_endpoint"] == format!("{}/authorize", server.url));
         ensure!(doc["code_challenge_methods_supported"] == serde_json::json!(["S256"]));
         ensure!(doc["access_token_signing_alg_values_supported"] == serde_json::json!(["ES256"]));
