@@ -853,6 +853,7 @@ async fn ready_only_once_the_index_is_complete() -> TestResult {
     )?;
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
+    index.reset_service_accounts(None, []);
     index.reset_revoked([], 0);
     expect_eq(send(&router, get("/readyz")?).await?.status, 503, "no keys")?;
     let healthy = send(&router, get("/healthz")?).await?;

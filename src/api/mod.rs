@@ -37,7 +37,7 @@ pub use initial_access_token::{
 pub use oauth_client::{
     Authentication, ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient,
     OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt, Registration, SecretKeyRef, SecretKeys,
-    SecretState, SecretStatus,
+    SecretState, SecretStatus, ServiceAccountRef,
 };
 pub use refresh::{RefreshCount, UNLIMITED};
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
@@ -46,7 +46,7 @@ pub use upstream::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
 pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
     InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
-    OAuthClientVerifierSpec, RefreshPolicy, SecretVerifier, SourceRef,
+    OAuthClientVerifierSpec, RefreshPolicy, SecretVerifier, ServiceAccountSubject, SourceRef,
 };
 
 use kube::CustomResourceExt;

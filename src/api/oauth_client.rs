@@ -178,12 +178,30 @@ pub struct OAuthClientSpec {
 
 /// Client authentication without a client secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("has(self.privateKeyJwt)").message("spec.authentication must name at least one method"))]
+#[x_kube(validation = Rule::new("has(self.privateKeyJwt) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)").message("spec.authentication must name at least one method"))]
 #[serde(rename_all = "camelCase")]
 pub struct Authentication {
     /// `private_key_jwt` (RFC 7523, OpenID Connect Core section 9): the client signs a short-lived assertion with a private key it keeps, and the token server verifies it with the public keys given here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key_jwt: Option<PrivateKeyJwt>,
+
+    /// ServiceAccounts of this cluster whose tokens authenticate the client: a workload presents its projected ServiceAccount token (audience: the token server's issuer) as a `client_assertion` (RFC 7523). A token is accepted only while its ServiceAccount exists with the UID the token names, so one deleted and re-created under the same name does not inherit the old tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub service_accounts: Vec<ServiceAccountRef>,
+}
+
+/// A ServiceAccount whose tokens authenticate a client.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountRef {
+    /// The ServiceAccount's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Its namespace: the client's own when not given. The token server must watch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
 }
 
 /// The public keys of a `private_key_jwt` client.
@@ -470,7 +488,7 @@ impl OAuthClient {
         self.spec
             .authentication
             .as_ref()
-            .is_some_and(|a| a.private_key_jwt.is_some())
+            .is_some_and(|a| a.private_key_jwt.is_some() || !a.service_accounts.is_empty())
     }
 
     /// The secret entries in force: the spec's, or the implicit `default` of a

@@ -67,6 +67,9 @@ pub struct OAuthClientVerifierSpec {
     /// The client's public keys for `private_key_jwt` (RFC 7523): a JWK Set as JSON, as the controller read and checked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<String>,
+    /// The ServiceAccounts whose tokens authenticate the client, each with its namespace filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<ServiceAccountSubject>,
     /// For a dynamically registered client: the hash of its registration access token (RFC 7592): `$sha256$` and the base64url SHA-256, or an argon2id PHC string from an earlier version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,
@@ -142,4 +145,13 @@ pub struct InitialAccessTokenVerifierSpec {
     pub source: SourceRef,
     /// When the token stops being accepted.
     pub expires_at: Time,
+}
+
+/// A ServiceAccount by namespace and name, as its tokens name it in `sub: system:serviceaccount:<namespace>:<name>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub struct ServiceAccountSubject {
+    /// The ServiceAccount's namespace.
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub name: String,
 }

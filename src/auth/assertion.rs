@@ -27,6 +27,12 @@ use sha2::{Digest, Sha256};
 
 use super::jws::{self, JwsError};
 
+/// How a client that presented a ServiceAccount token authenticated, in its status and in
+/// its tokens' `client_auth_method` claim. Not an RFC 7591 name: none exists for it (on
+/// the wire it is a `jwt-bearer` client assertion, like `private_key_jwt`).
+pub const SERVICE_ACCOUNT_METHOD: &str = "kubernetes_service_account";
+/// The `sub` prefix of a Kubernetes ServiceAccount token.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 /// `client_assertion_type` of a JWT assertion (RFC 7523 section 2.2).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The longest an assertion may be valid for, from now, in seconds.
@@ -171,6 +177,10 @@ pub enum AssertionError {
     NotAccepted,
     #[error("no active client has this id")]
     UnknownClient,
+    #[error("the assertion's ServiceAccount does not exist now with the UID it names")]
+    ServiceAccountGone,
+    #[error("the ServiceAccount issuer's keys could not be read")]
+    IssuerUnavailable,
 }
 
 impl AssertionError {
@@ -190,6 +200,8 @@ impl AssertionError {
             AssertionError::Replayed => "assertion_replayed",
             AssertionError::NotAccepted => "assertion_not_accepted",
             AssertionError::UnknownClient => "assertion_unknown_client",
+            AssertionError::ServiceAccountGone => "assertion_service_account_gone",
+            AssertionError::IssuerUnavailable => "assertion_issuer_unavailable",
         }
     }
 }
@@ -236,12 +248,34 @@ pub fn check_private_key_jwt(
     check_time_and_audience(&claims, &expected.audiences, expected.now)
 }
 
-/// `aud`, `exp`, `nbf`, `iat` and `jti`, the rules every kind of assertion shares.
+/// `aud`, `exp` (at most [`MAX_LIFETIME`] ahead), `nbf`, `iat` and `jti`: the rules of a
+/// `private_key_jwt` assertion beyond its signature and issuer.
 pub fn check_time_and_audience(
     claims: &Map<String, Value>,
     audiences: &[&str],
     now: i64,
 ) -> Result<Checked, AssertionError> {
+    let exp = check_validity(claims, audiences, now)?;
+    if exp > now + MAX_LIFETIME + LEEWAY {
+        return Err(AssertionError::TooLong);
+    }
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
+        .ok_or(AssertionError::NoJti)?;
+    Ok(Checked {
+        jti: jti.to_string(),
+        exp: exp + LEEWAY,
+    })
+}
+
+/// `aud`, `exp`, `nbf` and `iat`, the rules every kind of assertion shares; the `exp`.
+fn check_validity(
+    claims: &Map<String, Value>,
+    audiences: &[&str],
+    now: i64,
+) -> Result<i64, AssertionError> {
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => audiences.contains(&a.as_str()),
         Some(Value::Array(all)) => all
@@ -258,9 +292,6 @@ pub fn check_time_and_audience(
     if exp + LEEWAY <= now {
         return Err(AssertionError::Expired);
     }
-    if exp > now + MAX_LIFETIME + LEEWAY {
-        return Err(AssertionError::TooLong);
-    }
     for name in ["nbf", "iat"] {
         match claims.get(name) {
             None => {}
@@ -270,14 +301,72 @@ pub fn check_time_and_audience(
             },
         }
     }
-    let jti = claims
-        .get("jti")
+    Ok(exp)
+}
+
+/// The ServiceAccount a token's `sub` names, `system:serviceaccount:<namespace>:<name>`,
+/// read before any check (to find the client and the keys).
+pub fn service_account_subject(sub: &str) -> Option<(&str, &str)> {
+    let (namespace, name) = sub.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains(':')).then_some((namespace, name))
+}
+
+/// A verified ServiceAccount token: whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountClaims {
+    pub namespace: String,
+    pub name: String,
+    /// The UID of the ServiceAccount the token was issued for.
+    pub uid: String,
+}
+
+/// What a ServiceAccount token must be: signed by a key of the cluster's issuer, of that
+/// issuer, for `audience`.
+pub struct ExpectedServiceAccount<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    pub now: i64,
+}
+
+/// Verifies a Kubernetes ServiceAccount token (a projected or TokenRequest token: the
+/// legacy Secret-based tokens have no audience and no expiry, and are refused by the
+/// `aud` and `exp` rules). Its lifetime is the kubelet's business (at least ten minutes,
+/// refreshed before it ends), so it is not bounded by [`MAX_LIFETIME`], and the same token
+/// is presented many times, so it has no single-use `jti`. Whether the ServiceAccount
+/// still exists with this UID is the caller's check, against the index.
+pub fn check_service_account_token(
+    jwt: &str,
+    issuer_keys: &JwkSet,
+    expected: &ExpectedServiceAccount<'_>,
+) -> Result<ServiceAccountClaims, AssertionError> {
+    let claims = jws::verify(jwt, issuer_keys)?;
+    if claims.get("iss").and_then(Value::as_str) != Some(expected.issuer) {
+        return Err(AssertionError::Issuer);
+    }
+    check_validity(&claims, &[expected.audience], expected.now)?;
+    let sub = claims
+        .get("sub")
         .and_then(Value::as_str)
-        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
-        .ok_or(AssertionError::NoJti)?;
-    Ok(Checked {
-        jti: jti.to_string(),
-        exp: exp + LEEWAY,
+        .unwrap_or_default();
+    let (namespace, name) = service_account_subject(sub).ok_or(AssertionError::Issuer)?;
+    // The private claims must name the same ServiceAccount as `sub`, with its UID.
+    let k8s = claims.get("kubernetes.io");
+    let field = |path: &[&str]| {
+        path.iter()
+            .try_fold(k8s?, |v, key| v.get(key))
+            .and_then(Value::as_str)
+    };
+    if field(&["namespace"]) != Some(namespace) || field(&["serviceaccount", "name"]) != Some(name)
+    {
+        return Err(AssertionError::Issuer);
+    }
+    let uid = field(&["serviceaccount", "uid"])
+        .filter(|u| !u.is_empty())
+        .ok_or(AssertionError::ServiceAccountGone)?;
+    Ok(ServiceAccountClaims {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
     })
 }
 
@@ -484,6 +573,107 @@ mod tests {
             |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         let none = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&c));
         assert!(check_private_key_jwt(&none, &h.keys, &expected()).is_err());
+    }
+
+    const CLUSTER: &str = "https://kubernetes.default.svc";
+
+    /// A token as the API server's TokenRequest makes it, bound to a Pod.
+    fn sa_claims(extra: Value) -> Value {
+        let mut c = json!({
+            "iss": CLUSTER, "sub": "system:serviceaccount:payments:billing",
+            "aud": [ISSUER], "exp": NOW + 3600, "iat": NOW, "nbf": NOW, "jti": "t-1",
+            "kubernetes.io": {
+                "namespace": "payments",
+                "serviceaccount": {"name": "billing", "uid": "sa-uid-1"},
+                "pod": {"name": "billing-0", "uid": "pod-uid-1"}
+            }
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn expected_sa() -> ExpectedServiceAccount<'static> {
+        ExpectedServiceAccount {
+            issuer: CLUSTER,
+            audience: ISSUER,
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn a_service_account_token_names_its_account_and_uid() {
+        let h = holder();
+        let jwt = sign(&h, "", &sa_claims(json!({})));
+        assert_eq!(
+            check_service_account_token(&jwt, &h.keys.jwks, &expected_sa()),
+            Ok(ServiceAccountClaims {
+                namespace: "payments".into(),
+                name: "billing".into(),
+                uid: "sa-uid-1".into(),
+            })
+        );
+        // Presented again: a ServiceAccount token is not single-use.
+        assert!(check_service_account_token(&jwt, &h.keys.jwks, &expected_sa()).is_ok());
+    }
+
+    #[test]
+    fn each_service_account_rule_refuses_on_its_own() {
+        let h = holder();
+        let other_ns = json!({"namespace": "other",
+            "serviceaccount": {"name": "billing", "uid": "sa-uid-1"}});
+        let no_uid = json!({"namespace": "payments", "serviceaccount": {"name": "billing"}});
+        let cases = [
+            (
+                json!({"iss": "https://other.cluster"}),
+                AssertionError::Issuer,
+            ),
+            (json!({"sub": "billing"}), AssertionError::Issuer),
+            (json!({"kubernetes.io": other_ns}), AssertionError::Issuer),
+            (
+                json!({"kubernetes.io": no_uid}),
+                AssertionError::ServiceAccountGone,
+            ),
+            (
+                json!({"aud": ["https://kubernetes.default.svc"]}),
+                AssertionError::Audience,
+            ),
+            (json!({"exp": NOW - LEEWAY}), AssertionError::Expired),
+            (json!({"exp": null}), AssertionError::Expired),
+            (json!({"nbf": NOW + 120}), AssertionError::NotYetValid),
+        ];
+        for (change, err) in cases {
+            let jwt = sign(&h, "", &sa_claims(change.clone()));
+            assert_eq!(
+                check_service_account_token(&jwt, &h.keys.jwks, &expected_sa()),
+                Err(err),
+                "{change}"
+            );
+        }
+        let other = holder();
+        let forged = sign(&other, &h.kid, &sa_claims(json!({})));
+        assert_eq!(
+            check_service_account_token(&forged, &h.keys.jwks, &expected_sa()),
+            Err(AssertionError::Signature)
+        );
+    }
+
+    #[test]
+    fn a_service_account_subject_has_a_namespace_and_a_name() {
+        assert_eq!(
+            service_account_subject("system:serviceaccount:payments:billing"),
+            Some(("payments", "billing"))
+        );
+        for sub in [
+            "billing",
+            "system:serviceaccount:payments",
+            "system:serviceaccount::billing",
+            "system:serviceaccount:payments:",
+            "system:serviceaccount:a:b:c",
+        ] {
+            assert_eq!(service_account_subject(sub), None, "{sub}");
+        }
     }
 
     #[test]

@@ -22,7 +22,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::api::{InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser};
+use crate::api::{
+    InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser, ServiceAccountSubject,
+};
 use crate::auth::assertion::ClientKeys;
 use crate::auth::hash::Verifier;
 use crate::auth::keys::KeySet;
@@ -59,6 +61,8 @@ pub struct ClientEntry {
     pub uid: Option<String>,
     /// The public keys of its `private_key_jwt` assertions.
     pub keys: Option<Arc<ClientKeys>>,
+    /// The ServiceAccounts whose tokens authenticate it.
+    pub service_accounts: Vec<ServiceAccountSubject>,
 }
 
 /// What the token server knows of one initial access token.
@@ -199,6 +203,7 @@ impl ClientEntry {
                 .as_deref()
                 .and_then(|text| ClientKeys::parse(text).ok())
                 .map(Arc::new),
+            service_accounts: spec.service_accounts.clone(),
         })
     }
 }
@@ -224,6 +229,7 @@ pub enum Watch {
     Users = 4,
     Upstreams = 5,
     UpstreamSecret = 6,
+    ServiceAccounts = 7,
 }
 
 #[derive(Default)]
@@ -232,6 +238,9 @@ struct Clients {
     /// Which client id each verifier object serves, so a delete (or an id change) removes
     /// the right entry.
     by_object: HashMap<ObjectKey, String>,
+    /// The clients each ServiceAccount authenticates, to find the client of a token
+    /// presented without a `client_id`.
+    by_service_account: HashMap<ObjectKey, Vec<String>>,
 }
 
 impl Clients {
@@ -243,6 +252,13 @@ impl Clients {
             self.by_id.remove(old_id);
         }
         self.by_object.insert(key, entry.client_id.clone());
+        self.forget_service_accounts(&entry.client_id);
+        for sa in &entry.service_accounts {
+            self.by_service_account
+                .entry((sa.namespace.clone(), sa.name.clone()))
+                .or_default()
+                .push(entry.client_id.clone());
+        }
         self.by_id.insert(entry.client_id.clone(), Arc::new(entry));
     }
 
@@ -251,7 +267,24 @@ impl Clients {
             .by_object
             .remove(&(namespace.to_string(), name.to_string()))
         {
+            self.forget_service_accounts(&id);
             self.by_id.remove(&id);
+        }
+    }
+
+    /// Drops `client_id` from the ServiceAccount map (its entry's accounts only).
+    fn forget_service_accounts(&mut self, client_id: &str) {
+        let Some(old) = self.by_id.get(client_id) else {
+            return;
+        };
+        for sa in &old.service_accounts {
+            let key = (sa.namespace.clone(), sa.name.clone());
+            if let Some(ids) = self.by_service_account.get_mut(&key) {
+                ids.retain(|id| id != client_id);
+                if ids.is_empty() {
+                    self.by_service_account.remove(&key);
+                }
+            }
         }
     }
 
@@ -289,7 +322,9 @@ pub struct Index {
     keys_synced: AtomicBool,
     /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
     /// The index keeps serving what it has meanwhile.
-    disconnected: [AtomicBool; 7],
+    disconnected: [AtomicBool; 8],
+    /// The UID of every ServiceAccount of the watched namespaces, by namespace and name.
+    service_accounts: RwLock<HashMap<ObjectKey, String>>,
 }
 
 impl Default for Index {
@@ -317,6 +352,7 @@ impl Index {
             synced: RwLock::default(),
             keys_synced: AtomicBool::new(false),
             disconnected: Default::default(),
+            service_accounts: RwLock::default(),
         }
     }
 
@@ -479,6 +515,52 @@ impl Index {
         self.disconnected.iter().all(|d| !d.load(Ordering::Acquire))
     }
 
+    /// The client a ServiceAccount's token authenticates when it names none: the one
+    /// client listing that ServiceAccount, or `None` when none or several do.
+    pub fn client_of_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<ClientEntry>> {
+        let clients = read(&self.clients);
+        let key = (namespace.to_string(), name.to_string());
+        match clients.by_service_account.get(&key)?.as_slice() {
+            [id] => clients.by_id.get(id).cloned(),
+            _ => None,
+        }
+    }
+
+    /// The UID of the ServiceAccount that exists now under this name, if any.
+    pub fn service_account_uid(&self, namespace: &str, name: &str) -> Option<String> {
+        read(&self.service_accounts)
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn apply_service_account(&self, namespace: &str, name: &str, uid: &str) {
+        write(&self.service_accounts).insert((namespace.into(), name.into()), uid.into());
+    }
+
+    pub fn delete_service_account(&self, namespace: &str, name: &str) {
+        write(&self.service_accounts).remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// Replaces the ServiceAccounts of `scope` after a (re)list, and marks them synced.
+    pub fn reset_service_accounts<'a>(
+        &self,
+        scope: Option<&str>,
+        all: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) {
+        {
+            let mut known = write(&self.service_accounts);
+            known.retain(|(ns, _), _| scope.is_some_and(|s| s != ns));
+            for (ns, name, uid) in all {
+                known.insert((ns.into(), name.into()), uid.into());
+            }
+        }
+        self.mark_synced(Watch::ServiceAccounts, scope);
+    }
+
     fn mark_synced(&self, watch: Watch, scope: Option<&str>) {
         write(&self.synced).insert((watch, scope.map(str::to_string)));
     }
@@ -491,6 +573,7 @@ impl Index {
             let scoped = self.scopes.iter().all(|scope| {
                 synced.contains(&(Watch::Clients, scope.clone()))
                     && synced.contains(&(Watch::Tokens, scope.clone()))
+                    && synced.contains(&(Watch::ServiceAccounts, scope.clone()))
             });
             scoped
                 && synced.contains(&(Watch::Revocations, None))

@@ -48,6 +48,7 @@ fn token_verifier(ns: &str, name: &str, token_id: &str) -> InitialAccessTokenVer
 fn list_everything(index: &Index, scope: Option<&str>) {
     index.reset_verifiers(scope, []);
     index.reset_token_verifiers(scope, []);
+    index.reset_service_accounts(scope, []);
     index.reset_users([]);
     index.reset_upstreams([]);
     index.set_upstream_secrets(Default::default());
@@ -100,6 +101,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
             }],
             registration_access_token_hash: None,
             jwks: None,
+            service_accounts: vec![],
         },
     );
     v.metadata.namespace = Some(ns.into());
@@ -152,6 +154,7 @@ fn reset_of_one_namespace_keeps_the_others() {
         KeySet::load(&crate::auth::keys::StoredKeys::generate_es256().expect("gen")).expect("load"),
     ));
     index.reset_token_verifiers(Some("a"), []);
+    index.reset_service_accounts(Some("a"), []);
     index.reset_revoked([], 0);
     index.reset_users([]);
     index.reset_upstreams([]);
@@ -163,6 +166,7 @@ fn reset_of_one_namespace_keeps_the_others() {
         "namespace b's tokens have not listed yet"
     );
     index.reset_token_verifiers(Some("b"), []);
+    index.reset_service_accounts(Some("b"), []);
     assert!(index.is_ready());
 }
 
@@ -182,6 +186,7 @@ fn not_ready_until_every_watch_synced_and_keys_loaded() {
     assert!(!index.is_ready());
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
+    index.reset_service_accounts(None, []);
     index.reset_revoked([], 0);
     index.reset_users([]);
     index.reset_upstreams([]);
@@ -208,6 +213,7 @@ fn not_ready_until_initial_access_tokens_listed() {
         "a registration could be refused for a token not yet listed"
     );
     index.reset_token_verifiers(None, []);
+    index.reset_service_accounts(None, []);
     assert!(index.is_ready());
 }
 
@@ -270,6 +276,7 @@ fn initial_access_tokens_reset_per_scope() {
         "other scope kept"
     );
     index.reset_token_verifiers(None, []);
+    index.reset_service_accounts(None, []);
     assert!(index.initial_access_token("tid-b").is_none(), "all scopes");
 }
 
@@ -325,6 +332,7 @@ fn not_ready_until_users_listed() {
     let index = Index::default();
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
+    index.reset_service_accounts(None, []);
     index.reset_revoked([], 0);
     index.reset_upstreams([]);
     index.set_upstream_secrets(Default::default());
@@ -352,4 +360,84 @@ fn users_are_found_by_name_and_by_subject_and_a_recreated_user_is_another_subjec
     index.delete_user("alice");
     assert!(index.user("alice").is_none());
     assert!(index.user_by_subject("uid-2").is_none());
+}
+
+#[test]
+fn not_ready_until_service_accounts_listed() {
+    let index = Index::default();
+    index.reset_verifiers(None, []);
+    index.reset_token_verifiers(None, []);
+    index.reset_users([]);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
+    index.reset_revoked([], 0);
+    index.set_keys(Some(keys()));
+    assert!(
+        !index.is_ready(),
+        "a token of a deleted ServiceAccount could pass"
+    );
+    index.reset_service_accounts(None, [("payments", "billing", "uid-1")]);
+    assert!(index.is_ready());
+    assert_eq!(
+        index.service_account_uid("payments", "billing").as_deref(),
+        Some("uid-1")
+    );
+    // Re-created under the same name: a new UID replaces the old.
+    index.delete_service_account("payments", "billing");
+    assert_eq!(index.service_account_uid("payments", "billing"), None);
+    index.apply_service_account("payments", "billing", "uid-2");
+    assert_eq!(
+        index.service_account_uid("payments", "billing").as_deref(),
+        Some("uid-2")
+    );
+    // A relist of another namespace keeps this one's.
+    let scoped = Index::with_scopes(vec![Some("a".into()), Some("b".into())]);
+    scoped.reset_service_accounts(Some("a"), [("a", "x", "1")]);
+    scoped.reset_service_accounts(Some("b"), [("b", "y", "2")]);
+    scoped.reset_service_accounts(Some("a"), []);
+    assert_eq!(scoped.service_account_uid("a", "x"), None);
+    assert_eq!(scoped.service_account_uid("b", "y").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_service_account_finds_its_one_client() {
+    let index = Index::default();
+    let sa = crate::api::ServiceAccountSubject {
+        namespace: "payments".into(),
+        name: "billing".into(),
+    };
+    let mut one = verifier("payments", "one", "id-1");
+    one.spec.service_accounts = vec![sa.clone()];
+    index.apply_verifier(&one);
+    let found = index.client_of_service_account("payments", "billing");
+    assert_eq!(found.map(|c| c.client_id.clone()).as_deref(), Some("id-1"));
+    assert!(
+        index
+            .client_of_service_account("payments", "other")
+            .is_none()
+    );
+
+    // Two clients for one ServiceAccount: a token must say which (client_id).
+    let mut two = verifier("payments", "two", "id-2");
+    two.spec.service_accounts = vec![sa];
+    index.apply_verifier(&two);
+    assert!(
+        index
+            .client_of_service_account("payments", "billing")
+            .is_none()
+    );
+    index.delete_verifier("payments", "two");
+    assert!(
+        index
+            .client_of_service_account("payments", "billing")
+            .is_some()
+    );
+    // Changed to list no ServiceAccount: forgotten.
+    one.spec.service_accounts.clear();
+    index.apply_verifier(&one);
+    assert!(
+        index
+            .client_of_service_account("payments", "billing")
+            .is_none()
+    );
 }

@@ -134,6 +134,7 @@ mod tests {
         index.reset_token_verifiers(None, []);
         index.reset_revoked([], 0);
         index.reset_users([]);
+        index.reset_service_accounts(None, []);
         index.set_keys(Some(
             crate::auth::keys::KeySet::load(
                 &crate::auth::keys::StoredKeys::generate_es256().expect("gen"),

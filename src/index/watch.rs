@@ -1,11 +1,11 @@
 //! Feeds the [`Index`] from kube-runtime watchers: verifiers in the watched namespaces,
-//! revocations, users, upstream providers, the one signing-key Secret and the one
+//! revocations, users, upstream providers, ServiceAccounts, the one signing-key Secret and the one
 //! upstream Secret. One way only: API server -> watch -> index.
 
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -81,6 +81,43 @@ pub async fn verifiers(
             tracing::info!(clients = index.len(), "client index synced");
         }
     })
+    .await;
+}
+
+/// Keeps the UIDs of the ServiceAccounts of one scope in `index`: a ServiceAccount token
+/// is accepted only while the account it names exists with the UID it names.
+pub async fn service_accounts(
+    api: Api<ServiceAccount>,
+    namespace: Option<String>,
+    index: Arc<Index>,
+) {
+    let config = watcher::Config::default().any_semantic();
+    let uid = |sa: &ServiceAccount| sa.metadata.uid.clone();
+    follow(
+        api,
+        config,
+        Watch::ServiceAccounts,
+        &index,
+        |change| match change {
+            Change::Applied(sa) => {
+                if let (Some((ns, name)), Some(uid)) = (key(&sa.metadata), uid(&sa)) {
+                    index.apply_service_account(ns, name, &uid);
+                }
+            }
+            Change::Deleted(sa) => {
+                if let Some((ns, name)) = key(&sa.metadata) {
+                    index.delete_service_account(ns, name);
+                }
+            }
+            Change::Listed(all) => index.reset_service_accounts(
+                namespace.as_deref(),
+                all.iter().filter_map(|sa| {
+                    let (ns, name) = key(&sa.metadata)?;
+                    Some((ns, name, sa.metadata.uid.as_deref()?))
+                }),
+            ),
+        },
+    )
     .await;
 }
 

@@ -88,6 +88,8 @@ pub enum Method {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// A Kubernetes ServiceAccount token as the assertion.
+    ServiceAccount,
 }
 
 impl Method {
@@ -96,6 +98,7 @@ impl Method {
             Method::ClientSecretBasic => "client_secret_basic",
             Method::ClientSecretPost => "client_secret_post",
             Method::PrivateKeyJwt => "private_key_jwt",
+            Method::ServiceAccount => crate::auth::assertion::SERVICE_ACCOUNT_METHOD,
         }
     }
 }

@@ -50,7 +50,7 @@ impl Default for Metrics {
         let assertion_refusals = Family::<Reason, Counter>::default();
         registry.register(
             "client_assertion_refusals",
-            "Client assertions (private_key_jwt) refused, by the check that failed",
+            "Client assertions (private_key_jwt, ServiceAccount tokens) refused, by the check that failed",
             assertion_refusals.clone(),
         );
         registry.register(

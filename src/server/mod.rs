@@ -23,6 +23,7 @@
 mod authorize;
 mod client_assertion;
 mod client_auth;
+mod cluster_issuer;
 mod discovery;
 mod error;
 mod form;
@@ -55,6 +56,7 @@ use crate::auth::assertion::Replays;
 use crate::auth::verified_cache::VerifiedCache;
 use crate::index::{self, Index};
 use hash_gate::HashGate;
+use k8s_openapi::api::core::v1::ServiceAccount;
 
 /// How the token server runs.
 #[derive(Clone, Debug)]
@@ -106,6 +108,8 @@ pub struct AppState {
     pub upstreams: Arc<upstream::Providers>,
     /// The `jti`s of client assertions this replica accepted, until they expire.
     pub replays: Arc<Replays>,
+    /// The keys that verify this cluster's ServiceAccount tokens, cached.
+    pub cluster_issuer: Arc<cluster_issuer::ClusterIssuer>,
 }
 
 impl AppState {
@@ -129,6 +133,7 @@ impl AppState {
             kube,
             upstreams: Arc::default(),
             replays: Arc::new(Replays::new(REMEMBERED_ASSERTIONS)),
+            cluster_issuer: Arc::default(),
             config: Arc::new(config),
         })
     }
@@ -289,6 +294,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         };
         tokio::spawn(index::watch::token_verifiers(
             tokens,
+            scope.clone(),
+            index.clone(),
+        ));
+        let accounts: Api<ServiceAccount> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        tokio::spawn(index::watch::service_accounts(
+            accounts,
             scope.clone(),
             index.clone(),
         ));

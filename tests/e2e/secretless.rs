@@ -25,6 +25,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("registration_accepts_private_key_jwt_with_jwks", |c| {
             Box::pin(registered_with_keys(c))
         }),
+        (
+            "a_service_account_token_authenticates_only_its_own_client",
+            |c| Box::pin(service_account_client(c)),
+        ),
     ]
 }
 
@@ -347,5 +351,191 @@ async fn registered_with_keys(ctx: Ctx) -> anyhow::Result<()> {
         clients.items.len() == 1,
         "refused registrations created clients"
     );
+    Ok(())
+}
+
+/// A token of `service_account` from the API server's TokenRequest API, for `audience`:
+/// what `kubectl create token` and a projected volume get.
+fn service_account_token(
+    ctx: &Ctx,
+    service_account: &str,
+    audience: &str,
+) -> anyhow::Result<String> {
+    let out = ctx.kubectl(
+        &[
+            "create",
+            "token",
+            service_account,
+            "--audience",
+            audience,
+            "--duration=10m",
+        ],
+        None,
+    )?;
+    ensure!(
+        out.status.success(),
+        "create token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    ctx.secret("a ServiceAccount token", &token);
+    Ok(token)
+}
+
+async fn with_client_id(
+    ctx: &Ctx,
+    server: &Server,
+    client_id: &str,
+    jwt: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let (code, _, body) = server
+        .token(
+            &ctx.http,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", jwt),
+            ],
+        )
+        .await?;
+    Ok((code, body))
+}
+
+/// ServiceAccount tokens minted by the real API server: accepted for the client's own
+/// ServiceAccount (with or without client_id), refused for another ServiceAccount, another
+/// audience, a forged signature, and a ServiceAccount deleted and re-created.
+async fn service_account_client(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    ctx.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: billing}\n")?;
+    ctx.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: other}\n")?;
+    ctx.apply(&format!(
+        r#"
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata:
+  name: billing
+spec:
+  clientId: billing
+  scopes: [invoices.read]
+  audiences: [{API}]
+  authentication:
+    serviceAccounts: [{{name: billing}}]
+"#
+    ))?;
+    let client = ctx.wait_ready("billing").await?;
+    let status = client.status.context("status")?;
+    ensure!(
+        status.authentication_methods == ["kubernetes_service_account"],
+        "methods: {:?}",
+        status.authentication_methods
+    );
+    let credentials: Secret = ctx.api::<Secret>().get("billing-credentials").await?;
+    let mut written: Vec<String> = credentials.data.unwrap_or_default().into_keys().collect();
+    written.sort();
+    ensure!(
+        written == ["client_id", "token_endpoint"],
+        "credentials keys: {written:?}"
+    );
+
+    let issuer = server.url.as_str();
+    let token = service_account_token(&ctx, "billing", issuer)?;
+    let access = eventually(
+        Duration::from_secs(20),
+        "a ServiceAccount token accepted",
+        || async {
+            let (code, body) = with_client_id(&ctx, &server, "billing", &token).await?;
+            ensure!(code == 200, "{code} {body}");
+            Ok(body["access_token"]
+                .as_str()
+                .context("access_token")?
+                .to_string())
+        },
+    )
+    .await?;
+    let claims = verify_token(&ctx.http, &server, &access, API).await?;
+    ensure!(claims.sub == "billing");
+    ensure!(claims.client_auth_method.as_deref() == Some("kubernetes_service_account"));
+    // Presented again, and without client_id (the one client of this ServiceAccount).
+    let (code, body) = by_assertion(&ctx, &server, &token).await?;
+    ensure!(code == 200, "without client_id: {code} {body}");
+
+    // Forged: the same claims and kid, signed by a key the cluster never had.
+    let header = jsonwebtoken::decode_header(&token)?;
+    let payload = oauth_operator::auth::jws::unverified_claims(&token).context("claims")?;
+    let forger = key_pair()?;
+    let signer = forger.signer(jiff::Timestamp::now().as_second());
+    let mut forged_header = jsonwebtoken::Header::new(signer.alg);
+    forged_header.kid = header.kid.clone();
+    let forged = jsonwebtoken::encode(&forged_header, &payload, &signer.key)?;
+
+    let cases = [
+        (
+            "another ServiceAccount",
+            service_account_token(&ctx, "other", issuer)?,
+            "assertion_not_accepted",
+        ),
+        (
+            "another audience",
+            service_account_token(&ctx, "billing", "https://elsewhere.test")?,
+            "assertion_audience",
+        ),
+        ("forged", forged, "assertion_algorithm"),
+    ];
+    for (what, jwt, _) in &cases {
+        let (code, body) = with_client_id(&ctx, &server, "billing", jwt).await?;
+        ensure!(
+            code == 401 && body == json!({"error": "invalid_client"}),
+            "{what}: {code} {body}"
+        );
+    }
+
+    // Deleted and re-created under the same name: the old token names the old UID.
+    let out = ctx.kubectl(&["delete", "serviceaccount", "billing"], None)?;
+    ensure!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ctx.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: billing}\n")?;
+    eventually(Duration::from_secs(20), "the old token refused", || async {
+        let (code, body) = with_client_id(&ctx, &server, "billing", &token).await?;
+        ensure!(
+            code == 401 && body == json!({"error": "invalid_client"}),
+            "{code} {body}"
+        );
+        Ok(())
+    })
+    .await?;
+    let renewed = service_account_token(&ctx, "billing", issuer)?;
+    eventually(
+        Duration::from_secs(20),
+        "the new ServiceAccount's token accepted",
+        || async {
+            let (code, body) = with_client_id(&ctx, &server, "billing", &renewed).await?;
+            ensure!(code == 200, "{code} {body}");
+            Ok(())
+        },
+    )
+    .await?;
+
+    let text = server.metrics(&ctx.http).await?;
+    for reason in [
+        "assertion_not_accepted",
+        "assertion_audience",
+        "assertion_service_account_gone",
+    ] {
+        let name = format!("oauth_operator_client_assertion_refusals_total{{reason=\"{reason}\"}}");
+        ensure!(metric(&text, &name) >= 1.0, "{name}: {text}");
+    }
+    // The forged token's refusal: by its signature, or by an algorithm its key does not have.
+    let forged_refused = ["assertion_signature", "assertion_algorithm"]
+        .iter()
+        .any(|r| {
+            let name = format!("oauth_operator_client_assertion_refusals_total{{reason=\"{r}\"}}");
+            metric(&text, &name) >= 1.0
+        });
+    ensure!(forged_refused, "the forged token's refusal: {text}");
     Ok(())
 }

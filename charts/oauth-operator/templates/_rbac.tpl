@@ -62,6 +62,12 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: ["oauth-operator.dev"]
   resources: ["oauthclientverifiers", "initialaccesstokenverifiers"]
   verbs: ["list", "watch"]
+# ServiceAccount tokens as client assertions: one is accepted only while its ServiceAccount
+# exists with the UID it names. The issuer's keys (/openid/v1/jwks) are readable by every
+# ServiceAccount through the cluster's default system:service-account-issuer-discovery role.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "watch"]
 # Dynamic client registration (RFC 7591/7592).
 - apiGroups: ["oauth-operator.dev"]
   resources: ["initialaccesstokens"]

@@ -27,9 +27,9 @@ use super::super::secrets::{self, bytes, entry_key};
 use super::observe::Observed;
 use crate::api::{
     ClientSecret, ClientType, GrantType, OAuthClient, OAuthClientStatus, OAuthClientVerifierSpec,
-    RefreshPolicy, SecretState, SecretStatus, SecretVerifier, SourceRef,
+    RefreshPolicy, SecretState, SecretStatus, SecretVerifier, ServiceAccountSubject, SourceRef,
 };
-use crate::auth::assertion::ClientKeys;
+use crate::auth::assertion::{ClientKeys, SERVICE_ACCOUNT_METHOD};
 use crate::auth::hash;
 use crate::auth::secret::{RandomError, SecretString};
 
@@ -563,6 +563,7 @@ pub fn plan(
     }
     let mut spec = verifier_spec(client, observed, now, settings, registration_hash);
     spec.jwks = jwks.clone();
+    spec.service_accounts = service_accounts(client);
     let verifier = VerifierPlan::Write(Box::new(VerifierDraft {
         spec,
         entries: drafts,
@@ -633,16 +634,25 @@ pub fn plan(
     });
 
     let public = client.spec.client_type == ClientType::Public;
-    let by_key = jwks.is_some();
+    let by_service_account = !service_accounts(client).is_empty();
     if public {
         report.methods = vec!["none".into()];
     }
     if valid > 0 {
         report.methods = vec!["client_secret_basic".into(), "client_secret_post".into()];
     }
-    if by_key {
+    if jwks.is_some() {
         report.methods.push("private_key_jwt".into());
     }
+    if by_service_account {
+        report.methods.push(SERVICE_ACCOUNT_METHOD.into());
+    }
+    let by_key = jwks.is_some() || by_service_account;
+    let keyless = match (jwks.is_some(), by_service_account) {
+        (true, true) => "private_key_jwt and ServiceAccount token assertions",
+        (true, false) => "private_key_jwt assertions",
+        _ => "ServiceAccount token assertions",
+    };
     if !client.spec.active {
         report.ready(false, "Deactivated", "spec.active is false: the token endpoint refuses this client and the tokens issued to it before".into());
     } else if !public && valid == 0 && !by_key && !report.waiting.is_empty() {
@@ -660,16 +670,15 @@ pub fn plan(
             format!("Public client; Secret {secret_name} holds its client id")
         } else if valid == 0 {
             format!(
-                "The token server accepts private_key_jwt assertions; Secret {secret_name} holds the client id and token endpoint"
+                "The token server accepts {keyless}; Secret {secret_name} holds the client id and token endpoint"
+            )
+        } else if by_key {
+            format!(
+                "Secret {secret_name} holds the credentials; the token server accepts {valid} secret(s) and {keyless}"
             )
         } else {
-            let keys = if by_key {
-                " and private_key_jwt assertions"
-            } else {
-                ""
-            };
             format!(
-                "Secret {secret_name} holds the credentials; the token server accepts {valid} secret(s){keys}"
+                "Secret {secret_name} holds the credentials; the token server accepts {valid} secret(s)"
             )
         };
         report.ready(true, "CredentialsReady", msg);
@@ -775,7 +784,27 @@ fn verifier_spec(
         secrets: Vec::new(),
         registration_access_token_hash,
         jwks: None,
+        service_accounts: Vec::new(),
     }
+}
+
+/// The ServiceAccounts whose tokens authenticate `client`, each with its namespace (the
+/// client's own unless given), sorted and without duplicates so the verifier is stable.
+fn service_accounts(client: &OAuthClient) -> Vec<ServiceAccountSubject> {
+    let own = client.metadata.namespace.clone().unwrap_or_default();
+    let mut all: Vec<ServiceAccountSubject> = client
+        .spec
+        .authentication
+        .iter()
+        .flat_map(|a| &a.service_accounts)
+        .map(|r| ServiceAccountSubject {
+            namespace: r.namespace.clone().unwrap_or_else(|| own.clone()),
+            name: r.name.clone(),
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    all.dedup();
+    all
 }
 
 /// The refresh tokens the client's users get: none unless it has a non-zero

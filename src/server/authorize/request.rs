@@ -270,6 +270,7 @@ mod tests {
             registration_access_token_hash: None,
             uid: Some("uid-1".into()),
             keys: None,
+            service_accounts: vec![],
         }
     }
 

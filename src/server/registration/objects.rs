@@ -118,6 +118,7 @@ pub(super) fn build_client(
                         key: JWKS_KEY.into(),
                     },
                 }),
+                service_accounts: Vec::new(),
             }),
             credentials_secret: None,
             registration: Some(Registration {

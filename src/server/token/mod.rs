@@ -186,8 +186,7 @@ pub(super) async fn authenticate(
         Presented::Assertion {
             client_id,
             assertion,
-        } => client_assertion::authenticate(state, &client_id, &assertion)
-            .map(|c| (c, Method::PrivateKeyJwt)),
+        } => client_assertion::authenticate(state, &client_id, &assertion).await,
         Presented::Secret {
             client_id,
             secret,
@@ -379,6 +378,7 @@ mod tests {
             registration_access_token_hash: None,
             uid: None,
             keys: None,
+            service_accounts: vec![],
         }
     }
 
