@@ -12,6 +12,8 @@ pub enum Error {
     GetSecret { name: String, source: kube::Error },
     #[error("writing Secret {name}: {source}")]
     WriteSecret { name: String, source: kube::Error },
+    #[error("reading ServiceAccount {name}: {source}")]
+    GetServiceAccount { name: String, source: kube::Error },
     #[error("reading OAuthClientVerifier {name}: {source}")]
     GetVerifier { name: String, source: kube::Error },
     #[error("writing OAuthClientVerifier {name}: {source}")]
@@ -42,6 +44,7 @@ impl Error {
             Error::MissingUid => "missing_uid",
             Error::GetSecret { .. } => "get_secret",
             Error::WriteSecret { .. } => "write_secret",
+            Error::GetServiceAccount { .. } => "get_service_account",
             Error::GetVerifier { .. } => "get_verifier",
             Error::ApplyVerifier { .. } => "apply_verifier",
             Error::PatchStatus { .. } => "patch_status",

@@ -425,6 +425,8 @@ spec:
 "#
     ))?;
     let client = ctx.wait_ready("billing").await?;
+    let found = condition_message(&client, "ServiceAccountsFound");
+    ensure!(found.contains("exists"), "ServiceAccountsFound: {found}");
     let status = client.status.context("status")?;
     ensure!(
         status.authentication_methods == ["kubernetes_service_account"],
@@ -519,6 +521,23 @@ spec:
         },
     )
     .await?;
+
+    // A ServiceAccount that does not exist is named in the status, and the client is not
+    // Ready when it is its only way in.
+    ctx.apply(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: ghost}\nspec:\n  authentication:\n    serviceAccounts: [{name: nobody}]\n",
+    )?;
+    let ghost = ctx
+        .wait_condition(
+            "ghost",
+            "ServiceAccountsFound",
+            "False",
+            Some("ServiceAccountNotFound"),
+        )
+        .await?;
+    let message = condition_message(&ghost, "ServiceAccountsFound");
+    ensure!(message.contains(&format!("{}/nobody", ctx.ns)), "{message}");
+    ensure!(condition_message(&ghost, "Ready").contains("no existing ServiceAccount"));
 
     let text = server.metrics(&ctx.http).await?;
     for reason in [

@@ -26,6 +26,10 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "update", "patch"]
+# Whether each ServiceAccount an OAuthClient names exists (its status says), by name.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -4,12 +4,13 @@
 //! credentials Secret and the verifier (from the owned watches' stores, the API server on a
 //! miss), every Secret the spec refers to (brought-your-own values, hashes, the
 //! registration access token's hash; always from the API server, as the controller watches
-//! no Secret it did not make). Nothing is decided here.
+//! no Secret it did not make), and whether each ServiceAccount the spec names exists (its
+//! metadata, from the API server). Nothing is decided here.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::Api;
 
@@ -33,6 +34,8 @@ pub struct Observed {
     pub referenced: BTreeMap<String, Option<Secret>>,
     /// The verifier as read.
     pub verifier: Option<OAuthClientVerifier>,
+    /// Whether each ServiceAccount of `spec.authentication` exists, by namespace and name.
+    pub service_accounts: BTreeMap<(String, String), bool>,
 }
 
 impl Observed {
@@ -60,6 +63,7 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
         credentials: None,
         referenced: BTreeMap::new(),
         verifier: None,
+        service_accounts: BTreeMap::new(),
     };
     if observed.id_owner.is_some() {
         // The plan stops here (and deletes the verifier): nothing more to read.
@@ -98,6 +102,26 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
             let s = read_secret(&secrets, slot.key()).await?;
             slot.insert(s);
         }
+    }
+
+    for account in client
+        .spec
+        .authentication
+        .iter()
+        .flat_map(|a| &a.service_accounts)
+    {
+        let namespace = account.namespace.clone().unwrap_or_else(|| ns.clone());
+        let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+        let found = api
+            .get_metadata_opt(&account.name)
+            .await
+            .map_err(|source| Error::GetServiceAccount {
+                name: format!("{namespace}/{}", account.name),
+                source,
+            })?;
+        observed
+            .service_accounts
+            .insert((namespace, account.name.clone()), found.is_some());
     }
 
     let name = client.name_any();

@@ -634,7 +634,41 @@ pub fn plan(
     });
 
     let public = client.spec.client_type == ClientType::Public;
-    let by_service_account = !service_accounts(client).is_empty();
+    // A ServiceAccount that does not exist authenticates nothing (the server refuses its
+    // tokens); it is named in a condition and an Event, and looked at again soon.
+    let missing: Vec<String> = service_accounts(client)
+        .iter()
+        .filter(|a| {
+            observed
+                .service_accounts
+                .get(&(a.namespace.clone(), a.name.clone()))
+                != Some(&true)
+        })
+        .map(|a| format!("{}/{}", a.namespace, a.name))
+        .collect();
+    let by_service_account = service_accounts(client).len() > missing.len();
+    if !missing.is_empty() {
+        let msg = format!(
+            "spec.authentication.serviceAccounts: ServiceAccount {} not found; its tokens are refused until it exists",
+            missing.join(", ")
+        );
+        report.conditions.push(Cond::new(
+            "ServiceAccountsFound",
+            false,
+            "ServiceAccountNotFound",
+            msg.clone(),
+        ));
+        report
+            .events
+            .push(Note::warning("ServiceAccountNotFound", msg));
+    } else if by_service_account {
+        report.conditions.push(Cond::new(
+            "ServiceAccountsFound",
+            true,
+            "Found",
+            "Every ServiceAccount of spec.authentication exists".into(),
+        ));
+    }
     if public {
         report.methods = vec!["none".into()];
     }
@@ -660,7 +694,7 @@ pub fn plan(
         report.ready(false, "WaitingForSecret", msg);
     } else if !public && valid == 0 && !by_key {
         let msg = if client.is_secretless() {
-            "The client has no valid secret and no usable key: fix spec.authentication or add a secret to spec.secrets"
+            "The client has no valid secret, no usable key and no existing ServiceAccount: fix spec.authentication or add a secret to spec.secrets"
         } else {
             "No secret of this client is valid: add one to spec.secrets"
         };
@@ -702,7 +736,7 @@ pub fn plan(
     } else {
         next
     };
-    let requeue = if report.waiting.is_empty() {
+    let requeue = if report.waiting.is_empty() && missing.is_empty() {
         Requeue::After(next)
     } else {
         Requeue::After(POLL)
@@ -985,6 +1019,7 @@ mod tests {
             credentials: None,
             referenced: BTreeMap::new(),
             verifier: None,
+            service_accounts: BTreeMap::new(),
         }
     }
 
@@ -1584,6 +1619,48 @@ mod tests {
             spec[k] = v.clone();
         }
         client(spec)
+    }
+
+    #[test]
+    fn a_service_account_client_is_ready_only_once_its_account_exists() {
+        let c = client(serde_json::json!({
+            "authentication": {"serviceAccounts": [{"name": "billing"}]}
+        }));
+        let mut o = observed(&c);
+        let (p, calls) = run(&c, &o, now());
+        assert_eq!(calls, 0, "no secret is generated");
+        let found = cond(&p, "ServiceAccountsFound").expect("condition");
+        assert_eq!(found.status, "False");
+        assert!(
+            found
+                .message
+                .contains("ServiceAccount team-a/billing not found")
+        );
+        assert_eq!(cond(&p, "Ready").expect("ready").status, "False");
+        assert_eq!(p.outcome.requeue, Requeue::After(POLL));
+        // Listed in the verifier all the same: the server checks existence on every token.
+        assert_eq!(draft(&p).spec.service_accounts.len(), 1);
+
+        o.service_accounts
+            .insert(("team-a".into(), "billing".into()), true);
+        let (p, calls) = run(&c, &o, now());
+        assert_eq!(calls, 0, "no secret is generated");
+        assert_eq!(
+            cond(&p, "ServiceAccountsFound").expect("condition").status,
+            "True"
+        );
+        assert_eq!(cond(&p, "Ready").expect("ready").status, "True");
+        assert_eq!(
+            p.outcome.status.authentication_methods,
+            [SERVICE_ACCOUNT_METHOD]
+        );
+        assert_eq!(
+            draft(&p).spec.service_accounts,
+            [ServiceAccountSubject {
+                namespace: "team-a".into(),
+                name: "billing".into()
+            }]
+        );
     }
 
     #[test]
