@@ -85,6 +85,26 @@ struct Common {
     /// Requests the API server may get at once above `--kube-api-qps`.
     #[arg(long, env = "OAUTH_OPERATOR_KUBE_API_BURST", default_value_t = 1000)]
     kube_api_burst: u32,
+    /// An issuer whose workload tokens clients may name in `spec.authentication.federated`
+    /// (repeatable): exactly as its tokens carry `iss`, https (or http on loopback). Only
+    /// these are ever trusted or fetched, whatever a client names.
+    #[arg(
+        long = "federated-issuer",
+        env = "OAUTH_OPERATOR_FEDERATED_ISSUERS",
+        value_delimiter = ',',
+        value_parser = parse_issuer
+    )]
+    federated_issuers: Vec<String>,
+}
+
+fn parse_issuer(s: &str) -> Result<String, String> {
+    if server::is_secure_url(s) && !s.contains(['?', '#']) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an https URL (or http on a loopback host) without query or fragment"
+        ))
+    }
 }
 
 impl Common {
@@ -216,6 +236,10 @@ struct ServerOptions {
     /// without asking again.
     #[arg(long, env = "OAUTH_OPERATOR_SESSION_LIFETIME", default_value = "8h", value_parser = parse_span)]
     session_lifetime: jiff::SignedDuration,
+    /// PEM certificates trusted, besides the system's, for the server's outgoing HTTPS:
+    /// upstream providers and federated issuers with a private CA.
+    #[arg(long, env = "OAUTH_OPERATOR_EXTRA_CA_FILE")]
+    extra_ca_file: Option<PathBuf>,
 }
 
 /// Brute-force protection, after Keycloak's brute-force detection.
@@ -285,11 +309,31 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
         token_endpoint: format!("{}/token", c.issuer.trim_end_matches('/')),
         max_concurrent_hashes: c.max_concurrent_hashes,
         max_concurrent_reconciles: o.max_concurrent_reconciles,
+        federated_issuers: c.federated_issuers.clone(),
     })
 }
 
-fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::Config {
-    server::Config {
+fn server_config(
+    c: &Common,
+    listen: SocketAddr,
+    o: &ServerOptions,
+) -> anyhow::Result<server::Config> {
+    let extra_roots = match &o.extra_ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--extra-ca-file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("--extra-ca-file {}: {e}", path.display()))?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "--extra-ca-file {} holds no PEM certificate",
+                path.display()
+            );
+            certs
+        }
+    };
+    Ok(server::Config {
         listen,
         default_audience: o
             .default_audience
@@ -306,7 +350,9 @@ fn server_config(c: &Common, listen: SocketAddr, o: &ServerOptions) -> server::C
         verified_cache_size: o.verified_cache_size,
         lockout: o.lockout.config(),
         session_lifetime_seconds: o.session_lifetime.as_secs().max(60),
-    }
+        federated_issuers: c.federated_issuers.clone(),
+        extra_roots,
+    })
 }
 
 #[tokio::main]
@@ -337,7 +383,7 @@ async fn main() -> anyhow::Result<()> {
             let client = args.common.kube_client(cli.kubeconfig.as_ref()).await?;
             server::run(
                 client,
-                server_config(&args.common, args.listen, &args.options),
+                server_config(&args.common, args.listen, &args.options)?,
             )
             .await
         }

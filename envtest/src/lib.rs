@@ -71,6 +71,11 @@ pub struct Options {
     /// CRDs installed before kube-controller-manager starts, so that its garbage
     /// collector watches them from the first moment instead of after its next resync.
     pub crds: Vec<CustomResourceDefinition>,
+    /// Make the ServiceAccount issuer the API server's own URL, so that its discovery
+    /// document and keys are where OpenID discovery looks for them (as a cluster whose
+    /// tokens another one trusts must publish them); `https://kubernetes.default.svc.cluster.local`
+    /// otherwise.
+    pub issuer_at_own_url: bool,
 }
 
 /// A running control plane. Dropping it stops every process.
@@ -142,6 +147,13 @@ impl ControlPlane {
             server: server.clone(),
         };
 
+        let issuer = if options.issuer_at_own_url {
+            server.clone()
+        } else {
+            "https://kubernetes.default.svc.cluster.local".to_string()
+        };
+        // Where the API server serves its keys, whatever the issuer's name.
+        let jwks_uri = format!("{server}/openid/v1/jwks");
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
         cp.processes.push(Managed::spawn(
@@ -176,7 +188,10 @@ impl ControlPlane {
                 format!("--tls-private-key-file={}", serving_key.display()),
                 format!("--client-ca-file={}", ca.display()),
                 "--authorization-mode=RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-issuer={issuer}"),
+                // Discovery's jwks_uri: the API server would otherwise name its advertised
+                // address on the default port.
+                format!("--service-account-jwks-uri={jwks_uri}"),
                 format!("--service-account-key-file={}", sa_pub.display()),
                 format!("--service-account-signing-key-file={}", sa_key.display()),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
@@ -242,6 +257,11 @@ impl ControlPlane {
     /// The kubectl built with the control plane.
     pub fn kubectl(&self) -> PathBuf {
         self.bin.join("kubectl")
+    }
+
+    /// The CA that signed the API server's serving certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     /// The directory with certificates, data and logs.

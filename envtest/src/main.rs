@@ -43,6 +43,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let control_plane = envtest::ControlPlane::start(envtest::Options {
         dir: Some(args.dir),
         crds,
+        issuer_at_own_url: false,
     })
     .await?;
     println!(

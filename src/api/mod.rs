@@ -35,9 +35,9 @@ pub use initial_access_token::{
     RegistrationPolicy,
 };
 pub use oauth_client::{
-    Authentication, ClientSecret, ClientType, CredentialsSecret, GrantType, OAuthClient,
-    OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt, Registration, SecretKeyRef, SecretKeys,
-    SecretState, SecretStatus, ServiceAccountRef,
+    Authentication, ClientSecret, ClientType, CredentialsSecret, FederatedIdentity, GrantType,
+    OAuthClient, OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt, Registration, SecretKeyRef,
+    SecretKeys, SecretState, SecretStatus, ServiceAccountRef,
 };
 pub use refresh::{RefreshCount, UNLIMITED};
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
@@ -45,8 +45,9 @@ pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_tok
 pub use upstream::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
 pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
-    InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec, OAuthClientVerifier,
-    OAuthClientVerifierSpec, RefreshPolicy, SecretVerifier, ServiceAccountSubject, SourceRef,
+    FederatedSubject, InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec,
+    OAuthClientVerifier, OAuthClientVerifierSpec, RefreshPolicy, SecretVerifier,
+    ServiceAccountSubject, SourceRef,
 };
 
 use kube::CustomResourceExt;

@@ -178,7 +178,7 @@ pub struct OAuthClientSpec {
 
 /// Client authentication without a client secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("has(self.privateKeyJwt) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)").message("spec.authentication must name at least one method"))]
+#[x_kube(validation = Rule::new("has(self.privateKeyJwt) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0) || (has(self.federated) && size(self.federated) > 0)").message("spec.authentication must name at least one method"))]
 #[serde(rename_all = "camelCase")]
 pub struct Authentication {
     /// `private_key_jwt` (RFC 7523, OpenID Connect Core section 9): the client signs a short-lived assertion with a private key it keeps, and the token server verifies it with the public keys given here.
@@ -189,6 +189,31 @@ pub struct Authentication {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub service_accounts: Vec<ServiceAccountRef>,
+
+    /// Workload identities of another issuer (another cluster's ServiceAccounts, a CI system's OIDC tokens) whose tokens authenticate the client, presented as a `client_assertion` (RFC 7523). Only issuers the operator trusts (the `--federated-issuer` flag, the chart's `federation.issuers`) are honoured; the status names any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub federated: Vec<FederatedIdentity>,
+}
+
+/// A workload of another issuer, by the `iss` and `sub` of its tokens.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedIdentity {
+    /// The issuer URL, exactly as its tokens carry it in `iss`; its keys are read from `<issuer>/.well-known/openid-configuration`. `https`, or `http` only for localhost, 127.0.0.1 and [::1].
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getHost() != ''").message("spec.authentication.federated[].issuer must be an absolute URL"))]
+    #[x_kube(validation = Rule::new(
+        "!isURL(self) || url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['localhost', '127.0.0.1', '::1'])"
+    ).message("spec.authentication.federated[].issuer must use https (http only for localhost, 127.0.0.1 and [::1])"))]
+    pub issuer: String,
+    /// The tokens' `sub`, compared exactly, e.g. `system:serviceaccount:payments:billing` for another cluster's ServiceAccount.
+    #[schemars(length(min = 1, max = 512))]
+    pub subject: String,
+    /// The `aud` the tokens must carry; the token server's issuer when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub audience: Option<String>,
 }
 
 /// A ServiceAccount whose tokens authenticate a client.
@@ -485,10 +510,9 @@ impl OAuthClient {
 
     /// Whether the client may authenticate without a secret.
     pub fn is_secretless(&self) -> bool {
-        self.spec
-            .authentication
-            .as_ref()
-            .is_some_and(|a| a.private_key_jwt.is_some() || !a.service_accounts.is_empty())
+        self.spec.authentication.as_ref().is_some_and(|a| {
+            a.private_key_jwt.is_some() || !a.service_accounts.is_empty() || !a.federated.is_empty()
+        })
     }
 
     /// The secret entries in force: the spec's, or the implicit `default` of a

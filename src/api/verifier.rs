@@ -70,6 +70,10 @@ pub struct OAuthClientVerifierSpec {
     /// The ServiceAccounts whose tokens authenticate the client, each with its namespace filled in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_accounts: Vec<ServiceAccountSubject>,
+    /// The workload identities of other issuers whose tokens authenticate the client, as the client lists them (the server honours only the issuers it trusts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub federated: Vec<FederatedSubject>,
     /// For a dynamically registered client: the hash of its registration access token (RFC 7592): `$sha256$` and the base64url SHA-256, or an argon2id PHC string from an earlier version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,
@@ -145,6 +149,18 @@ pub struct InitialAccessTokenVerifierSpec {
     pub source: SourceRef,
     /// When the token stops being accepted.
     pub expires_at: Time,
+}
+
+/// A workload of another issuer, as the client names it (`spec.authentication.federated`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub struct FederatedSubject {
+    /// The issuer, as its tokens carry `iss`.
+    pub issuer: String,
+    /// The tokens' `sub`.
+    pub subject: String,
+    /// The `aud` its tokens must carry; the token server's issuer when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 /// A ServiceAccount by namespace and name, as its tokens name it in `sub: system:serviceaccount:<namespace>:<name>`.

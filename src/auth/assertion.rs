@@ -26,11 +26,15 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::jws::{self, JwsError};
+use crate::api::FederatedSubject;
 
 /// How a client that presented a ServiceAccount token authenticated, in its status and in
 /// its tokens' `client_auth_method` claim. Not an RFC 7591 name: none exists for it (on
 /// the wire it is a `jwt-bearer` client assertion, like `private_key_jwt`).
 pub const SERVICE_ACCOUNT_METHOD: &str = "kubernetes_service_account";
+/// How a client that presented a token of a federated issuer authenticated (as
+/// [`SERVICE_ACCOUNT_METHOD`], no RFC 7591 name exists for it).
+pub const FEDERATED_METHOD: &str = "federated_identity";
 /// The `sub` prefix of a Kubernetes ServiceAccount token.
 pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 /// `client_assertion_type` of a JWT assertion (RFC 7523 section 2.2).
@@ -370,6 +374,34 @@ pub fn check_service_account_token(
     })
 }
 
+/// Verifies a token of a federated issuer (another cluster's ServiceAccount token, a CI
+/// system's OIDC token) for one of the client's `identities`: signed by a key of the
+/// issuer, `iss` the issuer, `sub` one identity's subject, and `aud` that identity's
+/// audience (`default_audience` when it names none), within its validity. As for
+/// ServiceAccount tokens, the lifetime is the issuer's business and the token is presented
+/// many times, so neither [`MAX_LIFETIME`] nor a `jti` applies; unlike them, nothing says
+/// whether the workload still exists at the other end beyond the token's expiry.
+pub fn check_federated_token(
+    jwt: &str,
+    issuer_keys: &JwkSet,
+    issuer: &str,
+    identities: &[FederatedSubject],
+    default_audience: &str,
+    now: i64,
+) -> Result<(), AssertionError> {
+    let claims = jws::verify(jwt, issuer_keys)?;
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(AssertionError::Issuer);
+    }
+    let sub = claims.get("sub").and_then(Value::as_str);
+    let identity = identities
+        .iter()
+        .find(|i| i.issuer == issuer && Some(i.subject.as_str()) == sub)
+        .ok_or(AssertionError::NotAccepted)?;
+    let audience = identity.audience.as_deref().unwrap_or(default_audience);
+    check_validity(&claims, &[audience], now).map(|_| ())
+}
+
 /// The `jti`s this replica has seen, each until its assertion expires: an assertion is
 /// accepted once per replica. Holding it across replicas would take a write to the API
 /// server per token; an assertion lives at most [`MAX_LIFETIME`] and travels only to the
@@ -656,6 +688,86 @@ mod tests {
         assert_eq!(
             check_service_account_token(&forged, &h.keys.jwks, &expected_sa()),
             Err(AssertionError::Signature)
+        );
+    }
+
+    const OTHER_CLUSTER: &str = "https://oidc.other-cluster.test";
+
+    fn identities() -> Vec<FederatedSubject> {
+        vec![
+            FederatedSubject {
+                issuer: OTHER_CLUSTER.into(),
+                subject: "system:serviceaccount:payments:billing".into(),
+                audience: None,
+            },
+            FederatedSubject {
+                issuer: OTHER_CLUSTER.into(),
+                subject: "ci:deploy".into(),
+                audience: Some("https://ci-audience.test".into()),
+            },
+        ]
+    }
+
+    fn check_federated(jwt: &str, keys: &JwkSet) -> Result<(), AssertionError> {
+        check_federated_token(jwt, keys, OTHER_CLUSTER, &identities(), ISSUER, NOW)
+    }
+
+    #[test]
+    fn a_federated_token_of_a_listed_subject_passes_for_its_audience() {
+        let h = holder();
+        let token = sign(&h, "", &sa_claims(json!({"iss": OTHER_CLUSTER})));
+        assert_eq!(check_federated(&token, &h.keys.jwks), Ok(()));
+        // Presented again: not single-use.
+        assert_eq!(check_federated(&token, &h.keys.jwks), Ok(()));
+        let ci =
+            json!({"iss": OTHER_CLUSTER, "sub": "ci:deploy", "aud": "https://ci-audience.test"});
+        assert_eq!(
+            check_federated(&sign(&h, "", &sa_claims(ci)), &h.keys.jwks),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn each_federated_rule_refuses_on_its_own() {
+        let h = holder();
+        let cases = [
+            (json!({}), AssertionError::Issuer),
+            (
+                json!({"iss": OTHER_CLUSTER, "sub": "system:serviceaccount:payments:other"}),
+                AssertionError::NotAccepted,
+            ),
+            // Each identity's own audience: ci:deploy's is not our issuer.
+            (
+                json!({"iss": OTHER_CLUSTER, "sub": "ci:deploy"}),
+                AssertionError::Audience,
+            ),
+            (
+                json!({"iss": OTHER_CLUSTER, "aud": "https://ci-audience.test"}),
+                AssertionError::Audience,
+            ),
+            (
+                json!({"iss": OTHER_CLUSTER, "exp": NOW - LEEWAY}),
+                AssertionError::Expired,
+            ),
+            (
+                json!({"iss": OTHER_CLUSTER, "iat": NOW + 120}),
+                AssertionError::NotYetValid,
+            ),
+        ];
+        for (change, err) in cases {
+            let token = sign(&h, "", &sa_claims(change.clone()));
+            assert_eq!(check_federated(&token, &h.keys.jwks), Err(err), "{change}");
+        }
+        let forged = sign(&holder(), &h.kid, &sa_claims(json!({"iss": OTHER_CLUSTER})));
+        assert_eq!(
+            check_federated(&forged, &h.keys.jwks),
+            Err(AssertionError::Signature)
+        );
+        // An identity of another issuer does not match, whatever the token says.
+        let token = sign(&h, "", &sa_claims(json!({"iss": CLUSTER})));
+        assert_eq!(
+            check_federated_token(&token, &h.keys.jwks, CLUSTER, &identities(), ISSUER, NOW),
+            Err(AssertionError::NotAccepted)
         );
     }
 

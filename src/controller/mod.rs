@@ -80,6 +80,9 @@ pub struct Config {
     pub leader_election: Option<Election>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics`.
     pub health_listen: Option<std::net::SocketAddr>,
+    /// The federated issuers the token server trusts (the same flag), so a client's status
+    /// can say which of its identities are honoured.
+    pub federated_issuers: Vec<String>,
 }
 
 /// Shared by every reconcile.

@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::api::{
-    InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser, ServiceAccountSubject,
+    FederatedSubject, InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUser,
+    ServiceAccountSubject,
 };
 use crate::auth::assertion::ClientKeys;
 use crate::auth::hash::Verifier;
@@ -63,7 +64,39 @@ pub struct ClientEntry {
     pub keys: Option<Arc<ClientKeys>>,
     /// The ServiceAccounts whose tokens authenticate it.
     pub service_accounts: Vec<ServiceAccountSubject>,
+    /// The workload identities of other issuers whose tokens authenticate it.
+    pub federated: Vec<FederatedSubject>,
 }
+
+impl ClientEntry {
+    /// Every `(issuer, sub)` whose tokens authenticate the client; this cluster's
+    /// ServiceAccounts under the issuer [`THIS_CLUSTER`].
+    fn subjects(&self) -> impl Iterator<Item = Subject> + '_ {
+        let accounts = self.service_accounts.iter().map(|sa| {
+            (
+                THIS_CLUSTER.to_string(),
+                format!(
+                    "{}{}:{}",
+                    crate::auth::assertion::SERVICE_ACCOUNT_PREFIX,
+                    sa.namespace,
+                    sa.name
+                ),
+            )
+        });
+        let federated = self
+            .federated
+            .iter()
+            .map(|f| (f.issuer.clone(), f.subject.clone()));
+        accounts.chain(federated)
+    }
+}
+
+/// The issuer under which [`ClientEntry::subjects`] names this cluster's ServiceAccounts
+/// (its real name is known only once its discovery document is read, and no URL is empty).
+const THIS_CLUSTER: &str = "";
+
+/// A workload by the `iss` and `sub` of its tokens.
+type Subject = (String, String);
 
 /// What the token server knows of one initial access token.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +237,7 @@ impl ClientEntry {
                 .and_then(|text| ClientKeys::parse(text).ok())
                 .map(Arc::new),
             service_accounts: spec.service_accounts.clone(),
+            federated: spec.federated.clone(),
         })
     }
 }
@@ -238,9 +272,9 @@ struct Clients {
     /// Which client id each verifier object serves, so a delete (or an id change) removes
     /// the right entry.
     by_object: HashMap<ObjectKey, String>,
-    /// The clients each ServiceAccount authenticates, to find the client of a token
-    /// presented without a `client_id`.
-    by_service_account: HashMap<ObjectKey, Vec<String>>,
+    /// The clients each workload authenticates, to find the client of a token presented
+    /// without a `client_id`.
+    by_subject: HashMap<Subject, Vec<String>>,
 }
 
 impl Clients {
@@ -252,10 +286,10 @@ impl Clients {
             self.by_id.remove(old_id);
         }
         self.by_object.insert(key, entry.client_id.clone());
-        self.forget_service_accounts(&entry.client_id);
-        for sa in &entry.service_accounts {
-            self.by_service_account
-                .entry((sa.namespace.clone(), sa.name.clone()))
+        self.forget_subjects(&entry.client_id);
+        for subject in entry.subjects() {
+            self.by_subject
+                .entry(subject)
                 .or_default()
                 .push(entry.client_id.clone());
         }
@@ -267,22 +301,21 @@ impl Clients {
             .by_object
             .remove(&(namespace.to_string(), name.to_string()))
         {
-            self.forget_service_accounts(&id);
+            self.forget_subjects(&id);
             self.by_id.remove(&id);
         }
     }
 
-    /// Drops `client_id` from the ServiceAccount map (its entry's accounts only).
-    fn forget_service_accounts(&mut self, client_id: &str) {
-        let Some(old) = self.by_id.get(client_id) else {
+    /// Drops `client_id` from the workload map (its entry's subjects only).
+    fn forget_subjects(&mut self, client_id: &str) {
+        let Some(old) = self.by_id.get(client_id).cloned() else {
             return;
         };
-        for sa in &old.service_accounts {
-            let key = (sa.namespace.clone(), sa.name.clone());
-            if let Some(ids) = self.by_service_account.get_mut(&key) {
+        for key in old.subjects() {
+            if let Some(ids) = self.by_subject.get_mut(&key) {
                 ids.retain(|id| id != client_id);
                 if ids.is_empty() {
-                    self.by_service_account.remove(&key);
+                    self.by_subject.remove(&key);
                 }
             }
         }
@@ -522,9 +555,26 @@ impl Index {
         namespace: &str,
         name: &str,
     ) -> Option<Arc<ClientEntry>> {
+        let sub = format!(
+            "{}{namespace}:{name}",
+            crate::auth::assertion::SERVICE_ACCOUNT_PREFIX
+        );
+        self.client_of_subject(THIS_CLUSTER, &sub)
+    }
+
+    /// The one client a federated issuer's workload authenticates; `None` when none or
+    /// several do (then the request must name its `client_id`).
+    pub fn client_of_federated(&self, issuer: &str, sub: &str) -> Option<Arc<ClientEntry>> {
+        if issuer == THIS_CLUSTER {
+            return None;
+        }
+        self.client_of_subject(issuer, sub)
+    }
+
+    fn client_of_subject(&self, issuer: &str, sub: &str) -> Option<Arc<ClientEntry>> {
         let clients = read(&self.clients);
-        let key = (namespace.to_string(), name.to_string());
-        match clients.by_service_account.get(&key)?.as_slice() {
+        let key = (issuer.to_string(), sub.to_string());
+        match clients.by_subject.get(&key)?.as_slice() {
             [id] => clients.by_id.get(id).cloned(),
             _ => None,
         }

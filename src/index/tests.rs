@@ -102,6 +102,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
             registration_access_token_hash: None,
             jwks: None,
             service_accounts: vec![],
+            federated: Vec::new(),
         },
     );
     v.metadata.namespace = Some(ns.into());
@@ -438,6 +439,52 @@ fn a_service_account_finds_its_one_client() {
     assert!(
         index
             .client_of_service_account("payments", "billing")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_federated_identity_finds_its_one_client_under_its_issuer_only() {
+    let index = Index::default();
+    let sub = "system:serviceaccount:payments:billing";
+    let mut one = verifier("payments", "one", "id-1");
+    one.spec.federated = vec![crate::api::FederatedSubject {
+        issuer: "https://other.cluster".into(),
+        subject: sub.into(),
+        audience: None,
+    }];
+    index.apply_verifier(&one);
+    let found = index.client_of_federated("https://other.cluster", sub);
+    assert_eq!(found.map(|c| c.client_id.clone()).as_deref(), Some("id-1"));
+    // The same subject of this cluster, or of another issuer, is another workload.
+    assert!(
+        index
+            .client_of_service_account("payments", "billing")
+            .is_none()
+    );
+    assert!(
+        index
+            .client_of_federated("https://third.cluster", sub)
+            .is_none()
+    );
+    assert!(index.client_of_federated("", sub).is_none());
+
+    // A ServiceAccount of this cluster with the same name names its own client.
+    let mut local = verifier("payments", "local", "id-2");
+    local.spec.service_accounts = vec![crate::api::ServiceAccountSubject {
+        namespace: "payments".into(),
+        name: "billing".into(),
+    }];
+    index.apply_verifier(&local);
+    let found = index.client_of_service_account("payments", "billing");
+    assert_eq!(found.map(|c| c.client_id.clone()).as_deref(), Some("id-2"));
+    let found = index.client_of_federated("https://other.cluster", sub);
+    assert_eq!(found.map(|c| c.client_id.clone()).as_deref(), Some("id-1"));
+
+    index.delete_verifier("payments", "one");
+    assert!(
+        index
+            .client_of_federated("https://other.cluster", sub)
             .is_none()
     );
 }

@@ -1,5 +1,8 @@
-//! A client authenticating with a JWT assertion (RFC 7523): its own `private_key_jwt`, or
-//! the Kubernetes ServiceAccount token of a workload it trusts. The checks are
+//! A client authenticating with a JWT assertion (RFC 7523): its own `private_key_jwt`, the
+//! Kubernetes ServiceAccount token of a workload it trusts, or a token of a federated
+//! issuer the operator trusts (another cluster, a CI system). Which of the three an
+//! assertion is, is read from its unverified `iss` and `sub`, and then only that kind's
+//! checks apply. The checks are
 //! [`crate::auth::assertion`]'s; here the client is looked up, a `private_key_jwt`'s `jti`
 //! remembered, a ServiceAccount's UID compared with the one that exists now, and every
 //! refusal becomes the one `invalid_client` the RFCs ask for, while the audit log and the
@@ -8,8 +11,8 @@
 //! A `private_key_jwt` reaches neither the network nor the blocking pool: the client's
 //! keys are in the index (the controller read them), and a signature check costs tens of
 //! microseconds, less than signing the token it buys. A ServiceAccount token is verified
-//! with the cluster issuer's keys, cached ([`super::cluster_issuer`]: no fetch per
-//! request). A flood of assertions costs each one a parse and at most one signature
+//! with the cluster issuer's keys, and a federated token with its issuer's, both cached
+//! ([`super::issuer_keys`]: no fetch per request). A flood of assertions costs each one a parse and at most one signature
 //! check, and only a verified `private_key_jwt` takes room in the replay memory.
 //!
 //! A ServiceAccount token bound to a Pod stays valid after the Pod is deleted, until it
@@ -81,13 +84,28 @@ async fn check(
     jwt: &str,
 ) -> Result<(Arc<ClientEntry>, Method), Refused> {
     let claims = jws::unverified_claims(jwt).ok_or(AssertionError::Malformed)?;
-    let sub = claims
-        .get("sub")
-        .and_then(|s| s.as_str())
-        .unwrap_or_default();
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+    };
+    let (iss, sub) = (text("iss"), text("sub"));
+    // No client_id in the request: the form's client_id defaulted to `sub`.
+    let named = client_id != sub;
+    if state.federation.trusts(iss) {
+        let client = if named {
+            state.index.client(client_id)
+        } else {
+            state.index.client_of_federated(iss, sub)
+        };
+        let client = client
+            .filter(|c| c.active)
+            .ok_or(AssertionError::UnknownClient)?;
+        return federated(state, client, iss, jwt).await;
+    }
     if let Some((namespace, name)) = assertion::service_account_subject(sub) {
-        // No client_id in the request: the form's client_id defaulted to `sub`.
-        let client = if client_id == sub {
+        let client = if !named {
             state.index.client_of_service_account(namespace, name)
         } else {
             state.index.client(client_id)
@@ -117,6 +135,35 @@ async fn check(
         Use::Replayed => Err(AssertionError::Replayed.into()),
         Use::Full => Err(Refused::Capacity),
     }
+}
+
+/// A token of the trusted `issuer` for one of `client`'s identities of it.
+async fn federated(
+    state: &AppState,
+    client: Arc<ClientEntry>,
+    issuer: &str,
+    jwt: &str,
+) -> Result<(Arc<ClientEntry>, Method), Refused> {
+    if !client.federated.iter().any(|f| f.issuer == issuer) {
+        return Err(AssertionError::NotAccepted.into());
+    }
+    let kid = jsonwebtoken::decode_header(jwt)
+        .map_err(|_| AssertionError::Malformed)?
+        .kid;
+    let keys = state
+        .federation
+        .keys(issuer, kid.as_deref())
+        .await
+        .map_err(|_| AssertionError::IssuerUnavailable)?;
+    assertion::check_federated_token(
+        jwt,
+        &keys.jwks,
+        issuer,
+        &client.federated,
+        &state.config.issuer,
+        jiff::Timestamp::now().as_second(),
+    )?;
+    Ok((client, Method::Federated))
 }
 
 /// A ServiceAccount token of one of `client`'s ServiceAccounts, for our issuer, whose

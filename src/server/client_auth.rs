@@ -90,6 +90,8 @@ pub enum Method {
     PrivateKeyJwt,
     /// A Kubernetes ServiceAccount token as the assertion.
     ServiceAccount,
+    /// A token of a trusted federated issuer as the assertion.
+    Federated,
 }
 
 impl Method {
@@ -99,6 +101,7 @@ impl Method {
             Method::ClientSecretPost => "client_secret_post",
             Method::PrivateKeyJwt => "private_key_jwt",
             Method::ServiceAccount => crate::auth::assertion::SERVICE_ACCOUNT_METHOD,
+            Method::Federated => crate::auth::assertion::FEDERATED_METHOD,
         }
     }
 }

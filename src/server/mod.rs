@@ -23,12 +23,12 @@
 mod authorize;
 mod client_assertion;
 mod client_auth;
-mod cluster_issuer;
 mod discovery;
 mod error;
 mod form;
 mod hash_gate;
 mod introspect;
+mod issuer_keys;
 mod lockout;
 mod metrics;
 mod registration;
@@ -48,6 +48,7 @@ use axum::{Json, Router};
 use kube::api::Api;
 
 pub use error::OAuthError;
+pub use issuer_keys::is_secure_url;
 pub use lockout::LockoutConfig;
 pub use metrics::Metrics;
 
@@ -87,6 +88,11 @@ pub struct Config {
     pub lockout: LockoutConfig,
     /// How long a sign-in session lasts (single sign-on across the issuer's clients).
     pub session_lifetime_seconds: i64,
+    /// The issuers whose workload tokens clients may name (`spec.authentication.federated`).
+    pub federated_issuers: Vec<String>,
+    /// Certificates trusted besides the system's for outgoing HTTPS (upstream providers,
+    /// federated issuers).
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 /// What every handler sees.
@@ -109,7 +115,9 @@ pub struct AppState {
     /// The `jti`s of client assertions this replica accepted, until they expire.
     pub replays: Arc<Replays>,
     /// The keys that verify this cluster's ServiceAccount tokens, cached.
-    pub cluster_issuer: Arc<cluster_issuer::ClusterIssuer>,
+    pub cluster_issuer: Arc<issuer_keys::ClusterIssuer>,
+    /// The trusted federated issuers and their keys, cached.
+    pub federation: Arc<issuer_keys::FederatedIssuers>,
 }
 
 impl AppState {
@@ -131,9 +139,13 @@ impl AppState {
             lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
             user_lockout: Arc::new(lockout::Lockout::new(config.lockout.clone())),
             kube,
-            upstreams: Arc::default(),
+            upstreams: Arc::new(upstream::Providers::new(config.extra_roots.clone())),
             replays: Arc::new(Replays::new(REMEMBERED_ASSERTIONS)),
             cluster_issuer: Arc::default(),
+            federation: Arc::new(issuer_keys::FederatedIssuers::new(
+                &config.federated_issuers,
+                config.extra_roots.clone(),
+            )),
             config: Arc::new(config),
         })
     }

@@ -60,6 +60,16 @@ async fn refused(ctx: Ctx) -> anyhow::Result<()> {
             client("  grantTypes: [authorization_code]\n  redirectUris: [\"http://app.example.test/cb\"]"),
             "a redirect URI must use https",
         ),
+        (
+            "federated issuer over plain http off loopback",
+            client("  authentication:\n    federated: [{issuer: \"http://oidc.example.test\", subject: ci}]"),
+            "spec.authentication.federated[].issuer must use https",
+        ),
+        (
+            "empty authentication",
+            client("  authentication: {federated: []}"),
+            "spec.authentication must name at least one method",
+        ),
         ("unknown grant type", client("  grantTypes: [password]"), "spec.grantTypes[0]"),
         ("repeated grant type", client("  grantTypes: [client_credentials, client_credentials]"), "must not repeat a grant type"),
         (

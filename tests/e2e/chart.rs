@@ -163,6 +163,14 @@ async fn template_dry_run(ctx: Ctx) -> anyhow::Result<()> {
             "watchNamespaces=[test namespace]",
             vec![issuer.clone(), format!("watchNamespaces={{{}}}", ctx.ns)],
         ),
+        (
+            "a federated issuer with a private CA",
+            vec![
+                issuer.clone(),
+                "federation.issuers={https://oidc.other-cluster.test}".into(),
+                "extraCA.configMap=other-cluster-ca".into(),
+            ],
+        ),
     ];
     for (variant, sets) in variants {
         let yaml = template(&helm, &ctx.ns, &sets).await?;
@@ -206,6 +214,34 @@ async fn template_dry_run(ctx: Ctx) -> anyhow::Result<()> {
                     "{variant}: {name}: container not restricted: {sc:?}"
                 );
             }
+        }
+        // Both components are told the trusted issuers: the server to verify, the
+        // controller to say in a client's status whether its issuer is trusted.
+        let federated = sets.iter().any(|s| s.starts_with("federation."));
+        for d in &deployments {
+            let container = &d["spec"]["template"]["spec"]["containers"][0];
+            let args = strings(&container["args"]);
+            let trusts: Vec<&&str> = args
+                .iter()
+                .filter(|a| a.starts_with("--federated-issuer"))
+                .collect();
+            let expected: &[&str] = if federated {
+                &["--federated-issuer=https://oidc.other-cluster.test"]
+            } else {
+                &[]
+            };
+            ensure!(
+                trusts == expected.iter().collect::<Vec<_>>(),
+                "{variant}: {}: args {args:?}",
+                str_at(d, &["metadata", "name"])
+            );
+        }
+        if federated {
+            ensure!(
+                yaml.contains("--extra-ca-file=/etc/oauth-operator/extra-ca/ca.crt")
+                    && yaml.contains("name: other-cluster-ca"),
+                "{variant}: the CA is not mounted for the server"
+            );
         }
         for needle in ["readOnlyRootFilesystem: true", "runAsNonRoot: true"] {
             ensure!(yaml.contains(needle), "{variant}: no {needle:?}");

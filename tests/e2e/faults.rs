@@ -304,6 +304,7 @@ async fn outage(ctx: Ctx) -> anyhow::Result<()> {
     let mut cp = ControlPlane::start(Options {
         dir: None,
         crds: oauth_operator::api::crds(),
+        issuer_at_own_url: false,
     })
     .await?;
     let admin = cp.client().await?;

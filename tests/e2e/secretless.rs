@@ -29,6 +29,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "a_service_account_token_authenticates_only_its_own_client",
             |c| Box::pin(service_account_client(c)),
         ),
+        (
+            "another_clusters_service_account_authenticates_through_a_trusted_issuer",
+            |c| Box::pin(federated_client(c)),
+        ),
     ]
 }
 
@@ -85,6 +89,19 @@ async fn by_assertion(ctx: &Ctx, server: &Server, jwt: &str) -> anyhow::Result<(
     Ok((code, body))
 }
 
+/// A secretless client's credentials Secret: its id and the token endpoint, nothing to
+/// authenticate with.
+async fn secret_holds_no_secret(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let credentials: Secret = ctx.api::<Secret>().get(name).await?;
+    let mut written: Vec<String> = credentials.data.unwrap_or_default().into_keys().collect();
+    written.sort();
+    ensure!(
+        written == ["client_id", "token_endpoint"],
+        "{name} holds {written:?}"
+    );
+    Ok(())
+}
+
 fn keyed_client(name: &str, keys_secret: &str) -> String {
     format!(
         r#"
@@ -123,13 +140,7 @@ async fn private_key_jwt(ctx: Ctx) -> anyhow::Result<()> {
         status.authentication_methods
     );
     // No secret was generated: the credentials Secret holds the id and the endpoint only.
-    let credentials: Secret = ctx.api::<Secret>().get("billing-credentials").await?;
-    let mut keys_written: Vec<String> = credentials.data.unwrap_or_default().into_keys().collect();
-    keys_written.sort();
-    ensure!(
-        keys_written == ["client_id", "token_endpoint"],
-        "credentials keys: {keys_written:?}"
-    );
+    secret_holds_no_secret(&ctx, "billing-credentials").await?;
     let (code, _, body) = server
         .token(
             &ctx.http,
@@ -433,13 +444,7 @@ spec:
         "methods: {:?}",
         status.authentication_methods
     );
-    let credentials: Secret = ctx.api::<Secret>().get("billing-credentials").await?;
-    let mut written: Vec<String> = credentials.data.unwrap_or_default().into_keys().collect();
-    written.sort();
-    ensure!(
-        written == ["client_id", "token_endpoint"],
-        "credentials keys: {written:?}"
-    );
+    secret_holds_no_secret(&ctx, "billing-credentials").await?;
 
     let issuer = server.url.as_str();
     let token = service_account_token(&ctx, "billing", issuer)?;
@@ -556,5 +561,159 @@ spec:
             metric(&text, &name) >= 1.0
         });
     ensure!(forged_refused, "the forged token's refusal: {text}");
+    Ok(())
+}
+
+/// `kubectl` against another control plane, in namespace `ns`.
+fn kubectl_at(
+    cp: &envtest::ControlPlane,
+    ns: &str,
+    args: &[&str],
+) -> anyhow::Result<std::process::Output> {
+    let out = std::process::Command::new(cp.kubectl())
+        .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+        .arg(format!("--namespace={ns}"))
+        .args(args)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+/// Federation with a second, real control plane whose ServiceAccount issuer publishes its
+/// discovery document and keys at its own URL (anonymous readers allowed, as a cluster
+/// another one trusts must): the operator trusts that issuer by flag, a client lists the
+/// other cluster's ServiceAccount, and that account's TokenRequest token gets tokens here,
+/// with and without client_id. Refused: another of its ServiceAccounts, another audience,
+/// and this cluster's ServiceAccount of the very same namespace and name (same `sub`,
+/// another issuer). A client naming an issuer the operator does not trust says so.
+async fn federated_client(ctx: Ctx) -> anyhow::Result<()> {
+    let other = envtest::ControlPlane::start(envtest::Options {
+        dir: None,
+        crds: Vec::new(),
+        issuer_at_own_url: true,
+    })
+    .await?;
+    let issuer = other.server().to_string();
+    kubectl_at(
+        &other,
+        "default",
+        &[
+            "create",
+            "clusterrolebinding",
+            "anonymous-issuer-discovery",
+            "--clusterrole=system:service-account-issuer-discovery",
+            "--group=system:unauthenticated",
+        ],
+    )?;
+    // The same namespace name as this test's, so the two clusters' accounts share `sub`.
+    kubectl_at(&other, "default", &["create", "namespace", &ctx.ns])?;
+    for sa in ["billing", "other"] {
+        kubectl_at(&other, &ctx.ns, &["create", "serviceaccount", sa])?;
+    }
+    ctx.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: billing}\n")?;
+
+    let trust = format!("--federated-issuer={issuer}");
+    let ca = format!("--extra-ca-file={}", other.ca_file().display());
+    let port = envtest::free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let _controller = ctx.start_controller_with(&url, &[&trust])?;
+    let server = ctx.start_server_with(port, &[&trust, &ca]).await?;
+
+    let sub = format!("system:serviceaccount:{}:billing", ctx.ns);
+    ctx.apply(&format!(
+        r#"
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata:
+  name: billing
+spec:
+  clientId: billing
+  scopes: [invoices.read]
+  audiences: [{API}]
+  authentication:
+    federated: [{{issuer: "{issuer}", subject: "{sub}"}}]
+"#
+    ))?;
+    let client = ctx.wait_ready("billing").await?;
+    let trusted = condition_message(&client, "FederatedIssuersTrusted");
+    ensure!(trusted.contains("trusts every issuer"), "{trusted}");
+    let status = client.status.context("status")?;
+    ensure!(
+        status.authentication_methods == ["federated_identity"],
+        "methods: {:?}",
+        status.authentication_methods
+    );
+    secret_holds_no_secret(&ctx, "billing-credentials").await?;
+
+    let token_of = |sa: &str, audience: &str| -> anyhow::Result<String> {
+        let out = kubectl_at(
+            &other,
+            &ctx.ns,
+            &[
+                "create",
+                "token",
+                sa,
+                "--audience",
+                audience,
+                "--duration=10m",
+            ],
+        )?;
+        let token = String::from_utf8(out.stdout)?.trim().to_string();
+        ctx.secret("another cluster's ServiceAccount token", &token);
+        Ok(token)
+    };
+    let token = token_of("billing", &server.url)?;
+    let (code, body) = with_client_id(&ctx, &server, "billing", &token).await?;
+    ensure!(code == 200, "{code} {body}");
+    let access = body["access_token"].as_str().context("access_token")?;
+    let claims = verify_token(&ctx.http, &server, access, API).await?;
+    ensure!(claims.sub == "billing");
+    ensure!(claims.client_auth_method.as_deref() == Some("federated_identity"));
+    let (code, body) = by_assertion(&ctx, &server, &token).await?;
+    ensure!(code == 200, "without client_id: {code} {body}");
+
+    let cases = [
+        ("another ServiceAccount", token_of("other", &server.url)?),
+        (
+            "another audience",
+            token_of("billing", "https://elsewhere.test")?,
+        ),
+        (
+            "this cluster's account of the same name",
+            service_account_token(&ctx, "billing", &server.url)?,
+        ),
+    ];
+    for (what, jwt) in &cases {
+        let (code, body) = with_client_id(&ctx, &server, "billing", jwt).await?;
+        ensure!(
+            code == 401 && body == json!({"error": "invalid_client"}),
+            "{what}: {code} {body}"
+        );
+    }
+    let text = server.metrics(&ctx.http).await?;
+    for (reason, at_least) in [("assertion_not_accepted", 2.0), ("assertion_audience", 1.0)] {
+        let name = format!("oauth_operator_client_assertion_refusals_total{{reason=\"{reason}\"}}");
+        ensure!(metric(&text, &name) >= at_least, "{name}: {text}");
+    }
+
+    // An issuer the operator does not trust: named in the status, not Ready.
+    ctx.apply(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: ci}\nspec:\n  authentication:\n    federated: [{issuer: \"https://ci.untrusted.test\", subject: deploy}]\n",
+    )?;
+    let ci = ctx
+        .wait_condition(
+            "ci",
+            "FederatedIssuersTrusted",
+            "False",
+            Some("IssuerNotTrusted"),
+        )
+        .await?;
+    let message = condition_message(&ci, "FederatedIssuersTrusted");
+    ensure!(message.contains("https://ci.untrusted.test"), "{message}");
+    ensure!(condition_message(&ci, "Ready").contains("trusted issuer"));
     Ok(())
 }

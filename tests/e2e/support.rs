@@ -25,7 +25,12 @@ impl Env {
     pub async fn start() -> anyhow::Result<Self> {
         let crds = committed_crds()?;
         let started = Instant::now();
-        let control_plane = ControlPlane::start(envtest::Options { dir: None, crds }).await?;
+        let control_plane = ControlPlane::start(envtest::Options {
+            dir: None,
+            crds,
+            issuer_at_own_url: false,
+        })
+        .await?;
         eprintln!(
             "control plane ready in {:.1}s at {} (state in {})",
             started.elapsed().as_secs_f64(),

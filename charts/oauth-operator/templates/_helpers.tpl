@@ -136,6 +136,9 @@ app.kubernetes.io/component: {{ .component }}
 - --issuer={{ include "oauth-operator.issuer" . }}
 - --log-format={{ .Values.logFormat }}
 - --max-concurrent-hashes={{ .Values.maxConcurrentHashes }}
+{{- range $issuer := uniq .Values.federation.issuers }}
+- --federated-issuer={{ $issuer }}
+{{- end }}
 {{- end }}
 
 {{/* Environment both components get. */}}

@@ -14,7 +14,7 @@
 //!   an earlier version made of a generated secret is kept beside the new SHA-256, so the
 //!   replicas of that version go on verifying it during a rolling upgrade.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -26,10 +26,11 @@ use super::super::outcome::{self, Cond, Note, Outcome, Requeue};
 use super::super::secrets::{self, bytes, entry_key};
 use super::observe::Observed;
 use crate::api::{
-    ClientSecret, ClientType, GrantType, OAuthClient, OAuthClientStatus, OAuthClientVerifierSpec,
-    RefreshPolicy, SecretState, SecretStatus, SecretVerifier, ServiceAccountSubject, SourceRef,
+    ClientSecret, ClientType, FederatedSubject, GrantType, OAuthClient, OAuthClientStatus,
+    OAuthClientVerifierSpec, RefreshPolicy, SecretState, SecretStatus, SecretVerifier,
+    ServiceAccountSubject, SourceRef,
 };
-use crate::auth::assertion::{ClientKeys, SERVICE_ACCOUNT_METHOD};
+use crate::auth::assertion::{ClientKeys, FEDERATED_METHOD, SERVICE_ACCOUNT_METHOD};
 use crate::auth::hash;
 use crate::auth::secret::{RandomError, SecretString};
 
@@ -49,6 +50,7 @@ pub struct Settings {
     pub lifetime_bounds: (u32, u32),
     pub expiry_warning: SignedDuration,
     pub default_role: String,
+    pub federated_issuers: Vec<String>,
 }
 
 impl From<&super::super::Config> for Settings {
@@ -58,6 +60,7 @@ impl From<&super::super::Config> for Settings {
             lifetime_bounds: c.lifetime_bounds,
             expiry_warning: c.expiry_warning,
             default_role: c.default_role.clone(),
+            federated_issuers: c.federated_issuers.clone(),
         }
     }
 }
@@ -562,8 +565,10 @@ pub fn plan(
         });
     }
     let mut spec = verifier_spec(client, observed, now, settings, registration_hash);
+    let accounts = service_accounts(client);
     spec.jwks = jwks.clone();
-    spec.service_accounts = service_accounts(client);
+    spec.service_accounts = accounts.clone();
+    spec.federated = federated_identities(client);
     let verifier = VerifierPlan::Write(Box::new(VerifierDraft {
         spec,
         entries: drafts,
@@ -636,7 +641,7 @@ pub fn plan(
     let public = client.spec.client_type == ClientType::Public;
     // A ServiceAccount that does not exist authenticates nothing (the server refuses its
     // tokens); it is named in a condition and an Event, and looked at again soon.
-    let missing: Vec<String> = service_accounts(client)
+    let missing: Vec<String> = accounts
         .iter()
         .filter(|a| {
             observed
@@ -646,7 +651,7 @@ pub fn plan(
         })
         .map(|a| format!("{}/{}", a.namespace, a.name))
         .collect();
-    let by_service_account = service_accounts(client).len() > missing.len();
+    let by_service_account = accounts.len() > missing.len();
     if !missing.is_empty() {
         let msg = format!(
             "spec.authentication.serviceAccounts: ServiceAccount {} not found; its tokens are refused until it exists",
@@ -681,12 +686,53 @@ pub fn plan(
     if by_service_account {
         report.methods.push(SERVICE_ACCOUNT_METHOD.into());
     }
-    let by_key = jwks.is_some() || by_service_account;
-    let keyless = match (jwks.is_some(), by_service_account) {
-        (true, true) => "private_key_jwt and ServiceAccount token assertions",
-        (true, false) => "private_key_jwt assertions",
-        _ => "ServiceAccount token assertions",
-    };
+    // An identity of an issuer the operator does not trust authenticates nothing (the
+    // server never fetches that issuer's keys); named as a missing ServiceAccount is.
+    let identities = federated_identities(client);
+    let untrusted: BTreeSet<&str> = identities
+        .iter()
+        .map(|f| f.issuer.as_str())
+        .filter(|i| !settings.federated_issuers.iter().any(|t| t == i))
+        .collect();
+    let by_federated = identities.len()
+        > identities
+            .iter()
+            .filter(|f| untrusted.contains(f.issuer.as_str()))
+            .count();
+    if !untrusted.is_empty() {
+        let msg = format!(
+            "spec.authentication.federated: issuer {} is not trusted by the operator (its --federated-issuer flags); its tokens are refused",
+            untrusted.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        report.conditions.push(Cond::new(
+            "FederatedIssuersTrusted",
+            false,
+            "IssuerNotTrusted",
+            msg.clone(),
+        ));
+        report.events.push(Note::warning("IssuerNotTrusted", msg));
+    } else if by_federated {
+        report.conditions.push(Cond::new(
+            "FederatedIssuersTrusted",
+            true,
+            "Trusted",
+            "The operator trusts every issuer of spec.authentication.federated".into(),
+        ));
+    }
+    if by_federated {
+        report.methods.push(FEDERATED_METHOD.into());
+    }
+    let by_key = jwks.is_some() || by_service_account || by_federated;
+    let keyless = [
+        (jwks.is_some(), "private_key_jwt"),
+        (by_service_account, "ServiceAccount token"),
+        (by_federated, "federated identity"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect::<Vec<_>>()
+    .join(" and ")
+        + " assertions";
     if !client.spec.active {
         report.ready(false, "Deactivated", "spec.active is false: the token endpoint refuses this client and the tokens issued to it before".into());
     } else if !public && valid == 0 && !by_key && !report.waiting.is_empty() {
@@ -694,7 +740,7 @@ pub fn plan(
         report.ready(false, "WaitingForSecret", msg);
     } else if !public && valid == 0 && !by_key {
         let msg = if client.is_secretless() {
-            "The client has no valid secret, no usable key and no existing ServiceAccount: fix spec.authentication or add a secret to spec.secrets"
+            "The client has no valid secret, no usable key, no existing ServiceAccount and no identity of a trusted issuer: fix spec.authentication or add a secret to spec.secrets"
         } else {
             "No secret of this client is valid: add one to spec.secrets"
         };
@@ -819,7 +865,29 @@ fn verifier_spec(
         registration_access_token_hash,
         jwks: None,
         service_accounts: Vec::new(),
+        federated: Vec::new(),
     }
+}
+
+/// The federated identities of `client`, sorted and without duplicates so the verifier
+/// is stable.
+fn federated_identities(client: &OAuthClient) -> Vec<FederatedSubject> {
+    let mut all: Vec<FederatedSubject> = client
+        .spec
+        .authentication
+        .iter()
+        .flat_map(|a| &a.federated)
+        .map(|f| FederatedSubject {
+            issuer: f.issuer.clone(),
+            subject: f.subject.clone(),
+            audience: f.audience.clone(),
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        (&a.issuer, &a.subject, &a.audience).cmp(&(&b.issuer, &b.subject, &b.audience))
+    });
+    all.dedup();
+    all
 }
 
 /// The ServiceAccounts whose tokens authenticate `client`, each with its namespace (the
@@ -995,8 +1063,11 @@ mod tests {
             lifetime_bounds: (60, 3600),
             expiry_warning: SignedDuration::from_hours(7 * 24),
             default_role: "client".into(),
+            federated_issuers: vec![TRUSTED.into()],
         }
     }
+
+    const TRUSTED: &str = "https://oidc.other-cluster.test";
 
     fn client(spec: serde_json::Value) -> OAuthClient {
         let mut c = OAuthClient::new(
@@ -1660,6 +1731,67 @@ mod tests {
                 namespace: "team-a".into(),
                 name: "billing".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_federated_client_is_ready_only_with_an_issuer_the_operator_trusts() {
+        let sub = "system:serviceaccount:payments:billing";
+        let c = client(serde_json::json!({
+            "authentication": {"federated": [{"issuer": "https://ci.untrusted.test", "subject": "ci"}]}
+        }));
+        let (p, calls) = run(&c, &observed(&c), now());
+        assert_eq!(calls, 0, "no secret is generated");
+        let trusted = cond(&p, "FederatedIssuersTrusted").expect("condition");
+        assert_eq!(trusted.status, "False");
+        assert!(
+            trusted
+                .message
+                .contains("issuer https://ci.untrusted.test is not trusted")
+        );
+        assert_eq!(ready(&p), ("False".into(), "NoValidSecret".into()));
+        assert!(p.outcome.status.authentication_methods.is_empty());
+
+        let c = client(serde_json::json!({
+            "authentication": {"federated": [
+                {"issuer": TRUSTED, "subject": sub},
+                {"issuer": TRUSTED, "subject": sub},
+                {"issuer": "https://ci.untrusted.test", "subject": "ci"}
+            ]}
+        }));
+        let (p, _) = run(&c, &observed(&c), now());
+        assert_eq!(
+            cond(&p, "FederatedIssuersTrusted")
+                .expect("condition")
+                .status,
+            "False"
+        );
+        assert_eq!(ready(&p), ("True".into(), "CredentialsReady".into()));
+        assert_eq!(p.outcome.status.authentication_methods, [FEDERATED_METHOD]);
+        // Sorted and deduplicated: the verifier does not change with the list's order.
+        let listed: Vec<&str> = draft(&p)
+            .spec
+            .federated
+            .iter()
+            .map(|f| f.issuer.as_str())
+            .collect();
+        assert_eq!(listed, ["https://ci.untrusted.test", TRUSTED]);
+
+        let c = client(serde_json::json!({
+            "authentication": {"federated": [{"issuer": TRUSTED, "subject": sub}]}
+        }));
+        let (p, _) = run(&c, &observed(&c), now());
+        assert_eq!(
+            cond(&p, "FederatedIssuersTrusted")
+                .expect("condition")
+                .status,
+            "True"
+        );
+        assert!(
+            p.outcome
+                .events
+                .iter()
+                .all(|e| e.reason != "IssuerNotTrusted")
         );
     }
 

@@ -271,6 +271,7 @@ mod tests {
             uid: Some("uid-1".into()),
             keys: None,
             service_accounts: vec![],
+            federated: Vec::new(),
         }
     }
 

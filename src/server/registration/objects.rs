@@ -119,6 +119,7 @@ pub(super) fn build_client(
                     },
                 }),
                 service_accounts: Vec::new(),
+                federated: Vec::new(),
             }),
             credentials_secret: None,
             registration: Some(Registration {

@@ -379,6 +379,7 @@ mod tests {
             uid: None,
             keys: None,
             service_accounts: vec![],
+            federated: Vec::new(),
         }
     }
 

@@ -43,7 +43,7 @@
 //! sign-in: a change at the provider shows at the next sign-in.
 
 mod id_token;
-mod provider;
+pub(super) mod provider;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Talking to an upstream provider: its discovery document (OpenID Connect Discovery
 //! 1.0), its JWK Set, and the code exchange at its token endpoint. The only outgoing
-//! HTTP of the token server.
+//! HTTP of the token server, with the federated issuers' keys ([`crate::server`]'s
+//! `issuer_keys`, which uses [`outgoing_client`] and [`get`] from here).
 //!
 //! Discovery documents and JWK Sets are cached for [`CACHE_FOR`] (5 minutes) per URL,
 //! so a sign-in costs one request to the provider (the code exchange) once warm; an ID
@@ -72,6 +73,8 @@ pub struct Providers {
     /// Built at first use: building can fail (no TLS roots), and a server without
     /// upstream providers never needs it.
     http: OnceLock<reqwest::Client>,
+    /// Trusted besides the system's roots (a private CA).
+    roots: Vec<reqwest::Certificate>,
     metadata: Mutex<HashMap<String, (Instant, Arc<Metadata>)>>,
     jwks: Mutex<HashMap<String, (Instant, Arc<JwkSet>)>>,
 }
@@ -115,18 +118,55 @@ fn remember<T>(cache: &Mutex<HashMap<String, (Instant, Arc<T>)>>, key: &str, val
     cache.insert(key.to_string(), (Instant::now(), value));
 }
 
+/// The client of every outgoing request: bounded in time, following no redirect, trusting
+/// the system's roots and `roots`.
+pub fn outgoing_client(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("oauth-operator")
+        .tls_certs_merge(roots.iter().cloned())
+        .build()
+        .map_err(|e| ProviderError::Fetch(e.to_string()))
+}
+
+/// The body of a successful GET of `url` (JSON expected), at most [`MAX_ANSWER`] bytes.
+pub async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, ProviderError> {
+    let res = http
+        .get(url)
+        // A JWK Set's own type too: the Kubernetes API server answers 406 to a JWKS
+        // request that accepts only application/json.
+        .header(
+            reqwest::header::ACCEPT,
+            "application/json, application/jwk-set+json",
+        )
+        .send()
+        .await
+        .map_err(|e| ProviderError::Fetch(e.to_string()))?;
+    if !res.status().is_success() {
+        return Err(ProviderError::Fetch(format!(
+            "HTTP {} from {url}",
+            res.status().as_u16()
+        )));
+    }
+    read_bounded(res).await
+}
+
 impl Providers {
+    /// `roots` are trusted besides the system's.
+    pub fn new(roots: Vec<reqwest::Certificate>) -> Self {
+        Providers {
+            roots,
+            ..Providers::default()
+        }
+    }
+
     fn http(&self) -> Result<&reqwest::Client, ProviderError> {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
-        let built = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("oauth-operator")
-            .build()
-            .map_err(|e| ProviderError::Fetch(e.to_string()))?;
+        let built = outgoing_client(&self.roots)?;
         Ok(self.http.get_or_init(|| built))
     }
 
@@ -224,20 +264,7 @@ impl Providers {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, ProviderError> {
-        let res = self
-            .http()?
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| ProviderError::Fetch(e.to_string()))?;
-        if !res.status().is_success() {
-            return Err(ProviderError::Fetch(format!(
-                "HTTP {} from {url}",
-                res.status().as_u16()
-            )));
-        }
-        read_bounded(res).await
+        get(self.http()?, url).await
     }
 }
 
