@@ -9,7 +9,9 @@
 #                         # controller restart over them (writes, hash computations)
 #   hack/bench.sh refresh # refresh-token grants per second (each one API-server read and
 #                         # write), and what a sign-in costs in etcd
-#   hack/bench.sh         # all three
+#   hack/bench.sh assertion # clients by ServiceAccount token beside clients by generated
+#                         # secret, warm tokens/s and p99 (ASSERTION_CLIENTS, default 100)
+#   hack/bench.sh         # all four
 #
 # Everything runs on this machine: a local control plane, the release build of the operator
 # as separate controller and server processes, examples/bare_token.rs as the floor, wrk
@@ -160,16 +162,21 @@ basic_file() {
 load() { taskset -c 1 python3 hack/lib/token_load.py "$@"; }
 ratio() { python3 -c "import re,sys; g=lambda s,k: float(re.search(k+r'=([0-9.]+)', s)[1]); a,b=sys.argv[1],sys.argv[2]; print('    ratio project/bare: %.0f%% of the tokens/s; p99 %.2f ms against %.2f ms' % (100*g(a,'rps')/g(b,'rps'), g(a,'p99_ms'), g(b,'p99_ms')))" "$1" "$2"; }
 
-token_bench() {
-  echo "==> token bench: $CLIENTS clients with generated secrets"
-  apply_clients "$CLIENTS" tok
-  wait_ready "$CLIENTS"
-  basic_file >"$work/basic.txt"
+# The wrk script: client credentials with HTTP Basic, round-robin over $BASIC_FILE; with
+# ASSERTION_FILE set, with each line of it as the client_assertion instead (RFC 7523).
+token_lua() {
   cat >"$work/token.lua" <<'LUA'
 local creds, i = {}, 0
-for line in io.lines(os.getenv("BASIC_FILE")) do creds[#creds + 1] = line end
+local assertions = os.getenv("ASSERTION_FILE")
+for line in io.lines(assertions or os.getenv("BASIC_FILE")) do creds[#creds + 1] = line end
+local jwt_bearer = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
 request = function()
   i = i % #creds + 1
+  if assertions then
+    return wrk.format("POST", "/token", {
+      ["Content-Type"] = "application/x-www-form-urlencoded",
+    }, "grant_type=client_credentials&client_assertion_type=" .. jwt_bearer .. "&client_assertion=" .. creds[i])
+  end
   return wrk.format("POST", "/token", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["Authorization"] = "Basic " .. creds[i],
@@ -182,6 +189,14 @@ done = function(summary, latency, requests)
     summary.errors.status, summary.requests))
 end
 LUA
+}
+
+token_bench() {
+  echo "==> token bench: $CLIENTS clients with generated secrets"
+  apply_clients "$CLIENTS" tok
+  wait_ready "$CLIENTS"
+  basic_file >"$work/basic.txt"
+  token_lua
   export BASIC_FILE=$work/basic.txt
 
   # The floor: the same HTTP stack, signing library and allocator, and nothing else.
@@ -218,6 +233,34 @@ LUA
   kill -TERM "$controller"; wait "$controller" 2>/dev/null || true
   start_controller
   chosen_bench
+  kubectl delete oauthclients -n bench --all --wait=true >/dev/null
+}
+
+# Clients without a secret, by the ServiceAccount token Kubernetes gives a pod (RFC 7523
+# assertion, checked against the cluster issuer's keys and the ServiceAccount's UID),
+# side by side with as many clients with generated secrets, same server, same run.
+assertion_bench() {
+  local n=${ASSERTION_CLIENTS:-100}
+  echo "==> ServiceAccount-token clients against generated-secret clients: $n of each"
+  for i in $(seq 1 "$n"); do
+    printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: workload-%d\n---\n' "$i"
+    printf 'apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: sa-%d\nspec:\n  scopes: [read]\n  authentication:\n    serviceAccounts: [{name: workload-%d}]\n---\n' "$i" "$i"
+  done | kubectl apply -n bench --server-side -f - >/dev/null
+  apply_clients "$n" sec
+  wait_ready "$n" sa-
+  wait_ready "$n" sec-
+  for i in $(seq 1 "$n"); do
+    kubectl create token -n bench "workload-$i" --audience "$issuer" --duration 1h
+  done >"$work/assertions.txt"
+  basic_file | head -n "$n" >"$work/secrets.txt"
+  token_lua
+  start_server ""
+  echo "--- warm, generated secrets (HTTP Basic), server pinned to 1 core, wrk $CONNECTIONS connections on the other"
+  secret=$(BASIC_FILE=$work/secrets.txt drive "$CONNECTIONS" | show | grep RESULT)
+  echo "--- warm, ServiceAccount tokens as client_assertion (the cluster issuer's signature, then the ServiceAccount UID), same server and load"
+  assertion=$(ASSERTION_FILE=$work/assertions.txt drive "$CONNECTIONS" | show | grep RESULT)
+  python3 -c "import re,sys; g=lambda s,k: float(re.search(k+r'=([0-9.]+)', s)[1]); a,b=sys.argv[1],sys.argv[2]; print('    ServiceAccount/secret: %.0f%% of the tokens/s; p99 %.2f ms against %.2f ms' % (100*g(a,'rps')/g(b,'rps'), g(a,'p99_ms'), g(b,'p99_ms')))" "$assertion" "$secret"
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
   kubectl delete oauthclients -n bench --all --wait=true >/dev/null
 }
 
@@ -371,6 +414,7 @@ print("    etcd: %d OAuthGrants, %.0f bytes each as JSON (~%.0f KiB per thousand
 
 start_controller
 if [[ $what == token || $what == all ]]; then token_bench; fi
+if [[ $what == assertion || $what == all ]]; then assertion_bench; fi
 if [[ $what == refresh || $what == all ]]; then
   [[ -n ${server:-} ]] && kill -0 "$server" 2>/dev/null || start_server "" 0,1
   refresh_bench

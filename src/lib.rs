@@ -27,6 +27,7 @@
 //!   grants and revocations, through the API server.
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
 //! - [`kube_client`]: the API client every component uses, rate-limited client-side.
+//! - [`outgoing`]: the bounds of every HTTP request the components make themselves.
 //! - [`watch_backoff`]: how every watch retries while the API server is away.
 
 pub mod api;
@@ -34,6 +35,7 @@ pub mod auth;
 pub mod controller;
 pub mod index;
 pub mod kube_client;
+pub mod outgoing;
 pub mod server;
 pub mod telemetry;
 pub mod watch_backoff;

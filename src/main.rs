@@ -98,7 +98,7 @@ struct Common {
 }
 
 fn parse_issuer(s: &str) -> Result<String, String> {
-    if server::is_secure_url(s) && !s.contains(['?', '#']) {
+    if oauth_operator::outgoing::is_secure_url(s) && !s.contains(['?', '#']) {
         Ok(s.to_string())
     } else {
         Err(format!(

@@ -229,12 +229,22 @@ pub struct ServiceAccountRef {
     pub namespace: Option<String>,
 }
 
-/// The public keys of a `private_key_jwt` client.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+/// The public keys of a `private_key_jwt` client: in a Secret, at a URL, or both (their keys together, at most 16).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.jwksSecretRef) || has(self.jwksUri)").message("spec.authentication.privateKeyJwt needs jwksSecretRef or jwksUri"))]
 #[serde(rename_all = "camelCase")]
 pub struct PrivateKeyJwt {
     /// A key of a Secret in the client's namespace holding the client's public keys as a JWK Set (JSON, at most 16 signature keys of RSA, EC or OKP type). Public keys only: a key with private members is refused, since its private half has been shared.
-    pub jwks_secret_ref: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_secret_ref: Option<SecretKeyRef>,
+    /// A URL where the client publishes its JWK Set (the same rules). The controller reads it (no redirects, 10 s, 256 KiB) and again every 5 minutes, so publish a new key there 5 minutes before signing with it; when a read fails, the keys read before stay in use and the KeysFetched condition says why. `https`, or `http` only for localhost, 127.0.0.1 and [::1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getHost() != ''").message("spec.authentication.privateKeyJwt.jwksUri must be an absolute URL"))]
+    #[x_kube(validation = Rule::new(
+        "!isURL(self) || url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['localhost', '127.0.0.1', '::1'])"
+    ).message("spec.authentication.privateKeyJwt.jwksUri must use https (http only for localhost, 127.0.0.1 and [::1])"))]
+    pub jwks_uri: Option<String>,
 }
 
 /// How a dynamically registered client came to be, and how it is managed (RFC 7592).

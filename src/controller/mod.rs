@@ -21,6 +21,7 @@ mod credentials;
 mod error;
 mod health;
 mod initial_access_token;
+mod jwks_uri;
 mod leader;
 mod oauth_client;
 mod outcome;
@@ -91,6 +92,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub hashing: Semaphore,
+    /// The JWK Sets of clients' `jwksUri`s, as last read.
+    pub jwks_uris: jwks_uri::JwksUris,
     /// Every watched OAuthClient, to settle who owns a client id.
     stores: OnceCell<Vec<Store<OAuthClient>>>,
     /// The controller's own Secrets and the verifiers, as their watches (the ones that
@@ -408,6 +411,7 @@ async fn lead(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
+        jwks_uris: jwks_uri::JwksUris::default(),
         client: client.clone(),
         config: config.clone(),
         stores: OnceCell::new(),

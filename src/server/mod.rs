@@ -48,7 +48,6 @@ use axum::{Json, Router};
 use kube::api::Api;
 
 pub use error::OAuthError;
-pub use issuer_keys::is_secure_url;
 pub use lockout::LockoutConfig;
 pub use metrics::Metrics;
 

@@ -30,6 +30,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             |c| Box::pin(service_account_client(c)),
         ),
         (
+            "a_private_key_jwt_client_reads_its_keys_at_its_jwks_uri",
+            |c| Box::pin(keys_at_a_uri(c)),
+        ),
+        (
             "another_clusters_service_account_authenticates_through_a_trusted_issuer",
             |c| Box::pin(federated_client(c)),
         ),
@@ -715,5 +719,117 @@ spec:
     let message = condition_message(&ci, "FederatedIssuersTrusted");
     ensure!(message.contains("https://ci.untrusted.test"), "{message}");
     ensure!(condition_message(&ci, "Ready").contains("trusted issuer"));
+    Ok(())
+}
+
+/// A loopback server publishing one JWK Set at `/jwks.json`, as a client team would.
+async fn publish_jwks(jwks: String) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let port = envtest::free_port()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    jwks,
+                )
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://127.0.0.1:{port}/jwks.json"), task))
+}
+
+/// Keys the client publishes at a URL (`jwksUri`, and `jwks_uri` through registration):
+/// the controller reads them into the verifier, and assertions signed with them get
+/// tokens. A URL that cannot be read is named in the KeysFetched condition.
+async fn keys_at_a_uri(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    let keys = key_pair()?;
+    let (uri, publisher) = publish_jwks(public_jwks(&keys)?).await?;
+    ctx.apply(&format!(
+        r#"
+apiVersion: oauth-operator.dev/v1alpha1
+kind: OAuthClient
+metadata:
+  name: billing
+spec:
+  clientId: billing
+  scopes: [invoices.read]
+  audiences: [{API}]
+  authentication:
+    privateKeyJwt: {{jwksUri: "{uri}"}}
+"#
+    ))?;
+    let client = ctx.wait_ready("billing").await?;
+    let fetched = condition_message(&client, "KeysFetched");
+    ensure!(fetched.contains("was read"), "KeysFetched: {fetched}");
+    secret_holds_no_secret(&ctx, "billing-credentials").await?;
+    let token = eventually(Duration::from_secs(20), "an assertion accepted", || async {
+        let jwt = assertion(&keys, "billing", &server, json!({}))?;
+        let (code, body) = by_assertion(&ctx, &server, &jwt).await?;
+        ensure!(code == 200, "{code} {body}");
+        Ok(body["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_string())
+    })
+    .await?;
+    let claims = verify_token(&ctx.http, &server, &token, API).await?;
+    ensure!(claims.client_auth_method.as_deref() == Some("private_key_jwt"));
+    // Another key is still refused.
+    let jwt = assertion(&key_pair()?, "billing", &server, json!({}))?;
+    let (code, body) = by_assertion(&ctx, &server, &jwt).await?;
+    ensure!(code == 401, "another key: {code} {body}");
+
+    // Registered with jwks_uri: echoed, and its assertions get tokens.
+    let iat = initial_access_token(&ctx, "by-uri", 1, "expiresAfter: 1h").await?;
+    let (code, _, body) = register(
+        &ctx,
+        &server,
+        Some(&iat),
+        &json!({
+            "grant_types": ["client_credentials"],
+            "scope": "invoices.read",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks_uri": uri,
+        }),
+    )
+    .await?;
+    ensure!(code == 201, "{code} {body}");
+    ensure!(body["jwks_uri"] == json!(uri), "jwks_uri echoed: {body}");
+    ensure!(body.get("client_secret").is_none(), "a secret: {body}");
+    let id = body["client_id"].as_str().context("client_id")?.to_string();
+    eventually(
+        Duration::from_secs(20),
+        "the registered client's assertion accepted",
+        || async {
+            let jwt = assertion(&keys, &id, &server, json!({}))?;
+            let (code, body) = by_assertion(&ctx, &server, &jwt).await?;
+            ensure!(code == 200, "{code} {body}");
+            Ok(())
+        },
+    )
+    .await?;
+
+    // Nobody listens at this URL: named, and nothing accepted.
+    let closed = format!("http://127.0.0.1:{}/jwks.json", envtest::free_port()?);
+    ctx.apply(&format!(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: unread}}\nspec:\n  authentication:\n    privateKeyJwt: {{jwksUri: \"{closed}\"}}\n"
+    ))?;
+    let unread = ctx
+        .wait_condition("unread", "KeysFetched", "False", Some("FetchFailed"))
+        .await?;
+    let message = condition_message(&unread, "KeysFetched");
+    ensure!(
+        message.contains("could not be reached") && message.contains(&closed),
+        "{message}"
+    );
+    ensure!(condition_message(&unread, "Ready").contains("no key is accepted"));
+    publisher.abort();
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! credentials Secret and the verifier (from the owned watches' stores, the API server on a
 //! miss), every Secret the spec refers to (brought-your-own values, hashes, the
 //! registration access token's hash; always from the API server, as the controller watches
-//! no Secret it did not make), and whether each ServiceAccount the spec names exists (its
-//! metadata, from the API server). Nothing is decided here.
+//! no Secret it did not make), whether each ServiceAccount the spec names exists (its
+//! metadata, from the API server), and the JWK Set at a `jwksUri` (through
+//! [`super::super::jwks_uri`]'s cache). Nothing is decided here.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -36,6 +37,8 @@ pub struct Observed {
     pub verifier: Option<OAuthClientVerifier>,
     /// Whether each ServiceAccount of `spec.authentication` exists, by namespace and name.
     pub service_accounts: BTreeMap<(String, String), bool>,
+    /// What `spec.authentication.privateKeyJwt.jwksUri` answered: its text, or why not.
+    pub jwks_uri: Option<Result<String, String>>,
 }
 
 impl Observed {
@@ -64,6 +67,7 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
         referenced: BTreeMap::new(),
         verifier: None,
         service_accounts: BTreeMap::new(),
+        jwks_uri: None,
     };
     if observed.id_owner.is_some() {
         // The plan stops here (and deletes the verifier): nothing more to read.
@@ -95,7 +99,12 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
         .as_ref()
         .and_then(|a| a.private_key_jwt.as_ref())
     {
-        names.push(p.jwks_secret_ref.name.clone());
+        if let Some(r) = &p.jwks_secret_ref {
+            names.push(r.name.clone());
+        }
+        if let Some(uri) = &p.jwks_uri {
+            observed.jwks_uri = Some(ctx.jwks_uris.read(uri).await);
+        }
     }
     for name in names {
         if let Entry::Vacant(slot) = observed.referenced.entry(name) {

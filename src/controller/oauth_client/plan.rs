@@ -27,8 +27,8 @@ use super::super::secrets::{self, bytes, entry_key};
 use super::observe::Observed;
 use crate::api::{
     ClientSecret, ClientType, FederatedSubject, GrantType, OAuthClient, OAuthClientStatus,
-    OAuthClientVerifierSpec, RefreshPolicy, SecretState, SecretStatus, SecretVerifier,
-    ServiceAccountSubject, SourceRef,
+    OAuthClientVerifierSpec, PrivateKeyJwt, RefreshPolicy, SecretState, SecretStatus,
+    SecretVerifier, ServiceAccountSubject, SourceRef,
 };
 use crate::auth::assertion::{ClientKeys, FEDERATED_METHOD, SERVICE_ACCOUNT_METHOD};
 use crate::auth::hash;
@@ -428,29 +428,7 @@ pub fn plan(
         .authentication
         .as_ref()
         .and_then(|a| a.private_key_jwt.as_ref())
-        .and_then(|p| {
-            let r = &p.jwks_secret_ref;
-            let Some(text) = observed
-                .referenced(&r.name)
-                .and_then(|s| secrets::value(s, &r.key))
-            else {
-                report.waiting.push(format!(
-                    "spec.authentication.privateKeyJwt waits for key {} of Secret {}",
-                    r.key, r.name
-                ));
-                return None;
-            };
-            match ClientKeys::parse(text.expose()) {
-                Ok(keys) => serde_json::to_string(&keys.jwks).ok(),
-                Err(e) => {
-                    report.invalid.push(format!(
-                        "spec.authentication.privateKeyJwt: key {} of Secret {} {e}",
-                        r.key, r.name
-                    ));
-                    None
-                }
-            }
-        });
+        .and_then(|p| client_keys(p, observed, &mut report));
 
     // Expiry and state of every entry; the stable key holds the newest valid generated one.
     let warn = settings.expiry_warning;
@@ -869,6 +847,86 @@ fn verifier_spec(
     }
 }
 
+/// A `private_key_jwt` client's keys as JSON: those of its Secret and those at its URL
+/// together, each source checked on its own (so a message names the source) and then the
+/// whole. A URL that cannot be read now leaves the keys read before in use (the verifier's),
+/// with a KeysFetched condition and Event saying why; a URL never read waits.
+fn client_keys(p: &PrivateKeyJwt, observed: &Observed, report: &mut Report) -> Option<String> {
+    let mut sets: Vec<ClientKeys> = Vec::new();
+    if let Some(r) = &p.jwks_secret_ref {
+        let Some(text) = observed
+            .referenced(&r.name)
+            .and_then(|s| secrets::value(s, &r.key))
+        else {
+            report.waiting.push(format!(
+                "spec.authentication.privateKeyJwt waits for key {} of Secret {}",
+                r.key, r.name
+            ));
+            return None;
+        };
+        match ClientKeys::parse(text.expose()) {
+            Ok(keys) => sets.push(keys),
+            Err(e) => {
+                report.invalid.push(format!(
+                    "spec.authentication.privateKeyJwt: key {} of Secret {} {e}",
+                    r.key, r.name
+                ));
+                return None;
+            }
+        }
+    }
+    if let Some(uri) = &p.jwks_uri {
+        let read = match &observed.jwks_uri {
+            None => Err("was not read".to_string()),
+            Some(Err(why)) => Err(why.clone()),
+            Some(Ok(text)) => ClientKeys::parse(text).map_err(|e| format!("is a set that {e}")),
+        };
+        match read {
+            Ok(keys) => {
+                report.conditions.push(Cond::new(
+                    "KeysFetched",
+                    true,
+                    "Fetched",
+                    format!("The JWK Set at {uri} was read"),
+                ));
+                sets.push(keys);
+            }
+            Err(why) => {
+                let before = observed.verifier.as_ref().and_then(|v| v.spec.jwks.clone());
+                let msg = format!(
+                    "spec.authentication.privateKeyJwt.jwksUri {uri} {why}; {}",
+                    if before.is_some() {
+                        "the keys read before stay in use"
+                    } else {
+                        "no key is accepted until it is read"
+                    }
+                );
+                report
+                    .conditions
+                    .push(Cond::new("KeysFetched", false, "FetchFailed", msg.clone()));
+                report
+                    .events
+                    .push(Note::warning("KeysFetchFailed", msg.clone()));
+                if before.is_none() {
+                    report.waiting.push(msg);
+                }
+                return before;
+            }
+        }
+    }
+    let keys: Vec<&jsonwebtoken::jwk::Jwk> = sets.iter().flat_map(|s| &s.jwks.keys).collect();
+    let all = serde_json::to_string(&serde_json::json!({ "keys": keys })).ok()?;
+    match ClientKeys::parse(&all) {
+        Ok(_) => Some(all),
+        Err(e) => {
+            report.invalid.push(format!(
+                "spec.authentication.privateKeyJwt: the keys of jwksSecretRef and jwksUri together: the set {e}"
+            ));
+            None
+        }
+    }
+}
+
 /// The federated identities of `client`, sorted and without duplicates so the verifier
 /// is stable.
 fn federated_identities(client: &OAuthClient) -> Vec<FederatedSubject> {
@@ -1091,6 +1149,7 @@ mod tests {
             referenced: BTreeMap::new(),
             verifier: None,
             service_accounts: BTreeMap::new(),
+            jwks_uri: None,
         }
     }
 
@@ -1690,6 +1749,83 @@ mod tests {
             spec[k] = v.clone();
         }
         client(spec)
+    }
+
+    #[test]
+    fn keys_at_a_jwks_uri_reach_the_verifier_and_survive_a_failed_read() {
+        const URI: &str = "https://billing.example/jwks.json";
+        let c = client(serde_json::json!({
+            "authentication": {"privateKeyJwt": {"jwksUri": URI}}
+        }));
+        let jwks = public_jwks();
+        let mut o = observed(&c);
+        o.jwks_uri = Some(Err("answered HTTP 404".into()));
+        // Never read: nothing is accepted, and the client says why.
+        let (p, calls) = run(&c, &o, now());
+        assert_eq!(calls, 0, "no secret is generated");
+        let fetched = cond(&p, "KeysFetched").expect("condition");
+        assert_eq!(fetched.status, "False");
+        assert!(
+            fetched.message.contains("answered HTTP 404"),
+            "{}",
+            fetched.message
+        );
+        assert_eq!(draft(&p).spec.jwks, None);
+        assert_eq!(ready(&p), ("False".into(), "WaitingForSecret".into()));
+
+        o.jwks_uri = Some(Ok(jwks.clone()));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(cond(&p, "KeysFetched").expect("condition").status, "True");
+        assert_eq!(ready(&p), ("True".into(), "CredentialsReady".into()));
+        let read = draft(&p).spec.jwks.clone().expect("the keys");
+        assert_eq!(ClientKeys::parse(&read).expect("valid").jwks.keys.len(), 1);
+
+        // Read before, failing now: the keys read before stay.
+        let (c, mut o) = settle(&c, &o, &p);
+        o.jwks_uri = Some(Err("could not be reached".into()));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(cond(&p, "KeysFetched").expect("condition").status, "False");
+        assert_eq!(draft(&p).spec.jwks.as_deref(), Some(read.as_str()));
+        assert_eq!(ready(&p).0, "True");
+        assert!(reasons(&p).contains(&"KeysFetchFailed"));
+
+        // A private key published at the URL is refused, naming the source.
+        let mut leaked: serde_json::Value = serde_json::from_str(&public_jwks()).expect("json");
+        leaked["keys"][0]["d"] = "c2VjcmV0".into();
+        o.jwks_uri = Some(Ok(leaked.to_string()));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(cond(&p, "KeysFetched").expect("condition").status, "False");
+        assert!(
+            cond(&p, "KeysFetched")
+                .expect("condition")
+                .message
+                .contains("private key material")
+        );
+    }
+
+    #[test]
+    fn keys_of_a_secret_and_a_uri_are_accepted_together() {
+        let c = client(serde_json::json!({
+            "authentication": {"privateKeyJwt": {
+                "jwksSecretRef": {"name": "keys", "key": "v"},
+                "jwksUri": "https://billing.example/jwks.json"
+            }}
+        }));
+        let mut o = observed(&c);
+        o.referenced
+            .insert("keys".into(), Some(byo("keys", &public_jwks(), "1")));
+        o.jwks_uri = Some(Ok(public_jwks()));
+        let (p, _) = run(&c, &o, now());
+        let keys = draft(&p).spec.jwks.clone().expect("the keys");
+        assert_eq!(ClientKeys::parse(&keys).expect("valid").jwks.keys.len(), 2);
+        // The same key in both places: one kid twice is refused.
+        let same = public_jwks();
+        o.referenced
+            .insert("keys".into(), Some(byo("keys", &same, "1")));
+        o.jwks_uri = Some(Ok(same));
+        let (p, _) = run(&c, &o, now());
+        assert_eq!(ready(&p).0, "False");
+        assert!(cond(&p, "SpecValid").is_some_and(|c| c.message.contains("together")));
     }
 
     #[test]

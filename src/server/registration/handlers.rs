@@ -238,7 +238,7 @@ async fn handle_register(
     }
     tracing::info!(target: "audit", event = "registration", client_id, initial_access_token = %entry.name, namespace = %entry.namespace);
 
-    let by_key = accepted.jwks.is_some();
+    let by_key = accepted.auth_method == AuthMethod::PrivateKeyJwt;
     wait_until_served(state, &client_id, client_secret.is_some(), by_key).await;
     let mut info = objects::information(&created, &state.config.issuer);
     info.jwks = accepted

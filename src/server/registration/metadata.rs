@@ -65,6 +65,8 @@ pub(super) struct Accepted {
     pub auth_method: AuthMethod,
     /// For `private_key_jwt`: the client's JWK Set, checked, as JSON.
     pub jwks: Option<String>,
+    /// For `private_key_jwt`: where the client publishes its JWK Set instead.
+    pub jwks_uri: Option<String>,
 }
 
 pub(super) fn metadata_error(msg: &str) -> OAuthError {
@@ -81,23 +83,31 @@ pub(super) fn validate(
     let auth_method = AuthMethod::parse(meta.token_endpoint_auth_method.as_deref()).ok_or_else(
         || metadata_error("token_endpoint_auth_method must be client_secret_basic, client_secret_post, private_key_jwt or none"),
     )?;
-    let jwks = match (auth_method, &meta.jwks, &meta.jwks_uri) {
-        (AuthMethod::PrivateKeyJwt, _, Some(_)) => {
-            return Err(metadata_error(
-                "jwks_uri is not supported: send the public keys in jwks",
-            ));
+    // RFC 7591 section 2: jwks or jwks_uri, never both, and only for private_key_jwt.
+    let (jwks, jwks_uri) = match (auth_method, &meta.jwks, &meta.jwks_uri) {
+        (AuthMethod::PrivateKeyJwt, Some(_), Some(_)) => {
+            return Err(metadata_error("jwks and jwks_uri must not both be present"));
+        }
+        (AuthMethod::PrivateKeyJwt, None, Some(uri)) => {
+            if uri.len() > 2048 || !crate::outgoing::is_secure_url(uri) || uri.contains('#') {
+                return Err(metadata_error(
+                    "jwks_uri must be an https URL (http only for localhost, 127.0.0.1 and [::1]) without fragment",
+                ));
+            }
+            (None, Some(uri.clone()))
         }
         (AuthMethod::PrivateKeyJwt, Some(set), None) => {
             let keys = ClientKeys::parse(&set.to_string())
                 .map_err(|e| metadata_error(&format!("jwks {e}")))?;
-            Some(serde_json::to_string(&keys.jwks).map_err(|_| OAuthError::ServerError)?)
+            let text = serde_json::to_string(&keys.jwks).map_err(|_| OAuthError::ServerError)?;
+            (Some(text), None)
         }
         (AuthMethod::PrivateKeyJwt, None, None) => {
             return Err(metadata_error(
-                "private_key_jwt needs the client's keys in jwks",
+                "private_key_jwt needs the client's keys in jwks or jwks_uri",
             ));
         }
-        (_, None, None) => None,
+        (_, None, None) => (None, None),
         (_, _, _) => {
             return Err(metadata_error(
                 "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
@@ -168,6 +178,7 @@ pub(super) fn validate(
         redirect_uris,
         auth_method,
         jwks,
+        jwks_uri,
     })
 }
 
@@ -260,6 +271,35 @@ mod tests {
             "invalid_client_metadata",
             "keys without private_key_jwt"
         );
+        let by_uri = |uri: &str, jwks: Option<serde_json::Value>| {
+            let mut m = serde_json::json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri});
+            if let Some(j) = jwks {
+                m["jwks"] = j;
+            }
+            validate(meta(m), &grants, &scopes)
+        };
+        let ok = by_uri("https://billing.example/jwks.json", None).expect("a jwks_uri");
+        assert_eq!(
+            ok.jwks_uri.as_deref(),
+            Some("https://billing.example/jwks.json")
+        );
+        assert_eq!(ok.jwks, None);
+        for (uri, jwks, what) in [
+            (
+                "http://billing.example/jwks.json",
+                None,
+                "plain http off loopback",
+            ),
+            (
+                "https://billing.example/jwks.json",
+                Some(serde_json::json!({"keys": []})),
+                "both jwks and jwks_uri",
+            ),
+            ("not a url", None, "not a URL"),
+        ] {
+            let refused = by_uri(uri, jwks).map(|_| ()).expect_err(what);
+            assert_eq!(refused.code(), "invalid_client_metadata", "{what}");
+        }
         assert_eq!(
             code(
                 serde_json::json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})

@@ -44,6 +44,9 @@ pub(super) struct ClientInformation {
     /// A `private_key_jwt` client's keys, as registered (on the first answer only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
+    /// Where a `private_key_jwt` client publishes its keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_access_token: Option<String>,
     pub registration_client_uri: String,
@@ -113,10 +116,11 @@ pub(super) fn build_client(
             secrets,
             authentication: by_key.then(|| Authentication {
                 private_key_jwt: Some(PrivateKeyJwt {
-                    jwks_secret_ref: SecretKeyRef {
+                    jwks_secret_ref: accepted.jwks.is_some().then(|| SecretKeyRef {
                         name: secret_name.clone(),
                         key: JWKS_KEY.into(),
-                    },
+                    }),
+                    jwks_uri: accepted.jwks_uri.clone(),
                 }),
                 service_accounts: Vec::new(),
                 federated: Vec::new(),
@@ -230,6 +234,13 @@ pub(super) fn information(client: &OAuthClient, issuer: &str) -> ClientInformati
         redirect_uris: client.spec.redirect_uris.clone(),
         token_endpoint_auth_method: auth_method.as_str(),
         jwks: None,
+        // Read back from the client on every answer (RFC 7592): a URL, not key material.
+        jwks_uri: client
+            .spec
+            .authentication
+            .as_ref()
+            .and_then(|a| a.private_key_jwt.as_ref())
+            .and_then(|p| p.jwks_uri.clone()),
         registration_access_token: None,
         registration_client_uri: format!("{}/register/{client_id}", issuer.trim_end_matches('/')),
         client_id,
@@ -263,6 +274,7 @@ mod tests {
             redirect_uris: vec![],
             auth_method,
             jwks: None,
+            jwks_uri: None,
         }
     }
 
@@ -308,13 +320,9 @@ mod tests {
     #[test]
     fn a_private_key_jwt_client_has_no_secret_and_reads_its_keys_from_its_registration_secret() {
         let expires = Timestamp::from_second(2_000_000_000).expect("time");
-        let c = build_client(
-            &iat(),
-            &accepted(AuthMethod::PrivateKeyJwt),
-            "dcr-2",
-            &policy(),
-            expires,
-        );
+        let mut by_set = accepted(AuthMethod::PrivateKeyJwt);
+        by_set.jwks = Some(r#"{"keys":[]}"#.into());
+        let c = build_client(&iat(), &by_set, "dcr-2", &policy(), expires);
         assert_eq!(c.spec.client_type, ClientType::Confidential);
         assert!(c.spec.secrets.is_empty() && c.secret_entries().is_empty());
         let keys = c
@@ -323,11 +331,34 @@ mod tests {
             .as_ref()
             .and_then(|a| a.private_key_jwt.as_ref())
             .expect("private_key_jwt");
-        assert_eq!(keys.jwks_secret_ref.name, "dcr-2-registration");
-        assert_eq!(keys.jwks_secret_ref.key, JWKS_KEY);
+        let keys = keys.jwks_secret_ref.as_ref().expect("the keys' Secret");
+        assert_eq!(keys.name, "dcr-2-registration");
+        assert_eq!(keys.key, JWKS_KEY);
         let info = information(&c, "https://issuer.test");
         assert_eq!(info.token_endpoint_auth_method, "private_key_jwt");
         assert_eq!(info.client_secret_expires_at, None);
+        assert_eq!(info.jwks_uri, None);
+
+        // Registered with a jwks_uri: the client reads its keys there, and says so.
+        let mut by_uri = accepted(AuthMethod::PrivateKeyJwt);
+        by_uri.jwks_uri = Some("https://billing.example/jwks.json".into());
+        let c = build_client(&iat(), &by_uri, "dcr-3", &policy(), expires);
+        let p = c
+            .spec
+            .authentication
+            .as_ref()
+            .and_then(|a| a.private_key_jwt.clone())
+            .expect("private_key_jwt");
+        assert_eq!(p.jwks_secret_ref, None);
+        assert_eq!(
+            p.jwks_uri.as_deref(),
+            Some("https://billing.example/jwks.json")
+        );
+        let info = information(&c, "https://issuer.test");
+        assert_eq!(
+            info.jwks_uri.as_deref(),
+            Some("https://billing.example/jwks.json")
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Talking to an upstream provider: its discovery document (OpenID Connect Discovery
 //! 1.0), its JWK Set, and the code exchange at its token endpoint. The only outgoing
-//! HTTP of the token server, with the federated issuers' keys ([`crate::server`]'s
-//! `issuer_keys`, which uses [`outgoing_client`] and [`get`] from here).
+//! HTTP of the token server with the federated issuers' keys, both within the bounds of
+//! [`crate::outgoing`].
 //!
 //! Discovery documents and JWK Sets are cached for [`CACHE_FOR`] (5 minutes) per URL,
 //! so a sign-in costs one request to the provider (the code exchange) once warm; an ID
 //! token whose `kid` is not in the cached set refetches the set once, which is how a
-//! provider's key rotation reaches us. Every request has bounded timeouts ([`TIMEOUT`],
-//! [`CONNECT_TIMEOUT`]) and a bounded answer ([`MAX_ANSWER`]), follows no redirect, and
+//! provider's key rotation reaches us. Every request has bounded timeouts ([`outgoing::TIMEOUT`],
+//! [`outgoing::CONNECT_TIMEOUT`]) and a bounded answer ([`outgoing::MAX_ANSWER`]), follows no redirect, and
 //! nothing fetched is logged: an answer of the token endpoint holds tokens.
 
 use std::collections::HashMap;
@@ -20,14 +20,10 @@ use serde::Deserialize;
 
 use crate::auth::secret::SecretString;
 use crate::index::UpstreamEntry;
+use crate::outgoing;
 
 /// How long a discovery document or JWK Set is used before it is fetched again.
 pub const CACHE_FOR: Duration = Duration::from_secs(300);
-/// The longest a request to a provider may take, all of it.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest answer read from a provider.
-const MAX_ANSWER: usize = 256 * 1024;
 
 /// What the provider's discovery document says that the sign-in needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +48,12 @@ pub enum ProviderError {
     Exchange { status: u16, error: String },
     #[error("the provider's token answer has no ID token")]
     NoIdToken,
+}
+
+impl From<outgoing::Error> for ProviderError {
+    fn from(e: outgoing::Error) -> Self {
+        ProviderError::Fetch(e.to_string())
+    }
 }
 
 impl ProviderError {
@@ -118,41 +120,6 @@ fn remember<T>(cache: &Mutex<HashMap<String, (Instant, Arc<T>)>>, key: &str, val
     cache.insert(key.to_string(), (Instant::now(), value));
 }
 
-/// The client of every outgoing request: bounded in time, following no redirect, trusting
-/// the system's roots and `roots`.
-pub fn outgoing_client(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, ProviderError> {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("oauth-operator")
-        .tls_certs_merge(roots.iter().cloned())
-        .build()
-        .map_err(|e| ProviderError::Fetch(e.to_string()))
-}
-
-/// The body of a successful GET of `url` (JSON expected), at most [`MAX_ANSWER`] bytes.
-pub async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, ProviderError> {
-    let res = http
-        .get(url)
-        // A JWK Set's own type too: the Kubernetes API server answers 406 to a JWKS
-        // request that accepts only application/json.
-        .header(
-            reqwest::header::ACCEPT,
-            "application/json, application/jwk-set+json",
-        )
-        .send()
-        .await
-        .map_err(|e| ProviderError::Fetch(e.to_string()))?;
-    if !res.status().is_success() {
-        return Err(ProviderError::Fetch(format!(
-            "HTTP {} from {url}",
-            res.status().as_u16()
-        )));
-    }
-    read_bounded(res).await
-}
-
 impl Providers {
     /// `roots` are trusted besides the system's.
     pub fn new(roots: Vec<reqwest::Certificate>) -> Self {
@@ -166,7 +133,7 @@ impl Providers {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
-        let built = outgoing_client(&self.roots)?;
+        let built = outgoing::client(&self.roots)?;
         Ok(self.http.get_or_init(|| built))
     }
 
@@ -239,7 +206,7 @@ impl Providers {
             .await
             .map_err(|e| ProviderError::Fetch(e.without_url().to_string()))?;
         let status = res.status();
-        let answer = read_bounded(res).await?;
+        let answer = outgoing::read_bounded(res).await?;
         #[derive(Deserialize)]
         struct TokenAnswer {
             id_token: Option<String>,
@@ -264,24 +231,8 @@ impl Providers {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, ProviderError> {
-        get(self.http()?, url).await
+        Ok(outgoing::get_json(self.http()?, url).await?)
     }
-}
-
-/// The body of `res`, refused beyond [`MAX_ANSWER`] bytes.
-async fn read_bounded(mut res: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| ProviderError::Fetch(e.without_url().to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(ProviderError::Fetch("the answer is too large".into()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]
