@@ -4,6 +4,9 @@
 #   docker build -t <registry>/oauth-operator:<tag> .
 #   docker push <registry>/oauth-operator:<tag>
 #
+# hack/image.sh builds the same layout without Docker or a registry (Debian's packages and
+# umoci): the binary at /oauth-operator, glibc, libgcc, CA certificates, user 65532.
+#
 # Needs BuildKit (the default builder of current Docker) for the cache mounts: the cargo
 # registry and target directory survive between builds, so a rebuild after a source change
 # recompiles only this crate.

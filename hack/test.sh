@@ -2,8 +2,8 @@
 # Every check the project has, from a clean checkout: formatting, lints, unit tests,
 # integration tests on a real control plane (the `envtest` crate; its Go binaries are built
 # from the Go module proxy on first use and cached in ~/.cache/oauth-operator, like helm for
-# the chart tests), headless Chromium for the sign-in tests (Debian's packages), and the
-# README's run command.
+# the chart tests), headless Chromium for the sign-in tests and runc for the image test
+# (Debian's packages), the OCI image (hack/image.sh), and the README's run command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -17,6 +17,9 @@ hack/tools/helm.sh
 
 step "headless Chromium for the sign-in tests (Debian's chromium and chromium-driver)"
 hack/tools/chromium.sh
+
+step "container runtime for the image test (Debian's runc, umoci, containers-common)"
+hack/tools/runtime.sh
 
 step "rust-version: not below any dependency's own minimum"
 cargo metadata --locked --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" \
@@ -33,6 +36,10 @@ cargo clippy --locked --workspace --all-targets --features e2e -- -D warnings
 # tests on a real control plane.
 step "fast tests: unit, router, fuzz"
 cargo test --locked --workspace --features e2e --lib --bins --test router --test sign_in --test fuzz
+
+# The release build the image holds; the image test runs hack/image.sh again (warm: seconds).
+step "the OCI image (hack/image.sh)"
+hack/image.sh
 
 step "integration tests on a real control plane"
 cargo test --locked --features e2e --test e2e

@@ -27,13 +27,13 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
 
 const ISSUER: &str = "https://auth.example.test";
 /// The release name; the chart's fullname is then `<RELEASE>-oauth-operator`.
-const RELEASE: &str = "t";
+pub(crate) const RELEASE: &str = "t";
 /// A cold build of helm takes minutes (hack/test.sh builds it before the tests); a
 /// cached one returns at once.
 const BUILD_LIMIT: Duration = Duration::from_secs(270);
 const HELM_LIMIT: Duration = Duration::from_secs(60);
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -66,7 +66,7 @@ fn text(out: &Output) -> String {
 }
 
 /// The helm binary, built by hack/tools/helm.sh on first use.
-async fn helm() -> anyhow::Result<PathBuf> {
+pub(crate) async fn helm() -> anyhow::Result<PathBuf> {
     let script = repo().join("hack/tools/helm.sh");
     let out = run(&mut Command::new(&script), BUILD_LIMIT)
         .await
@@ -84,7 +84,7 @@ async fn helm() -> anyhow::Result<PathBuf> {
 }
 
 /// `helm template` of the chart into namespace `ns`, with `--set` values.
-async fn template(helm: &Path, ns: &str, sets: &[String]) -> anyhow::Result<String> {
+pub(crate) async fn template(helm: &Path, ns: &str, sets: &[String]) -> anyhow::Result<String> {
     let mut cmd = Command::new(helm);
     cmd.args(["template", RELEASE])
         .arg(chart())
@@ -102,7 +102,7 @@ async fn template(helm: &Path, ns: &str, sets: &[String]) -> anyhow::Result<Stri
 }
 
 /// The rendered documents, without the empty ones.
-fn documents(yaml: &str) -> anyhow::Result<Vec<serde_yaml_ng::Value>> {
+pub(crate) fn documents(yaml: &str) -> anyhow::Result<Vec<serde_yaml_ng::Value>> {
     let mut docs = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc)?;
@@ -113,7 +113,7 @@ fn documents(yaml: &str) -> anyhow::Result<Vec<serde_yaml_ng::Value>> {
     Ok(docs)
 }
 
-fn str_at<'a>(v: &'a serde_yaml_ng::Value, path: &[&str]) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a serde_yaml_ng::Value, path: &[&str]) -> &'a str {
     let mut v = v;
     for key in path {
         v = &v[*key];
@@ -121,7 +121,7 @@ fn str_at<'a>(v: &'a serde_yaml_ng::Value, path: &[&str]) -> &'a str {
     v.as_str().unwrap_or_default()
 }
 
-fn strings(v: &serde_yaml_ng::Value) -> Vec<&str> {
+pub(crate) fn strings(v: &serde_yaml_ng::Value) -> Vec<&str> {
     v.as_sequence()
         .map(|s| s.iter().filter_map(|x| x.as_str()).collect())
         .unwrap_or_default()

@@ -11,6 +11,7 @@ mod federation;
 mod lifecycle;
 mod operations;
 mod registration;
+mod runtime;
 mod secretless;
 mod sign_in;
 mod support;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         web_apps::tests(),
         federation::tests(),
         secretless::tests(),
+        runtime::tests(),
     ]
     .concat();
     let trials = tests
