@@ -509,6 +509,7 @@ async fn lead(
     let _ = ctx
         .stores
         .set(controllers.iter().map(Controller::store).collect());
+    metrics.count_secrets_of(controllers.iter().map(Controller::store).collect());
     let controllers = controllers.into_iter().map(|c| {
         c.run(
             oauth_client::reconcile,

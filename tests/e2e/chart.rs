@@ -22,6 +22,9 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("chart_rbac_and_secret_guard_confine_the_operator", |c| {
             Box::pin(rbac_and_guard(c))
         }),
+        ("alerts_and_dashboard_name_only_exported_metrics", |c| {
+            Box::pin(monitoring(c))
+        }),
     ]
 }
 
@@ -640,5 +643,181 @@ async fn run_as_service_accounts(ctx: &Ctx) -> anyhow::Result<()> {
     {
         bail!("a component was refused something it needs: {line}");
     }
+    Ok(())
+}
+
+/// Every `oauth_operator_*` series named in a PromQL text, as its metric family (the
+/// name in `# TYPE`: counters lose `_total`, histograms `_bucket`, `_sum`, `_count`).
+fn families_named(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("oauth_operator_") {
+        let start = i + at;
+        let end = start
+            + text[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(text.len() - start);
+        // Only a name that starts a token (not the middle of another word).
+        let starts_token =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        if starts_token {
+            let name = &text[start..end];
+            let family = ["_total", "_bucket", "_sum", "_count", "_created"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            out.insert(family.to_string());
+        }
+        i = end;
+    }
+    out
+}
+
+/// The families a `/metrics` answer declares (`# TYPE <name> <kind>`), with or without
+/// samples yet.
+fn families_exported(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The optional PrometheusRule and Grafana dashboard render, and every metric they name is
+/// one the running controller and token server export: renaming a metric without
+/// them fails here, not silently in someone's Prometheus.
+async fn monitoring(ctx: Ctx) -> anyhow::Result<()> {
+    let helm = helm().await?;
+    let yaml = template(
+        &helm,
+        &ctx.ns,
+        &[
+            format!("issuer={ISSUER}"),
+            "metrics.serviceMonitor.enabled=true".into(),
+            "monitoring.prometheusRule.enabled=true".into(),
+            "monitoring.dashboard.enabled=true".into(),
+        ],
+    )
+    .await?;
+    let docs = documents(&yaml)?;
+    let rule = docs
+        .iter()
+        .find(|d| str_at(d, &["kind"]) == "PrometheusRule")
+        .context("no PrometheusRule")?;
+    let mut exprs = String::new();
+    let mut alerts = Vec::new();
+    for group in rule["spec"]["groups"].as_sequence().into_iter().flatten() {
+        for r in group["rules"].as_sequence().into_iter().flatten() {
+            alerts.push(str_at(r, &["alert"]).to_string());
+            exprs.push_str(str_at(r, &["expr"]));
+            exprs.push('\n');
+        }
+    }
+    for wanted in [
+        "OAuthOperatorWatchesDisconnected",
+        "OAuthOperatorNoLeader",
+        "OAuthOperatorClientSecretsExpiringSoon",
+        "OAuthOperatorClientSecretsExpired",
+        "OAuthOperatorLoadShed",
+        "OAuthOperatorLockoutsRising",
+    ] {
+        ensure!(
+            alerts.iter().any(|a| a == wanted),
+            "no alert {wanted}: {alerts:?}"
+        );
+    }
+    let dashboard = docs
+        .iter()
+        .find(|d| {
+            str_at(d, &["kind"]) == "ConfigMap"
+                && str_at(d, &["metadata", "name"]).ends_with("-dashboard")
+        })
+        .context("no dashboard ConfigMap")?;
+    ensure!(
+        str_at(dashboard, &["metadata", "labels", "grafana_dashboard"]) == "1",
+        "the dashboard lacks the sidecar's label"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(str_at(dashboard, &["data", "oauth-operator.json"]))
+            .context("the dashboard is not JSON")?;
+    let mut queries = String::new();
+    for p in json["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            queries.push_str(t["expr"].as_str().unwrap_or_default());
+            queries.push('\n');
+        }
+    }
+    ensure!(!queries.is_empty(), "the dashboard has no query");
+
+    // What the binaries export, once each has done some work.
+    let (controller, server) = ctx.start_stack().await?;
+    ctx.apply(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: app\nspec:\n  scopes: [read]\n",
+    )?;
+    ctx.wait_ready("app").await?;
+    // A family appears in /metrics once it has a sample: one refusal of each kind.
+    let (code, _, _) = server
+        .token(
+            &ctx.http,
+            Some(("app", "wrong")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await?;
+    ensure!(code == 401, "a wrong secret: {code}");
+    let (code, _, _) = server
+        .token(
+            &ctx.http,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", "not.a.jwt"),
+            ],
+        )
+        .await?;
+    ensure!(code == 401, "a malformed assertion: {code}");
+    let mut exported = families_exported(&server.metrics(&ctx.http).await?);
+    let health = eventually(
+        Duration::from_secs(10),
+        "the controller's health address",
+        || async {
+            let log = controller.log_text();
+            let line = log
+                .lines()
+                .find(|l| l.contains("controller health and metrics listening"))
+                .context("not logged yet")?;
+            let at = line.find("127.0.0.1:").context("no address")?;
+            let port: String = line[at + 10..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Ok(format!("http://127.0.0.1:{port}/metrics"))
+        },
+    )
+    .await?;
+    let text = ctx.http.get(&health).send().await?.text().await?;
+    exported.extend(families_exported(&text));
+    for (what, named) in [
+        ("the PrometheusRule", families_named(&exprs)),
+        ("the dashboard", families_named(&queries)),
+    ] {
+        ensure!(!named.is_empty(), "{what} names no metric");
+        let unknown: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+        ensure!(
+            unknown.is_empty(),
+            "{what} names metrics the binaries do not export: {unknown:?} (exported: {exported:?})"
+        );
+    }
+    // The secrets gauge counts what the status says (the leader's view).
+    ensure!(
+        text.contains("oauth_operator_controller_client_secrets{state=\"valid\"} 1"),
+        "client_secrets: {text}"
+    );
     Ok(())
 }
