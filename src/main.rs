@@ -358,9 +358,8 @@ fn server_config(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Crd | Command::HashPassword) {
-        telemetry::init(cli.log_format);
-    }
+    let _log_writer = (!matches!(cli.command, Command::Crd | Command::HashPassword))
+        .then(|| telemetry::init(cli.log_format));
     match cli.command {
         Command::Crd => {
             print!("{}", api::crds_yaml()?);

@@ -41,9 +41,13 @@ struct TokenResponse {
 }
 
 /// `POST /token`. The span carries the client id once the request names one (never the
-/// secret), so a trace shows the one request.
+/// secret), so a trace shows the one request. It is a `debug` span: at the default `info`
+/// level it is never built, since every line this handler logs at `info` or above names
+/// the client itself, and building and formatting a span per token cost about a tenth of
+/// the warm path (`hack/bench.sh token`, docs/benchmarks.md).
 #[tracing::instrument(
     name = "token",
+    level = "debug",
     skip_all,
     fields(client_id = tracing::field::Empty, source = %peer.ip())
 )]
@@ -140,7 +144,7 @@ async fn issue(
         client_auth_method: Some(method.as_str().to_string()),
     };
     let jwt = token::sign(&claims, keys.signer(now)).map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
+        tracing::error!(error = %e, client_id = %client.client_id, "signing failed");
         (id.clone(), OAuthError::ServerError)
     })?;
     // `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 section 5.1) come from
