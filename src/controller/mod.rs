@@ -28,6 +28,7 @@ mod outcome;
 mod secrets;
 mod signing_keys;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{FutureExt as _, StreamExt};
@@ -99,6 +100,11 @@ pub struct Context {
     /// The controller's own Secrets and the verifiers, as their watches (the ones that
     /// trigger reconciles) last saw them: a reconcile reads these before the API server.
     owned: OnceCell<Vec<OwnedStores>>,
+    /// Credentials Secret names (`namespace`, `name`) a create found taken (409). The
+    /// owned watch sees only Secrets this controller labelled, so for these a miss there
+    /// says nothing and the API server is asked; for every other name a miss is trusted,
+    /// which saves a GET per new client (a tenth of the controller's requests at scale).
+    taken_secrets: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 /// The watch stores of what one scope's OAuthClient controller owns.
@@ -297,6 +303,25 @@ impl Context {
         lookup(self.owned.get().map(|o| o.iter().map(|s| &s.secrets)), &key)
     }
 
+    /// Whether a create of the Secret `ns/name` found the name taken, so that only the API
+    /// server can say what is there.
+    pub fn secret_taken(&self, ns: &str, name: &str) -> bool {
+        let taken = self.taken_secrets.lock().expect("taken_secrets lock");
+        taken.contains(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Records what a create of the Secret `ns/name` found: `true` for a 409, `false` once
+    /// the owned watch holds it (it is ours).
+    pub fn set_secret_taken(&self, ns: &str, name: &str, taken: bool) {
+        let mut set = self.taken_secrets.lock().expect("taken_secrets lock");
+        let key = (ns.to_string(), name.to_string());
+        if taken {
+            set.insert(key);
+        } else if !set.is_empty() {
+            set.remove(&key);
+        }
+    }
+
     /// The verifier `ns/name` as the owned watch last saw it.
     pub fn cached_verifier(&self, ns: &str, name: &str) -> Cached<OAuthClientVerifier> {
         let key = ObjectRef::new(name).within(ns);
@@ -416,6 +441,7 @@ async fn lead(
         config: config.clone(),
         stores: OnceCell::new(),
         owned: OnceCell::new(),
+        taken_secrets: Default::default(),
     });
 
     // Only the Secrets we made, by label: never a watch on every Secret of the cluster.

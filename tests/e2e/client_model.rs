@@ -31,6 +31,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         ("the_older_client_keeps_a_contested_id", |c| {
             Box::pin(conflict(c))
         }),
+        (
+            "a_secret_someone_else_made_is_reported_and_left_alone",
+            |c| Box::pin(secret_taken(c)),
+        ),
         ("a_display_name_and_version_are_reported_once_taken", |c| {
             Box::pin(display_name_conflict(c))
         }),
@@ -439,6 +443,69 @@ async fn conflict(ctx: Ctx) -> anyhow::Result<()> {
         "the id passes to the remaining client",
         || async {
             ensure!(code(&ctx, &server, "SHARED-ID", &second_secret).await? == 200);
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// A Secret of the credentials' name that the controller did not make: the watch never
+/// sees it (it carries no label of ours), so only the create's 409 tells, and from then on
+/// the controller reads it, reports it and leaves it as it is; once it is gone the client
+/// gets its own.
+async fn secret_taken(ctx: Ctx) -> anyhow::Result<()> {
+    let (_controller, server) = ctx.start_stack().await?;
+    let theirs = Secret {
+        metadata: ObjectMeta {
+            name: Some("taken-credentials".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".to_string(),
+            ByteString(b"not-yours".to_vec()),
+        )])),
+        ..Default::default()
+    };
+    let secrets = ctx.api::<Secret>();
+    secrets.create(&PostParams::default(), &theirs).await?;
+    ctx.apply(&client("taken", "  clientId: taken"))?;
+    let c = ctx
+        .wait_condition("taken", "Ready", "False", Some("SecretConflict"))
+        .await?;
+    let msg = condition_message(&c, "Ready");
+    ensure!(
+        msg.contains("taken-credentials"),
+        "the message names the Secret: {msg}"
+    );
+    let now = secrets.get("taken-credentials").await?;
+    ensure!(
+        now.data == theirs.data,
+        "their Secret is untouched: {:?}",
+        now.data.map(|d| d.into_keys().collect::<Vec<_>>())
+    );
+    ensure!(
+        ctx.api::<OAuthClientVerifier>()
+            .get_opt("taken")
+            .await?
+            .is_none(),
+        "nothing is served without a Secret of ours"
+    );
+
+    secrets
+        .delete("taken-credentials", &DeleteParams::default())
+        .await?;
+    // The controller looks again within a minute by itself; any change to the client
+    // (here an annotation) makes it look now.
+    ctx.apply(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: taken\n  annotations:\n    example.com/nudge: \"1\"\nspec:\n  clientId: taken\n",
+    )?;
+    ctx.wait_ready("taken").await?;
+    let (_, secret) = ctx.credentials("taken-credentials").await?;
+    eventually(
+        Duration::from_secs(15),
+        "the client's own secret works",
+        || async {
+            ensure!(code(&ctx, &server, "taken", &secret).await? == 200);
             Ok(())
         },
     )

@@ -27,8 +27,16 @@ pub async fn act(
 ) -> Result<Requeue, Error> {
     let ns = client.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let creating = matches!(plan.secret, SecretWrite::Create(_));
     let written_uid = match write_secret(&secrets, plan.secret).await? {
-        Written::Conflict => return Ok(Requeue::After(std::time::Duration::from_secs(1))),
+        Written::Conflict => {
+            if creating {
+                // Taken by someone (or by our own create the watch has not shown yet):
+                // the next reconcile reads what is there.
+                ctx.set_secret_taken(&ns, &observed.secret_name, true);
+            }
+            return Ok(Requeue::After(std::time::Duration::from_secs(1)));
+        }
         Written::Now { uid } => uid,
         Written::Unchanged => observed.credentials.and_then(|s| s.metadata.uid),
     };

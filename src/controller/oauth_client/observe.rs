@@ -77,12 +77,18 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     // The watch's copy first. A stale copy is harmless: a replace carries its
     // resourceVersion (409, and the reconcile starts over), and an unchanged verifier is
-    // not written. A miss asks the API server: the watch sees only Secrets this
-    // controller labelled, and a Secret of the same name someone else made must be seen
-    // to be reported (SecretConflict) rather than run into on every create.
-    observed.credentials = match ctx.cached_secret(&ns, &observed.secret_name) {
-        Cached::Found(s) => Some(Secret::clone(&s)),
-        Cached::Absent | Cached::Unknown => read_secret(&secrets, &observed.secret_name).await?,
+    // not written. A miss is trusted (the create that follows fails with 409 if the name
+    // is taken) until a create has found it taken: the watch sees only Secrets this
+    // controller labelled, and a Secret of the same name someone else made must then be
+    // read to be reported (SecretConflict) rather than run into on every create.
+    let name = &observed.secret_name;
+    observed.credentials = match ctx.cached_secret(&ns, name) {
+        Cached::Found(s) => {
+            ctx.set_secret_taken(&ns, name, false);
+            Some(Secret::clone(&s))
+        }
+        Cached::Absent if !ctx.secret_taken(&ns, name) => None,
+        Cached::Absent | Cached::Unknown => read_secret(&secrets, name).await?,
     };
     let mut names: Vec<String> = client
         .secret_entries()
