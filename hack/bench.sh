@@ -250,11 +250,22 @@ assertion_bench() {
   wait_ready "$n" sa-
   wait_ready "$n" sec-
   for i in $(seq 1 "$n"); do
-    kubectl create token -n bench "workload-$i" --audience "$issuer" --duration 1h
+    # One per line: kubectl ends its output with none.
+    printf '%s\n' "$(kubectl create token -n bench "workload-$i" --audience "$issuer" --duration 1h)"
   done >"$work/assertions.txt"
   basic_file | head -n "$n" >"$work/secrets.txt"
   token_lua
   start_server ""
+  # One by hand first: a run of refusals measures nothing.
+  local first
+  first=$(curl -s -d grant_type=client_credentials \
+    -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer \
+    -d "client_assertion=$(head -n1 "$work/assertions.txt")" "$issuer/token")
+  if [[ $first != *access_token* ]]; then
+    echo "a ServiceAccount token was refused: $first" >&2
+    tail -n 20 "$work/server.log" >&2
+    exit 1
+  fi
   echo "--- warm, generated secrets (HTTP Basic), server pinned to 1 core, wrk $CONNECTIONS connections on the other"
   secret=$(BASIC_FILE=$work/secrets.txt drive "$CONNECTIONS" | show | grep RESULT)
   echo "--- warm, ServiceAccount tokens as client_assertion (the cluster issuer's signature, then the ServiceAccount UID), same server and load"
