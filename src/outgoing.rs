@@ -40,6 +40,34 @@ pub fn client(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, Error> 
         .map_err(|e| Error::Client(e.to_string()))
 }
 
+/// A [`client`] built at first use: building can fail (no TLS roots), and a component
+/// that never fetches anything (no upstream provider, no federated issuer, no `jwksUri`)
+/// never needs one.
+#[derive(Default)]
+pub struct LazyClient {
+    /// Trusted besides the system's roots (a private CA).
+    roots: Vec<reqwest::Certificate>,
+    built: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl LazyClient {
+    pub fn new(roots: Vec<reqwest::Certificate>) -> Self {
+        LazyClient {
+            roots,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client, built now if this is the first use.
+    pub fn get(&self) -> Result<&reqwest::Client, Error> {
+        if let Some(c) = self.built.get() {
+            return Ok(c);
+        }
+        let built = client(&self.roots)?;
+        Ok(self.built.get_or_init(|| built))
+    }
+}
+
 /// The body of a successful GET of `url`, a JSON document (a JWK Set's own media type
 /// too: the Kubernetes API server answers 406 to a JWKS request that accepts only
 /// `application/json`).

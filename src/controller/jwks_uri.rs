@@ -9,7 +9,7 @@
 //! reconcile loop cannot turn into a flood of requests to it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::outgoing;
@@ -25,7 +25,7 @@ type Read = Result<String, String>;
 
 #[derive(Default)]
 pub struct JwksUris {
-    http: OnceLock<reqwest::Client>,
+    http: outgoing::LazyClient,
     /// By URL: when it was read, and the text or why not.
     read: Mutex<HashMap<String, (Instant, Read)>>,
 }
@@ -51,13 +51,7 @@ impl JwksUris {
     }
 
     async fn fetch(&self, url: &str) -> Read {
-        let http = match self.http.get() {
-            Some(c) => c,
-            None => {
-                let built = outgoing::client(&[]).map_err(|e| e.to_string())?;
-                self.http.get_or_init(|| built)
-            }
-        };
+        let http = self.http.get().map_err(|e| e.to_string())?;
         let body = outgoing::get_json(http, url).await.map_err(|e| match e {
             // The peer's words stay out of the status: only what kind of failure.
             outgoing::Error::Unreachable(_) => "could not be reached".to_string(),

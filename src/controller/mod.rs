@@ -317,7 +317,7 @@ impl Context {
         let key = (ns.to_string(), name.to_string());
         if taken {
             set.insert(key);
-        } else if !set.is_empty() {
+        } else {
             set.remove(&key);
         }
     }

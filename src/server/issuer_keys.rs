@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -155,9 +155,7 @@ async fn from_api_server(kube: &kube::Client) -> Result<IssuerKeys, FetchError> 
 /// The issuers the operator trusts for federated workload identities, each with its keys.
 pub struct FederatedIssuers {
     issuers: HashMap<String, KeyCache>,
-    roots: Vec<reqwest::Certificate>,
-    /// Built at first use, as the upstream providers' client.
-    http: OnceLock<reqwest::Client>,
+    http: crate::outgoing::LazyClient,
 }
 
 impl FederatedIssuers {
@@ -168,8 +166,7 @@ impl FederatedIssuers {
                 .iter()
                 .map(|i| (i.clone(), KeyCache::default()))
                 .collect(),
-            roots,
-            http: OnceLock::new(),
+            http: crate::outgoing::LazyClient::new(roots),
         }
     }
 
@@ -188,13 +185,7 @@ impl FederatedIssuers {
     }
 
     async fn fetch_discovered(&self, issuer: &str) -> Result<IssuerKeys, FetchError> {
-        let http = match self.http.get() {
-            Some(c) => c,
-            None => {
-                let built = crate::outgoing::client(&self.roots)?;
-                self.http.get_or_init(|| built)
-            }
-        };
+        let http = self.http.get()?;
         #[derive(serde::Deserialize)]
         struct Discovery {
             issuer: String,

@@ -11,7 +11,7 @@
 //! nothing fetched is logged: an answer of the token endpoint holds tokens.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -72,11 +72,7 @@ impl ProviderError {
 /// The HTTP client and the caches, shared by every request.
 #[derive(Default)]
 pub struct Providers {
-    /// Built at first use: building can fail (no TLS roots), and a server without
-    /// upstream providers never needs it.
-    http: OnceLock<reqwest::Client>,
-    /// Trusted besides the system's roots (a private CA).
-    roots: Vec<reqwest::Certificate>,
+    http: outgoing::LazyClient,
     metadata: Mutex<HashMap<String, (Instant, Arc<Metadata>)>>,
     jwks: Mutex<HashMap<String, (Instant, Arc<JwkSet>)>>,
 }
@@ -124,17 +120,13 @@ impl Providers {
     /// `roots` are trusted besides the system's.
     pub fn new(roots: Vec<reqwest::Certificate>) -> Self {
         Providers {
-            roots,
+            http: outgoing::LazyClient::new(roots),
             ..Providers::default()
         }
     }
 
     fn http(&self) -> Result<&reqwest::Client, ProviderError> {
-        if let Some(c) = self.http.get() {
-            return Ok(c);
-        }
-        let built = outgoing::client(&self.roots)?;
-        Ok(self.http.get_or_init(|| built))
+        Ok(self.http.get()?)
     }
 
     /// The provider's discovery document, cached; it must name the configured issuer.
