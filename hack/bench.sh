@@ -22,7 +22,8 @@
 # DURATION (seconds per wrk run, default 10), CONNECTIONS (default 32), CHOSEN (argon2
 # clients, default 20), RESTART_SECONDS (default 20), ALGORITHMS (default "ES256 EdDSA
 # RS256"), PROFILE=1 (sample the server with perf during each warm run and print where its
-# user-space time goes; needs linux-perf from Debian).
+# user-space time goes; in the scale run, profile the API server with pprof and the
+# controller with perf for 30 s; needs linux-perf from Debian and go).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -342,7 +343,66 @@ total = sum(v for k, v in d.items() if k != "leases")
 print("    controller API writes: %d (%.2f per client): %s" % (total, total / n, ", ".join("%s %d" % kv for kv in sorted(d.items()))))
 PY
 }
+# The API server's time per kind of write so far, "verb:resource=seconds/count ..." (its
+# request-duration histogram: wall time, so under load it includes waiting for a core).
+api_time() {
+  kubectl get --raw /metrics | python3 -c '
+import re, sys
+t = {}
+for line in sys.stdin:
+    m = re.match(r"apiserver_request_duration_seconds_(sum|count)\{(.*)\} (\S+)", line)
+    if not m:
+        continue
+    labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", m[2]))
+    if labels.get("verb") not in ("POST", "PUT", "PATCH", "APPLY", "DELETE"):
+        continue
+    key = labels["verb"] + ":" + labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+    s, c = t.get(key, (0.0, 0.0))
+    t[key] = (s + float(m[3]), c) if m[1] == "sum" else (s, c + float(m[3]))
+print(" ".join("%s=%f/%d" % (k, s, c) for k, (s, c) in sorted(t.items())))'
+}
+api_time_delta() { # $1, $2: two api_time lines
+  python3 - "$1" "$2" <<'PY'
+import sys
+def parse(line):
+    out = {}
+    for kv in line.split():
+        k, v = kv.split("=")
+        s, c = v.split("/")
+        out[k] = (float(s), float(c))
+    return out
+a, b = parse(sys.argv[1]), parse(sys.argv[2])
+d = {k: (s - a.get(k, (0, 0))[0], c - a.get(k, (0, 0))[1]) for k, (s, c) in b.items()}
+d = {k: v for k, v in d.items() if v[1] >= 100}
+print("    API server time per write: " + ", ".join(
+    "%s %.1f ms x %d" % (k, 1000 * s / c, c) for k, (s, c) in sorted(d.items(), key=lambda kv: -kv[1][0])))
+PY
+}
 cpu_total() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
+# CPU seconds (user + system) of each control-plane process and of the whole machine, as
+# "name=seconds ..." (busy = all cores' non-idle time), to say where a run's CPU went.
+cpu_split() {
+  local out="" pid name
+  for name in etcd kube-apiserver kube-controller-manager; do
+    pid=$(pgrep -f -- "$name .*$work/cp/" | head -n1 || true)
+    [[ -n $pid ]] && out+="$name=$(cpu_total "$pid") "
+  done
+  out+="controller=$(cpu_total "$controller") server=$(cpu_total "$server") "
+  out+="busy=$(awk '/^cpu / {printf "%.2f", ($2+$3+$4+$7+$8)/100}' /proc/stat)"
+  echo "$out"
+}
+cpu_split_delta() { # $1, $2: two cpu_split lines, $3: the run's wall seconds
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+parse = lambda s: {k: float(v) for k, v in (kv.split("=") for kv in s.split())}
+a, b, wall = parse(sys.argv[1]), parse(sys.argv[2]), float(sys.argv[3])
+d = {k: b[k] - a.get(k, 0) for k in b}
+busy = d.pop("busy")
+rest = busy - sum(d.values())
+parts = sorted(d.items(), key=lambda kv: -kv[1]) + [("the appliers and everything else", rest)]
+print("    CPU over the run: %.0f s busy of %.0f s (2 cores x %.1f s wall): %s" % (busy, 2 * wall, wall, ", ".join("%s %.1f s" % kv for kv in parts)))
+PY
+}
 
 scale_bench() {
   local parallel=${APPLY_PARALLEL:-8}
@@ -357,12 +417,21 @@ scale_bench() {
   local w0 c0 start end
   w0=$(api_writes)
   c0=$(cpu_total "$controller")
+  local split0 time0
+  split0=$(cpu_split)
+  time0=$(api_time)
   start=$(date +%s.%N)
   local appliers=()
   for f in "$work"/scale-*.yaml; do
     kubectl apply -n bench --server-side -f "$f" >/dev/null &
     appliers+=($!)
   done
+  if [[ ${PROFILE:-0} == 1 ]]; then # the API server's own CPU profile (Go's pprof) of 30 s of it
+    kubectl get --raw "/debug/pprof/profile?seconds=30" >"$work/apiserver.pprof" &
+    local profiler=$!
+    perf record -q -e cpu-clock -F 499 -p "$controller" -o "$work/controller.perf" -- sleep 30 >/dev/null 2>&1 &
+    local controller_profiler=$!
+  fi
   wait "${appliers[@]}"
   applied=$(date +%s.%N)
   wait_ready "$SCALE" scale-
@@ -371,7 +440,18 @@ scale_bench() {
   printf -- "--- %d clients applied in %s s, all Ready with their Secrets %s s after the first apply\n" "$SCALE" \
     "$(python3 -c "print(round($applied - $start, 1))")" "$(python3 -c "print(round($end - $start, 1))")"
   echo "    controller CPU: $(python3 -c "print(round($(cpu_total "$controller") - $c0, 1))") s over the run; RSS $(rss_mib "$controller") MiB (peak $(hwm_mib "$controller") MiB)"
+  cpu_split_delta "$split0" "$(cpu_split)" "$(python3 -c "print($end - $start)")"
+  api_time_delta "$time0" "$(api_time)"
   writes_delta "$w0" "$(api_writes)" "$SCALE"
+  if [[ ${PROFILE:-0} == 1 ]]; then
+    wait "$profiler" || true
+    echo "    where the API server's time went (pprof, 30 s of the run; cumulative, then self):"
+    go tool pprof -top -cum -nodecount="${PROFILE_TOP:-40}" "$work/apiserver.pprof" 2>/dev/null | sed -n '1,/^ *flat/d; s/^/      /; p' || true
+    go tool pprof -top -nodecount="${PROFILE_TOP:-40}" "$work/apiserver.pprof" 2>/dev/null | sed -n '1,/^ *flat/d; s/^/      /; p' || true
+    wait "$controller_profiler" || true
+    echo "    where the controller's time went (perf, 30 s of the run, self time):"
+    perf report -i "$work/controller.perf" --stdio --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -n "${PROFILE_TOP:-40}" | cut -c1-150 || true
+  fi
   basic_file | head -n "$SCALE" >"$work/scale.txt"
   echo "--- the token server, right after: the first token of each of $(wc -l <"$work/scale.txt") clients"
   load once "$issuer" "$work/scale.txt" --threads 32 | grep RESULT

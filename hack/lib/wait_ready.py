@@ -15,9 +15,7 @@ import subprocess
 import sys
 
 count, prefix, namespace, kubectl = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
-path = (f"/apis/oauth-operator.dev/v1alpha1/namespaces/{namespace}/oauthclients"
-        "?watch=1&resourceVersion=0&allowWatchBookmarks=false")
-watch = subprocess.Popen(kubectl + ["get", "--raw", path], stdout=subprocess.PIPE, text=True)
+base = f"/apis/oauth-operator.dev/v1alpha1/namespaces/{namespace}/oauthclients?watch=1&allowWatchBookmarks=true"
 
 
 def ready(obj):
@@ -30,21 +28,46 @@ def ready(obj):
 
 
 done = set()
-try:
-    for line in watch.stdout:
-        if not line.strip():
-            continue
-        event = json.loads(line)
-        obj = event.get("object") or {}
-        name = (obj.get("metadata") or {}).get("name", "")
-        if event.get("type") not in ("ADDED", "MODIFIED", "DELETED") or not name.startswith(prefix):
-            continue
-        if event["type"] != "DELETED" and ready(obj):
-            done.add(name)
-        else:
-            done.discard(name)
-        if len(done) >= count:
-            sys.exit(0)
-    sys.exit(1)
-finally:
-    watch.kill()
+version = "0"
+
+
+def watch_until_ready():
+    """True once COUNT are Ready; False when the watch ends first. The API server ends a
+    watch whose reader falls behind (this one does, on a machine whose cores the control
+    plane keeps busy), so the next one resumes from the last resourceVersion seen: nothing
+    missed, nothing sent twice. If that version is too old (410), from 0 again."""
+    global done, version
+    watch = subprocess.Popen(kubectl + ["get", "--raw", f"{base}&resourceVersion={version}"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        for line in watch.stdout:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                print(f"wait_ready: the watch answered {obj.get('message', obj)}; from the start again",
+                      file=sys.stderr)
+                done, version = set(), "0"
+                return False
+            meta = obj.get("metadata") or {}
+            version = meta.get("resourceVersion", version)
+            name = meta.get("name", "")
+            if event.get("type") not in ("ADDED", "MODIFIED", "DELETED") or not name.startswith(prefix):
+                continue
+            if event["type"] != "DELETED" and ready(obj):
+                done.add(name)
+            else:
+                done.discard(name)
+            if len(done) >= count:
+                return True
+        print(f"wait_ready: the watch ended with {len(done)} Ready; resuming", file=sys.stderr)
+        return False
+    finally:
+        watch.kill()
+
+
+for _ in range(100):
+    if watch_until_ready():
+        sys.exit(0)
+sys.exit(1)

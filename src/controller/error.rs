@@ -17,7 +17,7 @@ pub enum Error {
     #[error("reading OAuthClientVerifier {name}: {source}")]
     GetVerifier { name: String, source: kube::Error },
     #[error("writing OAuthClientVerifier {name}: {source}")]
-    ApplyVerifier { name: String, source: kube::Error },
+    WriteVerifier { name: String, source: kube::Error },
     #[error("writing status of {name}: {source}")]
     PatchStatus { name: String, source: kube::Error },
     #[error("ensuring the signing-key Secret {name}: {source}")]
@@ -46,7 +46,7 @@ impl Error {
             Error::WriteSecret { .. } => "write_secret",
             Error::GetServiceAccount { .. } => "get_service_account",
             Error::GetVerifier { .. } => "get_verifier",
-            Error::ApplyVerifier { .. } => "apply_verifier",
+            Error::WriteVerifier { .. } => "write_verifier",
             Error::PatchStatus { .. } => "patch_status",
             Error::EnsureSigningKeys { .. } => "ensure_signing_keys",
             Error::Random(_) => "random",

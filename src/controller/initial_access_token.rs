@@ -372,8 +372,13 @@ async fn act(
             expires_at: draft.expires_at,
         };
         if observed.verifier.as_ref().map(|v| &v.spec) != Some(&spec) {
-            ctx.apply_owned(iat, InitialAccessTokenVerifier::new(&iat.name_any(), spec))
-                .await?;
+            let verifier = InitialAccessTokenVerifier::new(&iat.name_any(), spec);
+            if !ctx
+                .write_owned(iat, verifier, observed.verifier.as_ref())
+                .await?
+            {
+                return Ok(Requeue::After(Duration::from_secs(1)));
+            }
         }
     }
 

@@ -1,10 +1,12 @@
 //! Act: carries out a [`Plan`], in the order that keeps the token server honest: the
 //! credentials Secret first (so a value exists before anything accepts its hash), then the
-//! verifier (after the argon2 work the plan asked for, for chosen secrets only), then the status, then the Events.
+//! verifier (after the argon2 work the plan asked for, for chosen secrets only), then the
+//! status, then the Events.
 //!
 //! The Secret write is conditional (create, or replace with the resourceVersion read): if
 //! anyone wrote it meanwhile, nothing else is written and the reconcile starts over from
-//! their content, so no generated value is ever lost or generated twice.
+//! their content, so no generated value is ever lost or generated twice. The verifier write
+//! is conditional the same way (created, or replaced onto the version read).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -50,15 +52,24 @@ pub async fn act(
             }
             let spec = hash_draft(client, ctx, &draft).await?;
             if observed.verifier.as_ref().map(|v| &v.spec) != Some(&spec) {
-                ctx.apply_owned(client, OAuthClientVerifier::new(&client.name_any(), spec))
-                    .await?;
+                let verifier = OAuthClientVerifier::new(&client.name_any(), spec);
+                if !ctx
+                    .write_owned(client, verifier, observed.verifier.as_ref())
+                    .await?
+                {
+                    return Ok(Requeue::After(std::time::Duration::from_secs(1)));
+                }
             }
         }
     }
 
     let outcome = plan.outcome;
     if client.status.clone().unwrap_or_default() != outcome.status {
-        ctx.apply_status(client, &outcome.status).await?;
+        let mut updated = client.clone();
+        updated.status = Some(outcome.status);
+        if !ctx.replace_status(&updated).await? {
+            return Ok(Requeue::After(std::time::Duration::from_secs(1)));
+        }
         // Events only with a status change, so a periodic resync does not repeat them.
         for note in outcome.events {
             ctx.publish(client, note.event_type(), note.reason, note.message)
@@ -149,6 +160,6 @@ async fn delete_verifier(client: &OAuthClient, ctx: &Context) -> Result<(), Erro
     match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::ApplyVerifier { name, source }),
+        Err(source) => Err(Error::WriteVerifier { name, source }),
     }
 }
