@@ -380,11 +380,11 @@ impl Context {
             )
         };
         let mine = key(client);
-        // This runs over every client per reconcile, so the match is decided in place
+        // This passes over every client per reconcile, so the match is decided in place
         // (borrowed, not `effective_client_id()`, under the store's read lock) and only
-        // the few matches are copied out: a snapshot of the whole store per reconcile made
-        // creating 10,000 clients quadratic (a fifth of the controller's CPU, in
-        // allocation and reference counts).
+        // the few matches are copied out: a snapshot of the whole store per reconcile,
+        // 10,000 references copied and dropped each time, was the top of the controller's
+        // profile while 10,000 clients were created.
         let same_id = |other: &OAuthClient| {
             other
                 .spec
