@@ -404,6 +404,16 @@ print("    CPU over the run: %.0f s busy of %.0f s (2 cores x %.1f s wall): %s" 
 PY
 }
 
+pprof_top() { # $1: extra flags; the table of the API server's profile, or why there is none
+  local out
+  out=$(go tool pprof -top "$@" -nodecount="${PROFILE_TOP:-40}" "$work/apiserver.pprof" 2>&1 || true)
+  if grep -q '^ *flat' <<<"$out"; then
+    sed -n '1,/^ *flat/d; s/^/      /; p' <<<"$out"
+  else
+    echo "      (no profile: $(head -c 300 <<<"$out"))"
+  fi
+}
+
 scale_bench() {
   local parallel=${APPLY_PARALLEL:-8}
   echo "==> scale bench: $SCALE clients applied at once by $parallel parallel server-side applies (as a GitOps tool does)"
@@ -446,8 +456,8 @@ scale_bench() {
   if [[ ${PROFILE:-0} == 1 ]]; then
     wait "$profiler" || true
     echo "    where the API server's time went (pprof, 30 s of the run; cumulative, then self):"
-    go tool pprof -top -cum -nodecount="${PROFILE_TOP:-40}" "$work/apiserver.pprof" 2>/dev/null | sed -n '1,/^ *flat/d; s/^/      /; p' || true
-    go tool pprof -top -nodecount="${PROFILE_TOP:-40}" "$work/apiserver.pprof" 2>/dev/null | sed -n '1,/^ *flat/d; s/^/      /; p' || true
+    pprof_top -cum
+    pprof_top
     wait "$controller_profiler" || true
     echo "    where the controller's time went (perf, 30 s of the run, self time):"
     perf report -i "$work/controller.perf" --stdio --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -n "${PROFILE_TOP:-40}" | cut -c1-150 || true
