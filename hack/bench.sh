@@ -4,8 +4,8 @@
 #   hack/bench.sh token   # the bare endpoint beside the project (warm tokens/s, p50/p99, the
 #                         # ratio), the first token of every client on a new replica, a replica
 #                         # restart under load, every signing algorithm, chosen (argon2) secrets
-#   hack/bench.sh scale   # SCALE clients (default 1000) applied in parallel: time to Ready with
-#                         # Secrets, controller CPU, API writes per client, memory; then a
+#   hack/bench.sh scale   # SCALE clients (default 10000) applied in parallel: time to Ready with
+#                         # Secrets, where the CPU went, API writes per client, memory; then a
 #                         # controller restart over them (writes, hash computations)
 #   hack/bench.sh refresh # refresh-token grants per second (each one API-server read and
 #                         # write), and what a sign-in costs in etcd
@@ -16,7 +16,7 @@
 # Everything runs on this machine: a local control plane, the release build of the operator
 # as separate controller and server processes, examples/bare_token.rs as the floor, wrk
 # (Debian) as the closed-loop load generator, hack/lib/token_load.py for per-client runs,
-# all on 127.0.0.1. env: CLIENTS (token bench, default 1000), SCALE (default 1000),
+# all on 127.0.0.1. env: CLIENTS (token bench, default 1000), SCALE (default 10000),
 # APPLY_PARALLEL (parallel applies, default 8), KUBE_API_QPS / KUBE_API_BURST /
 # MAX_RECONCILES (the controller's limits in the scale run, default 500 / 1000 / 64),
 # DURATION (seconds per wrk run, default 10), CONNECTIONS (default 32), CHOSEN (argon2
@@ -29,7 +29,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 what=${1:-all}
 CLIENTS=${CLIENTS:-1000}
-SCALE=${SCALE:-1000}
+SCALE=${SCALE:-10000}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 ALGORITHMS=${ALGORITHMS:-ES256 EdDSA RS256}
