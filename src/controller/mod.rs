@@ -120,7 +120,7 @@ pub enum Cached<K> {
     /// Not in any store, and every store has listed once: the object did not exist at
     /// the last list and no watch event has brought it since. It can still exist if this
     /// controller created it a moment ago; the writes that follow are conditional (a
-    /// create fails with 409, an apply is idempotent), so trusting the miss is safe.
+    /// create fails with 409 and the reconcile starts over), so trusting the miss is safe.
     Absent,
     /// A store has not listed yet: only the API server knows.
     Unknown,
@@ -198,10 +198,10 @@ impl Context {
     /// Whole-object writes, not server-side apply, for two reasons. A verifier is only
     /// ever written by this controller, so there are no other owners' fields to merge
     /// with, and a replace leaves nothing behind (an apply after a create would keep the
-    /// creator's fields: a hash of a removed secret could outlive it). And cost: at 10,000
-    /// new clients an apply that creates took the API server 73 ms per request against
-    /// about 30 ms for a create (it reads etcd for the object first, then builds
-    /// managedFields from the applied configuration), the dearest write of the run.
+    /// creator's fields: a hash of a removed secret could outlive it). And latency: at
+    /// 10,000 new clients an apply that creates took 73 ms per request against about
+    /// 27 ms for a create (wall time under load; the run as a whole is bound by the
+    /// number of requests, not by their kind: docs/benchmarks.md).
     pub async fn write_owned<O, K>(
         &self,
         owner: &O,
@@ -255,9 +255,8 @@ impl Context {
 
     /// Writes the status fields in `status` (and only those: server-side apply) of
     /// `object`, onto the version the status was computed from, for status that another
-    /// writer changes too (the token server claims
-    /// an InitialAccessToken's slots): a reconcile of an older version must not overwrite
-    /// a newer one. `false` if the object changed meanwhile; that change brings another
+    /// writer changes too (the token server claims an InitialAccessToken's slots): a
+    /// reconcile of an older version must not overwrite a newer one. `false` if the object changed meanwhile; that change brings another
     /// reconcile.
     pub async fn apply_status_if_current<K>(
         &self,

@@ -146,8 +146,8 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
             return Ok(observed);
         }
         // Every verifier is watched, whoever made it: not in a listed store means none
-        // existed at the list, and one made since is this controller's own (the apply
-        // that follows is idempotent).
+        // existed at the list, and one made since is this controller's own (the create
+        // that follows then fails with 409, and the reconcile starts over).
         Cached::Absent => return Ok(observed),
         Cached::Unknown => {}
     }
