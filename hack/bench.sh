@@ -392,15 +392,15 @@ cpu_split() {
   echo "$out"
 }
 cpu_split_delta() { # $1, $2: two cpu_split lines, $3: the run's wall seconds
-  python3 - "$1" "$2" "$3" <<'PY'
+  python3 - "$1" "$2" "$3" "$(nproc)" <<'PY'
 import sys
 parse = lambda s: {k: float(v) for k, v in (kv.split("=") for kv in s.split())}
-a, b, wall = parse(sys.argv[1]), parse(sys.argv[2]), float(sys.argv[3])
+a, b, wall, cores = parse(sys.argv[1]), parse(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 d = {k: b[k] - a.get(k, 0) for k in b}
 busy = d.pop("busy")
 rest = busy - sum(d.values())
 parts = sorted(d.items(), key=lambda kv: -kv[1]) + [("the appliers and everything else", rest)]
-print("    CPU over the run: %.0f s busy of %.0f s (2 cores x %.1f s wall): %s" % (busy, 2 * wall, wall, ", ".join("%s %.1f s" % kv for kv in parts)))
+print("    CPU over the run: %.0f s busy of %.0f s (%d cores x %.1f s wall): %s" % (busy, cores * wall, cores, wall, ", ".join("%s %.1f s" % kv for kv in parts)))
 PY
 }
 
