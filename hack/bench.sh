@@ -2,7 +2,8 @@
 # Benchmarks (not tests: they print figures and assert nothing about speed).
 #
 #   hack/bench.sh token   # the bare endpoint beside the project (warm tokens/s, p50/p99, the
-#                         # ratio), the first token of every client on a new replica, a replica
+#                         # ratio), the same with 1,000 OAuthResources and 10,000 grants in
+#                         # the index (RESOURCES), the first token of every client on a new replica, a replica
 #                         # restart under load, every signing algorithm, chosen (argon2) secrets
 #   hack/bench.sh scale   # SCALE clients (default 10000) applied in parallel: time to Ready with
 #                         # Secrets, where the CPU went, API writes per client, memory; then a
@@ -227,6 +228,7 @@ token_bench() {
     echo "--- warm, $alg, server pinned to 1 core, wrk $CONNECTIONS connections on the other"
     result=$(drive "$CONNECTIONS" | show | grep RESULT)
     [[ $alg == ES256 ]] && ratio "$result" "$bare"
+    [[ $alg == ES256 ]] && tenancy_bench "$result"
     echo "    server RSS ${CLIENTS} clients: $(rss_mib "$server") MiB (peak $(hwm_mib "$server") MiB)"
     if [[ $alg == ES256 ]]; then restart_under_load "--signing-key-secret $keys"; fi
     kill -TERM "$server"; wait "$server" 2>/dev/null || true
@@ -278,6 +280,43 @@ assertion_bench() {
 
 # The server restarted (SIGTERM, then a new process on the same port) while every client
 # keeps asking: how long until each is served again, and the latency meanwhile.
+# Warm ES256 again with RESOURCES (default 1000) OAuthResources holding ten grants each in
+# the index, every client asking for a claimed audience its resource grants (the decision's
+# whole path on every token: normalising the audience, the holder, its grants), beside the
+# run just before on the same server. The clients are put back as they were afterwards.
+tenancy_bench() { # $1: the warm result without resources
+  local n=${RESOURCES:-1000}
+  echo "--- warm, ES256, $n OAuthResources and $((n * 10)) grants in the index; each client asks for a claimed audience granted to it"
+  for i in $(seq 1 "$n"); do
+    printf 'apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthResource\nmetadata:\n  name: api-%d\nspec:\n  audience: https://api-%d.bench.test\n  scopes: [{name: read}]\n  access:\n' "$i" "$i"
+    for j in $(seq 1 9); do printf '  - {namespace: team-%d, scopes: [read]}\n' "$j"; done
+    printf '  - {namespace: bench, scopes: [read]}\n---\n'
+  done | kubectl apply -n bench --server-side -f - >/dev/null
+  clients_with_audiences "$n" | kubectl apply -n bench --server-side -f - >/dev/null
+  for _ in $(seq 1 240); do
+    local asking
+    asking=$(kubectl get oauthclientverifiers -n bench -o jsonpath='{range .items[*]}{.spec.audiences[0]}{"\n"}{end}' | grep -c 'bench.test' || true)
+    [[ $asking -ge $CLIENTS ]] && break
+    sleep 0.5
+  done
+  sleep 2 # the server's watch
+  local first
+  first=$(head -n1 "$work/basic.txt" | base64 -d)
+  curl -fsS -u "$first" -d grant_type=client_credentials "$issuer/token" | python3 -c 'import sys,json,base64; t=json.load(sys.stdin)["access_token"].split(".")[1]; c=json.loads(base64.urlsafe_b64decode(t+"==")); print("    a token now: aud %s, scope %s" % (c["aud"], c.get("scope")))'
+  local with
+  with=$(drive "$CONNECTIONS" | show | grep RESULT)
+  python3 -c "import re,sys; g=lambda s,k: float(re.search(k+r'=([0-9.]+)', s)[1]); a,b=sys.argv[1],sys.argv[2]; print('    with resources / without: %.1f%% of the tokens/s; p99 %.2f ms against %.2f ms' % (100*g(a,'rps')/g(b,'rps'), g(a,'p99_ms'), g(b,'p99_ms')))" "$with" "$1"
+  echo "    server RSS with $n resources: $(rss_mib "$server") MiB"
+  apply_clients "$CLIENTS" tok
+  kubectl delete oauthresources -n bench --all --wait=true >/dev/null
+}
+
+clients_with_audiences() { # $1: how many audiences the clients spread over
+  for i in $(seq 1 "$CLIENTS"); do
+    printf 'apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: tok-%d\nspec:\n  scopes: [read]\n  audiences: ["https://api-%d.bench.test"]\n---\n' "$i" $(( (i - 1) % $1 + 1 ))
+  done
+}
+
 restart_under_load() {
   echo "--- replica restart while $CLIENTS clients ask for tokens (16 client threads, ${RESTART_SECONDS:-20} s)"
   load loop "$issuer" "$work/basic.txt" --seconds "${RESTART_SECONDS:-20}" --threads 16 --out "$work/restart.tsv" &

@@ -25,6 +25,8 @@
 //! - [`server`]: the HTTP surface (axum), answering from the index: the grants, the
 //!   sign-in pages, upstream federation; the server's own writes are registrations,
 //!   grants and revocations, through the API server.
+//! - [`tenancy`]: who may have a token for which API (`OAuthResource` claims and grants):
+//!   the one pure decision every grant makes.
 //! - [`auth`]: secrets, hashing and signing; pure crypto, no HTTP, no Kubernetes.
 //! - [`kube_client`]: the API client every component uses, rate-limited client-side.
 //! - [`outgoing`]: the bounds of every HTTP request the components make themselves.
@@ -38,4 +40,5 @@ pub mod kube_client;
 pub mod outgoing;
 pub mod server;
 pub mod telemetry;
+pub mod tenancy;
 pub mod watch_backoff;

@@ -95,6 +95,21 @@ struct Common {
         value_parser = parse_issuer
     )]
     federated_issuers: Vec<String>,
+    /// `aud` of tokens for clients that name no audience; the issuer when omitted. No
+    /// `OAuthResource` may claim it.
+    #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_AUDIENCE")]
+    default_audience: Option<String>,
+    /// Audiences no `OAuthResource` claims: `Off` serves them as clients list them, `Warn`
+    /// serves and reports them (client condition, audit line, metric), `Enforce` refuses
+    /// them (`invalid_target`). Claimed audiences are enforced in every mode.
+    #[arg(
+        long,
+        env = "OAUTH_OPERATOR_AUDIENCE_OWNERSHIP",
+        value_enum,
+        default_value = "Warn",
+        ignore_case = true
+    )]
+    audience_ownership: oauth_operator::tenancy::Mode,
 }
 
 fn parse_issuer(s: &str) -> Result<String, String> {
@@ -208,9 +223,6 @@ struct ServerArgs {
 /// What the token server alone is told.
 #[derive(Args, Clone)]
 struct ServerOptions {
-    /// `aud` of tokens for clients that name no audience; the issuer when omitted.
-    #[arg(long, env = "OAUTH_OPERATOR_DEFAULT_AUDIENCE")]
-    default_audience: Option<String>,
     /// How many verified secrets the warm-path cache remembers (about 100 bytes each).
     #[arg(
         long,
@@ -310,7 +322,17 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
         max_concurrent_hashes: c.max_concurrent_hashes,
         max_concurrent_reconciles: o.max_concurrent_reconciles,
         federated_issuers: c.federated_issuers.clone(),
+        audience_ownership: c.audience_ownership,
+        reserved_audiences: vec![c.issuer.clone(), default_audience(c)],
+        issuer: c.issuer.clone(),
     })
+}
+
+/// `--default-audience`, the issuer when omitted.
+fn default_audience(c: &Common) -> String {
+    c.default_audience
+        .clone()
+        .unwrap_or_else(|| c.issuer.clone())
 }
 
 fn server_config(
@@ -335,10 +357,8 @@ fn server_config(
     };
     Ok(server::Config {
         listen,
-        default_audience: o
-            .default_audience
-            .clone()
-            .unwrap_or_else(|| c.issuer.clone()),
+        default_audience: default_audience(c),
+        audience_ownership: c.audience_ownership,
         default_role: c.default_role.clone(),
         issuer: c.issuer.clone(),
         namespaces: c.namespaces.clone(),

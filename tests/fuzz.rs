@@ -21,8 +21,8 @@ use proptest::prelude::*;
 use tower::ServiceExt;
 
 use fixture::{
-    ACCESS_TOKEN, CLIENT_ID, IAT, KEYED, PASSWORD, PUBLIC_APP, REDIRECT, REGISTERED, SECRET, USER,
-    basic,
+    ACCESS_TOKEN, AUDIENCE, CLIENT_ID, IAT, KEYED, PASSWORD, PUBLIC_APP, REDIRECT, REGISTERED,
+    SECRET, USER, basic,
 };
 
 /// `client_assertion_type` of RFC 7523, as it is before form-encoding.
@@ -42,8 +42,25 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 use oauth_operator::api::{InitialAccessTokenVerifier, OAuthClientVerifier};
 use oauth_operator::index::Index;
 
-static ROUTER: LazyLock<Option<axum::Router>> =
-    LazyLock::new(|| fixture::router(fixture::filled_index(true)));
+/// The filled index, with an `OAuthResource` claiming the fixture's audience and granting
+/// its namespace `read`, so requests reach the audience decision's every branch.
+static ROUTER: LazyLock<Option<axum::Router>> = LazyLock::new(|| {
+    let index = fixture::filled_index(true);
+    let resource = serde_json::json!({
+        "apiVersion": "oauth-operator.dev/v1alpha1",
+        "kind": "OAuthResource",
+        "metadata": {"name": "api", "namespace": "owner", "uid": "u-api", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {
+            "audience": AUDIENCE,
+            "scopes": [{"name": "read"}, {"name": "write"}],
+            "roles": [{"name": "admin"}],
+            "access": [{"namespace": fixture::NAMESPACE, "scopes": ["read"]}],
+            "users": [{"groups": ["ops"], "roles": ["admin"]}],
+        }
+    });
+    index.apply_resource(&serde_json::from_value(resource).ok()?);
+    fixture::router(index)
+});
 
 static RUNTIME: LazyLock<Option<tokio::runtime::Runtime>> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +99,11 @@ fn form_value() -> impl Strategy<Value = String> {
         Just(PASSWORD.to_string()),
         Just(ASSERTION_TYPE.to_string()),
         Just(KEYED.to_string()),
+        // Targets (RFC 8707): the claimed audience, written otherwise, unknown, malformed.
+        Just(AUDIENCE.to_string()),
+        Just("HTTPS://API.EXAMPLE.TEST:443/".to_string()),
+        Just("https://nobody.test#frag".to_string()),
+        Just("urn:x".to_string()),
         // A genuine assertion (accepted once, replayed after) and JWT-shaped junk.
         Just(fixture::assertion(serde_json::json!({}))),
         Just(fixture::assertion(
@@ -108,6 +130,8 @@ fn authorize_query() -> impl Strategy<Value = String> {
         Just("max_age"),
         Just("request"),
         Just("response_mode"),
+        Just("resource"),
+        Just("audience"),
     ];
     let values = prop_oneof![
         Just("code".to_string()),
@@ -120,6 +144,8 @@ fn authorize_query() -> impl Strategy<Value = String> {
         Just("plain".to_string()),
         Just("openid profile email groups".to_string()),
         Just("none".to_string()),
+        Just(AUDIENCE.to_string()),
+        Just("https://nobody.test/".to_string()),
         "\\PC{0,600}",
     ];
     (
@@ -147,6 +173,7 @@ fn body() -> impl Strategy<Value = (Option<String>, Vec<u8>)> {
         Just("client_secret"),
         Just("scope"),
         Just("audience"),
+        Just("resource"),
         Just("token"),
         Just("token_type_hint"),
         Just("code"),
@@ -334,6 +361,106 @@ proptest! {
             index.apply_token_verifier(&v);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// An `OAuthResource` as the API server could hand it over, whatever it holds (the
+    /// schema and CEL bypassed): the table takes it or ignores it, the decision never
+    /// panics and never grants what the resource does not declare.
+    #[test]
+    fn any_resource_object_is_decided_safely(json in resource_json(), scope in proptest::option::of(proptest::collection::vec("\\PC{0,12}", 0..3))) {
+        use oauth_operator::tenancy::{self, Asker, Flow, Mode, Request, Settings};
+        let Ok(r) = serde_json::from_value::<oauth_operator::api::OAuthResource>(json) else {
+            return Ok(());
+        };
+        let Some(entry) = tenancy::ResourceEntry::from_resource(&r) else { return Ok(()) };
+        let audience = entry.audience.clone();
+        let declared = entry.scopes.clone();
+        let table = tenancy::Resources::build([entry]);
+        let audiences = vec![audience.clone()];
+        let scopes: Vec<String> = ["read", "write", "admin"].map(String::from).to_vec();
+        let roles = vec!["member".to_string(), "admin".to_string()];
+        let labels = std::collections::BTreeMap::from([("app".to_string(), "x".to_string())]);
+        let reserved = |_: &str| false;
+        for mode in [Mode::Off, Mode::Warn, Mode::Enforce] {
+            let asker = Asker { client_id: "c", namespace: "fuzz", labels: &labels, audiences: &audiences, scopes: &scopes, roles: &roles, lifetime: 600 };
+            let settings = Settings { mode, default_audience: "https://default.test", default_role: "member", reserved: &reserved };
+            for targets in [None, Some(std::slice::from_ref(&audience))] {
+                let request = Request { targets, scope: scope.as_deref(), flow: Flow::Client };
+                if let Ok(d) = tenancy::decide(&asker, &table, &settings, &request)
+                    && d.resource.is_some()
+                {
+                    prop_assert!(d.scope.iter().all(|s| declared.contains(s)), "{d:?}");
+                    prop_assert!(d.lifetime <= 600);
+                }
+            }
+        }
+    }
+}
+
+fn resource_json() -> impl Strategy<Value = serde_json::Value> {
+    let s = "\\PC{0,16}";
+    let names = proptest::collection::vec(
+        prop_oneof![
+            Just("read".to_string()),
+            Just("admin".to_string()),
+            s.prop_map(String::from)
+        ],
+        0..3,
+    );
+    let selector = proptest::option::of(prop_oneof![
+        Just(serde_json::json!({"matchLabels": {"app": "x"}})),
+        Just(serde_json::json!({"matchExpressions": [{"key": "app", "operator": "Near"}]})),
+        Just(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["x"]}]})
+        ),
+    ]);
+    let access = proptest::collection::vec(
+        (
+            proptest::option::of(prop_oneof![Just("fuzz"), Just("other")]),
+            selector,
+            names.clone(),
+            names.clone(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("c".to_string()),
+                    Just("C".to_string()),
+                    s.prop_map(String::from)
+                ],
+                0..2,
+            ),
+        ),
+        0..3,
+    );
+    (
+        prop_oneof![Just("https://api.test".to_string()), Just("HTTPS://API.test:443/".to_string()), s.prop_map(String::from)],
+        names.clone(),
+        names,
+        access,
+        proptest::option::of(any::<u32>()),
+    )
+        .prop_map(|(audience, scopes, roles, access, max)| {
+            serde_json::json!({
+                "apiVersion": "oauth-operator.dev/v1alpha1",
+                "kind": "OAuthResource",
+                "metadata": {"name": "r", "namespace": "owner", "uid": "u"},
+                "spec": {
+                    "audience": audience,
+                    "scopes": scopes.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
+                    "roles": roles.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
+                    "maxAccessTokenLifetimeSeconds": max,
+                    "access": access.iter().map(|(ns, sel, sc, ro, ids)| serde_json::json!({
+                        "namespace": ns, "clientSelector": sel, "scopes": sc, "roles": ro, "clientIds": ids,
+                    })).collect::<Vec<_>>(),
+                }
+            })
+        })
 }
 
 fn verifier_json() -> impl Strategy<Value = serde_json::Value> {

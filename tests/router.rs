@@ -308,16 +308,24 @@ async fn a_client_without_the_grant_is_unauthorized_client() -> TestResult {
 }
 
 #[tokio::test]
-async fn scope_or_audience_beyond_the_clients_is_invalid_scope() -> TestResult {
+async fn scope_or_audience_beyond_the_clients_is_invalid_scope_or_target() -> TestResult {
     let (router, _) = server()?;
     for body in [
         "grant_type=client_credentials&scope=admin",
         "grant_type=client_credentials&scope=read%22",
-        "grant_type=client_credentials&audience=https%3A%2F%2Fother.test",
     ] {
         let a = token_request(&router, Some(&basic(CLIENT_ID, SECRET)), body).await?;
         expect_error(&a, 400, r#"{"error":"invalid_scope"}"#)
             .map_err(|e| format!("{body}: {e}"))?;
+    }
+    // RFC 8707 section 2: a target the client does not ask for is invalid_target.
+    for body in [
+        "grant_type=client_credentials&audience=https%3A%2F%2Fother.test",
+        "grant_type=client_credentials&resource=https%3A%2F%2Fother.test",
+        "grant_type=client_credentials&resource=not-a-uri",
+    ] {
+        let a = token_request(&router, Some(&basic(CLIENT_ID, SECRET)), body).await?;
+        expect_error(&a, 400, INVALID_TARGET_BODY).map_err(|e| format!("{body}: {e}"))?;
     }
     Ok(())
 }
@@ -858,4 +866,178 @@ async fn ready_only_once_the_index_is_complete() -> TestResult {
     expect_eq(send(&router, get("/readyz")?).await?.status, 503, "no keys")?;
     let healthy = send(&router, get("/healthz")?).await?;
     expect_eq(healthy.status, 200, "alive while not ready")
+}
+
+// --- Tenancy: an OAuthResource decides who gets its audience (crate::tenancy) ------------
+
+/// The one body of every `invalid_target`.
+const INVALID_TARGET_BODY: &str = r#"{"error":"invalid_target","error_description":"the resource is unknown or not granted to this client; name one resource per request"}"#;
+
+/// An `OAuthResource` in namespace `owner` claiming [`AUDIENCE`], declaring `read`,
+/// `write` and role `admin`, granting the fixture's namespace `read` (and `admin` when
+/// asked) when `grant` is set.
+fn resource(
+    owner: &str,
+    name: &str,
+    created: i64,
+    grant: bool,
+    admin: bool,
+) -> oauth_operator::api::OAuthResource {
+    let spec = serde_json::json!({
+        "audience": AUDIENCE,
+        "scopes": [{"name": "read"}, {"name": "write"}],
+        "roles": [{"name": "admin"}],
+        "access": if grant {
+            serde_json::json!([{"namespace": fixture::NAMESPACE, "scopes": ["read"], "roles": if admin { vec!["admin"] } else { vec![] }}])
+        } else {
+            serde_json::json!([])
+        },
+    });
+    let mut r = oauth_operator::api::OAuthResource::new(
+        name,
+        serde_json::from_value(spec).unwrap_or_else(|e| unreachable!("spec: {e}")),
+    );
+    r.metadata.namespace = Some(owner.into());
+    r.metadata.uid = Some(format!("uid-{owner}-{name}"));
+    r.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::from_second(created).unwrap_or_default(),
+    ));
+    r
+}
+
+/// The client's own `roles` ask for `admin` too.
+fn ask_for_admin(index: &Index) {
+    let mut v = fixture::verifier("main", CLIENT_ID, None);
+    v.spec.roles = vec!["member".into(), "admin".into()];
+    index.apply_verifier(&v);
+}
+
+#[tokio::test]
+async fn a_granted_client_gets_exactly_the_granted_scopes_and_roles() -> TestResult {
+    let (router, index) = server()?;
+    ask_for_admin(&index);
+    index.apply_resource(&resource("billing", "api", 1, true, false));
+    let a = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await?;
+    expect_eq(a.status, 200, "status")?;
+    expect_eq(a.json()["scope"].as_str(), Some("read"), "scope")?;
+    let token = a.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let claims = introspect(&router, &token).await?.json();
+    expect_eq(claims["active"].as_bool(), Some(true), "active")?;
+    expect_eq(
+        claims["roles"].clone(),
+        serde_json::json!(["member"]),
+        "roles: admin is not granted",
+    )?;
+    expect_eq(claims["aud"].clone(), serde_json::json!([AUDIENCE]), "aud")?;
+    // Asked for by name (RFC 8707), the same; a scope beyond the grant is invalid_scope.
+    let body = format!(
+        "grant_type=client_credentials&resource={}",
+        urlencode(AUDIENCE)
+    );
+    let a = token_request(&router, Some(&basic(CLIENT_ID, SECRET)), &body).await?;
+    expect_eq(a.status, 200, "by resource")?;
+    let a = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        "grant_type=client_credentials&scope=write",
+    )
+    .await?;
+    expect_error(&a, 400, r#"{"error":"invalid_scope"}"#)?;
+    // The role granted too: now it is there.
+    index.apply_resource(&resource("billing", "api", 1, true, true));
+    let token = access_token(&router, CLIENT_ID).await?;
+    let claims = introspect(&router, &token).await?.json();
+    expect_eq(
+        claims["roles"].clone(),
+        serde_json::json!(["member", "admin"]),
+        "roles",
+    )
+}
+
+#[tokio::test]
+async fn unknown_and_not_granted_targets_get_byte_identical_refusals() -> TestResult {
+    let (router, index) = server()?;
+    // Claimed, and not granted to the fixture's namespace.
+    index.apply_resource(&resource("billing", "api", 1, false, false));
+    let not_granted = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await?;
+    let named = format!(
+        "grant_type=client_credentials&resource={}",
+        urlencode(AUDIENCE)
+    );
+    let not_granted_named = token_request(&router, Some(&basic(CLIENT_ID, SECRET)), &named).await?;
+    let unknown = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        "grant_type=client_credentials&resource=https%3A%2F%2Fnobody.test",
+    )
+    .await?;
+    for (what, a) in [
+        ("not granted", &not_granted),
+        ("not granted, named", &not_granted_named),
+        ("unknown", &unknown),
+    ] {
+        expect_error(a, 400, INVALID_TARGET_BODY).map_err(|e| format!("{what}: {e}"))?;
+    }
+    expect_eq(&not_granted.body, &unknown.body, "byte-identical bodies")
+}
+
+#[tokio::test]
+async fn withdrawing_a_grant_makes_its_tokens_inactive() -> TestResult {
+    let (router, index) = server()?;
+    index.apply_resource(&resource("billing", "api", 1, true, false));
+    let token = access_token(&router, CLIENT_ID).await?;
+    expect_eq(
+        introspect(&router, &token).await?.json()["active"].as_bool(),
+        Some(true),
+        "before",
+    )?;
+    index.apply_resource(&resource("billing", "api", 1, false, false));
+    expect_eq(
+        introspect(&router, &token).await?.json()["active"].as_bool(),
+        Some(false),
+        "after the grant is withdrawn",
+    )?;
+    // A token issued before anyone claimed the audience is judged as the claim stands now.
+    index.delete_resource("billing", "api");
+    let legacy = access_token(&router, CLIENT_ID).await?;
+    index.apply_resource(&resource("billing", "api", 1, false, false));
+    expect_eq(
+        introspect(&router, &legacy).await?.json()["active"].as_bool(),
+        Some(false),
+        "a legacy token once the audience is claimed",
+    )
+}
+
+#[tokio::test]
+async fn the_older_claim_holds_and_hands_over_when_it_goes() -> TestResult {
+    let (router, index) = server()?;
+    // The squatter is younger: its grant counts for nothing.
+    index.apply_resource(&resource("owner", "api", 1, false, false));
+    index.apply_resource(&resource("squatter", "api", 2, true, false));
+    let a = token_request(
+        &router,
+        Some(&basic(CLIENT_ID, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await?;
+    expect_error(&a, 400, INVALID_TARGET_BODY)?;
+    index.delete_resource("owner", "api");
+    access_token(&router, CLIENT_ID).await.map(|_| ())
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -31,6 +31,9 @@ pub struct OAuthGrantSpec {
     /// The scope granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The resources (RFC 8707) the sign-in named, each refresh decides again for; empty when it named none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
     /// When the user signed in.
     pub auth_time: Time,
     /// When the last token of the grant expires: after it, this record can go.

@@ -71,7 +71,7 @@ pub struct RegistrationPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub scopes: Vec<Scope>,
-    /// Audiences every registered client gets; empty means the operator's default audience.
+    /// Audiences every registered client asks for (each granted only by the `OAuthResource` claiming it: registration grants no audience); empty means the operator's default audience.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub audiences: Vec<Audience>,

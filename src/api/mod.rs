@@ -1,6 +1,6 @@
 //! The custom resources: types only, no I/O.
 //!
-//! `OAuthClient`, `InitialAccessToken` and `OAuthUser` are what users write. `OAuthClientVerifier` and
+//! `OAuthClient`, `InitialAccessToken`, `OAuthUser` and `OAuthResource` are what users write. `OAuthClientVerifier` and
 //! `InitialAccessTokenVerifier` are internal: the controller projects each resource into
 //! one, holding argon2id hashes instead of secrets, and the token server reads them. Keeping the hashes
 //! out of `OAuthClient.status` means anyone allowed to read a client (every team that
@@ -18,6 +18,7 @@ mod grant;
 mod initial_access_token;
 mod oauth_client;
 mod refresh;
+mod resource;
 mod revoked_token;
 mod scope;
 mod text;
@@ -35,11 +36,15 @@ pub use initial_access_token::{
     RegistrationPolicy,
 };
 pub use oauth_client::{
-    Authentication, ClientSecret, ClientType, CredentialsSecret, FederatedIdentity, GrantType,
-    OAuthClient, OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt, Registration, SecretKeyRef,
-    SecretKeys, SecretState, SecretStatus, ServiceAccountRef,
+    AudienceState, AudienceStatus, Authentication, ClientSecret, ClientType, CredentialsSecret,
+    FederatedIdentity, GrantType, OAuthClient, OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt,
+    Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus, ServiceAccountRef,
 };
 pub use refresh::{RefreshCount, UNLIMITED};
+pub use resource::{
+    AccessGrant, OAuthResource, OAuthResourceSpec, OAuthResourceStatus, ResourceRole,
+    ResourceScope, UserRoles, Verification,
+};
 pub use revoked_token::{RevokedToken, RevokedTokenSpec};
 pub use scope::{SCOPE_MAX_LENGTH, SCOPE_PATTERN, Scope, ScopeError, is_scope_token};
 pub use upstream::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
@@ -80,6 +85,7 @@ pub fn crds()
         OAuthUser::crd(),
         OAuthGrant::crd(),
         OAuthUpstream::crd(),
+        OAuthResource::crd(),
     ]
 }
 

@@ -453,9 +453,42 @@ pub struct OAuthClientStatus {
     /// How the token server accepts the client now, by their RFC 7591 names (`client_secret_basic`, `client_secret_post`, `private_key_jwt`; `none` for a public client).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authentication_methods: Vec<String>,
-    /// `Ready` (the client can obtain tokens), `SecretsExpiring`, `WaitingForSecret`.
+    /// Each audience of `spec.audiences` and what the client gets for it: the `OAuthResource` claiming an audience decides, and the client's own lists are only what it asks for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<AudienceStatus>,
+    /// `Ready` (the client can obtain tokens), `AudiencesGranted`, `SecretsExpiring`, `WaitingForSecret`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the client gets for one audience it asks for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub struct AudienceStatus {
+    /// The audience, as `spec.audiences` lists it.
+    pub audience: String,
+    /// How it stands.
+    pub state: AudienceState,
+    /// The scopes the claiming resource grants (of those the client asks for), when `Granted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The roles the claiming resource grants (of those the client asks for), when `Granted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// Where one requested audience stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum AudienceState {
+    /// The `OAuthResource` holding the audience grants the client access.
+    Granted,
+    /// An `OAuthResource` holds the audience and does not grant this client: tokens for it are refused.
+    NotGranted,
+    /// No `OAuthResource` claims the audience: served under the operator's audience ownership `Off` and `Warn`, refused under `Enforce`.
+    Unclaimed,
+    /// The resource holding the audience does not grant the client, but a younger resource claiming the same audience (not served) would.
+    Contested,
+    /// The operator's default audience: owned by nobody; under the operator's audience ownership `Enforce` its tokens carry no API scope and only the default role.
+    Reserved,
 }
 
 /// The state of one secret.

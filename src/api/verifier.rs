@@ -24,6 +24,9 @@ use super::ClientType;
 pub struct OAuthClientVerifierSpec {
     /// The client identifier the token server answers to.
     pub client_id: String,
+    /// The client's labels, which `OAuthResource` grants select clients by.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The client's display name, shown on the sign-in page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
@@ -41,7 +44,7 @@ pub struct OAuthClientVerifierSpec {
     /// Scopes the client may request.
     #[serde(default)]
     pub scopes: Vec<String>,
-    /// Audiences the client may obtain tokens for; empty means the operator's default.
+    /// Audiences the client asks for (granted by the `OAuthResource` claiming each, where one does); empty means the operator's default.
     #[serde(default)]
     pub audiences: Vec<String>,
     /// The `roles` claim: the operator's default role and the client's own.

@@ -11,12 +11,15 @@
 //!
 //! - `oauth_client`: `observe` / `plan` / `act` for OAuthClients;
 //! - `initial_access_token`: the same for InitialAccessTokens, in one file;
+//! - `oauth_resource`: the same for OAuthResources (who holds an audience; status only),
+//!   with `claims`, the table of claims both it and the clients' status read;
 //! - `outcome`: conditions, Events and requeues, shared by both;
 //! - `credentials`, `secrets`: pure builders of the credentials Secret and expiry;
 //! - `signing_keys`: the JWT signing keys and their rotation;
 //! - `leader`: Lease-based election, its decisions pure;
 //! - `health`: `/healthz`, `/readyz`, `/metrics` of the controller.
 
+mod claims;
 mod credentials;
 mod error;
 mod health;
@@ -24,6 +27,7 @@ mod initial_access_token;
 mod jwks_uri;
 mod leader;
 mod oauth_client;
+mod oauth_resource;
 mod outcome;
 mod secrets;
 mod signing_keys;
@@ -31,7 +35,7 @@ mod signing_keys;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::{FutureExt as _, StreamExt};
+use futures::{FutureExt as _, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -48,7 +52,7 @@ pub use signing_keys::Rotation;
 
 use crate::api::{
     InitialAccessToken, InitialAccessTokenVerifier, MANAGED_BY, MANAGED_BY_LABEL, OAuthClient,
-    OAuthClientVerifier, OAuthGrant, RevokedToken,
+    OAuthClientVerifier, OAuthGrant, OAuthResource, RevokedToken,
 };
 use crate::watch_backoff::WatchBackoff;
 
@@ -85,6 +89,14 @@ pub struct Config {
     /// The federated issuers the token server trusts (the same flag), so a client's status
     /// can say which of its identities are honoured.
     pub federated_issuers: Vec<String>,
+    /// What the token server does with audiences no `OAuthResource` claims, so a client's
+    /// status says what it will get.
+    pub audience_ownership: crate::tenancy::Mode,
+    /// Audiences no `OAuthResource` may claim besides client ids: the issuer, then the
+    /// token server's default audience.
+    pub reserved_audiences: Vec<String>,
+    /// The issuer (`iss` of every token), which resources' status tells their APIs to check.
+    pub issuer: String,
 }
 
 /// Shared by every reconcile.
@@ -97,6 +109,8 @@ pub struct Context {
     pub jwks_uris: jwks_uri::JwksUris,
     /// Every watched OAuthClient, to settle who owns a client id.
     stores: OnceCell<Vec<Store<OAuthClient>>>,
+    /// Every watched OAuthResource's claim and grants.
+    pub claims: claims::Claims,
     /// The controller's own Secrets and the verifiers, as their watches (the ones that
     /// trigger reconciles) last saw them: a reconcile reads these before the API server.
     owned: OnceCell<Vec<OwnedStores>>,
@@ -368,6 +382,16 @@ impl Context {
         )
     }
 
+    /// Every watched client for which `f` holds, decided under the stores' read locks.
+    pub fn clients_where(&self, f: impl Fn(&OAuthClient) -> bool) -> Vec<Arc<OAuthClient>> {
+        self.stores
+            .get()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.state_filter(&f))
+            .collect()
+    }
+
     /// The `namespace/name` of an older client claiming the same id (compared
     /// case-insensitively), if there is one: that client owns the id.
     pub fn client_id_owner(&self, client: &OAuthClient, client_id: &str) -> Option<String> {
@@ -482,7 +506,13 @@ async fn lead(
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
     let ctx = Arc::new(Context {
+        claims: claims::Claims::new(scopes.len()),
         recorder: Recorder::new(client.clone(), reporter),
         hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
         jwks_uris: jwks_uri::JwksUris::default(),
@@ -496,11 +526,53 @@ async fn lead(
     // Only the Secrets we made, by label: never a watch on every Secret of the cluster.
     let own_secrets =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.namespaces.iter().cloned().map(Some).collect()
-    };
+    // A change of one OAuthResource reaches the other claimants of its audience and the
+    // clients asking for it through these (claims::feed), each to its scope's controller.
+    let mut routes = claims::Routes::default();
+    let mut resource_triggers = Vec::new();
+    let mut client_triggers = Vec::new();
+    for scope in &scopes {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        routes.resources.push((scope.clone(), tx));
+        resource_triggers.push(rx);
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        routes.clients.push((scope.clone(), tx));
+        client_triggers.push(rx);
+    }
+    let resource_controllers: Vec<_> = scopes
+        .iter()
+        .zip(resource_triggers)
+        .map(|(ns, trigger)| {
+            let api = match ns {
+                Some(ns) => Api::<OAuthResource>::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let (store, writer) = reflector::store();
+            let stream = watcher(api, watcher::Config::default().any_semantic())
+                .map_ok(claims::feed(ctx.clone(), ns.clone(), routes.clone()))
+                .modify(|r| r.metadata.managed_fields = None);
+            let stream = reflector(writer, stream)
+                .backoff(WatchBackoff::default())
+                .applied_objects();
+            Controller::for_stream(stream, store)
+                .reconcile_on(trigger)
+                .with_config(runtime_config(&config))
+                .shutdown_on_signal()
+                .run(
+                    oauth_resource::reconcile,
+                    oauth_resource::error_policy,
+                    ctx.clone(),
+                )
+                .for_each({
+                    let metrics = metrics.clone();
+                    move |res| {
+                        let metrics = metrics.clone();
+                        async move { count(&metrics, "OAuthResource", res) }
+                    }
+                })
+        })
+        .collect();
+    drop(routes);
     let token_controllers: Vec<_> = scopes
         .iter()
         .map(|ns| {
@@ -539,7 +611,8 @@ async fn lead(
     let mut owned = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|ns| {
+        .zip(client_triggers)
+        .map(|(ns, trigger)| {
             let (clients, secrets, verifiers) = match &ns {
                 Some(ns) => (
                     Api::<OAuthClient>::namespaced(client.clone(), ns),
@@ -576,6 +649,7 @@ async fn lead(
                 .trigger_backoff(WatchBackoff::default())
                 .owns_stream(secrets)
                 .owns_stream(verifiers)
+                .reconcile_on(trigger)
                 .with_config(runtime_config(&config))
                 .shutdown_on_signal()
         })
@@ -607,9 +681,10 @@ async fn lead(
         Api::namespaced(client.clone(), &config.operator_namespace),
         |g| g.spec.expires_at.0,
     ));
-    futures::future::join(
+    futures::future::join3(
         futures::future::join_all(controllers),
         futures::future::join_all(token_controllers),
+        futures::future::join_all(resource_controllers),
     )
     .await;
     sweeper.abort();

@@ -29,6 +29,7 @@ use crate::api::{
 use crate::auth::assertion::ClientKeys;
 use crate::auth::hash::Verifier;
 use crate::auth::keys::KeySet;
+use crate::tenancy::{ResourceEntry, Resources};
 
 /// What the token server knows of one client.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,8 @@ pub struct ClientEntry {
     pub display_name: Option<String>,
     pub namespace: String,
     pub name: String,
+    /// The client's labels, which resources' grants select by.
+    pub labels: std::collections::BTreeMap<String, String>,
     pub active: bool,
     /// Tokens issued before this (Unix seconds) are no longer valid.
     pub not_before: Option<i64>,
@@ -202,6 +205,7 @@ impl ClientEntry {
             display_name: spec.display_name.clone(),
             namespace: v.metadata.namespace.clone()?,
             name: v.metadata.name.clone()?,
+            labels: spec.labels.clone(),
             active: spec.active,
             not_before: spec.not_before.as_ref().map(|t| t.0.as_second()),
             grant_types: spec.grant_types.clone(),
@@ -264,6 +268,7 @@ pub enum Watch {
     Upstreams = 5,
     UpstreamSecret = 6,
     ServiceAccounts = 7,
+    Resources = 8,
 }
 
 #[derive(Default)]
@@ -355,9 +360,12 @@ pub struct Index {
     keys_synced: AtomicBool,
     /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
     /// The index keeps serving what it has meanwhile.
-    disconnected: [AtomicBool; 8],
+    disconnected: [AtomicBool; 9],
     /// The UID of every ServiceAccount of the watched namespaces, by namespace and name.
     service_accounts: RwLock<HashMap<ObjectKey, String>>,
+    /// Every `OAuthResource` of the watched namespaces: who holds which audience, and
+    /// whom it grants what.
+    resources: RwLock<Resources>,
 }
 
 impl Default for Index {
@@ -386,6 +394,7 @@ impl Index {
             keys_synced: AtomicBool::new(false),
             disconnected: Default::default(),
             service_accounts: RwLock::default(),
+            resources: RwLock::default(),
         }
     }
 
@@ -611,6 +620,39 @@ impl Index {
         self.mark_synced(Watch::ServiceAccounts, scope);
     }
 
+    /// Reads the table of claims and grants (the decision's input) under its lock.
+    pub fn with_resources<T>(&self, f: impl FnOnce(&Resources) -> T) -> T {
+        f(&read(&self.resources))
+    }
+
+    /// Adds or replaces an `OAuthResource`.
+    pub fn apply_resource(&self, r: &crate::api::OAuthResource) {
+        if let Some(e) = ResourceEntry::from_resource(r) {
+            write(&self.resources).apply(e);
+        }
+    }
+
+    /// Removes a deleted `OAuthResource`: the next claimant of its audience holds it.
+    pub fn delete_resource(&self, namespace: &str, name: &str) {
+        write(&self.resources).delete(namespace, name);
+    }
+
+    /// Replaces every resource of one watch scope after a (re)list, and marks them synced.
+    pub fn reset_resources<'a>(
+        &self,
+        scope: Option<&str>,
+        all: impl IntoIterator<Item = &'a crate::api::OAuthResource>,
+    ) {
+        {
+            let mut table = write(&self.resources);
+            table.clear(scope);
+            for e in all.into_iter().filter_map(ResourceEntry::from_resource) {
+                table.apply(e);
+            }
+        }
+        self.mark_synced(Watch::Resources, scope);
+    }
+
     fn mark_synced(&self, watch: Watch, scope: Option<&str>) {
         write(&self.synced).insert((watch, scope.map(str::to_string)));
     }
@@ -624,6 +666,7 @@ impl Index {
                 synced.contains(&(Watch::Clients, scope.clone()))
                     && synced.contains(&(Watch::Tokens, scope.clone()))
                     && synced.contains(&(Watch::ServiceAccounts, scope.clone()))
+                    && synced.contains(&(Watch::Resources, scope.clone()))
             });
             scoped
                 && synced.contains(&(Watch::Revocations, None))

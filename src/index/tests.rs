@@ -49,6 +49,8 @@ fn list_everything(index: &Index, scope: Option<&str>) {
     index.reset_verifiers(scope, []);
     index.reset_token_verifiers(scope, []);
     index.reset_service_accounts(scope, []);
+    index.reset_resources(scope, []);
+    index.reset_resources(scope, []);
     index.reset_users([]);
     index.reset_upstreams([]);
     index.set_upstream_secrets(Default::default());
@@ -74,6 +76,7 @@ fn verifier(ns: &str, name: &str, id: &str) -> OAuthClientVerifier {
         name,
         OAuthClientVerifierSpec {
             client_id: id.into(),
+            labels: Default::default(),
             display_name: None,
             client_type: Default::default(),
             active: true,
@@ -156,6 +159,7 @@ fn reset_of_one_namespace_keeps_the_others() {
     ));
     index.reset_token_verifiers(Some("a"), []);
     index.reset_service_accounts(Some("a"), []);
+    index.reset_resources(Some("a"), []);
     index.reset_revoked([], 0);
     index.reset_users([]);
     index.reset_upstreams([]);
@@ -168,6 +172,7 @@ fn reset_of_one_namespace_keeps_the_others() {
     );
     index.reset_token_verifiers(Some("b"), []);
     index.reset_service_accounts(Some("b"), []);
+    index.reset_resources(Some("b"), []);
     assert!(index.is_ready());
 }
 
@@ -188,6 +193,7 @@ fn not_ready_until_every_watch_synced_and_keys_loaded() {
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
     index.reset_service_accounts(None, []);
+    index.reset_resources(None, []);
     index.reset_revoked([], 0);
     index.reset_users([]);
     index.reset_upstreams([]);
@@ -197,6 +203,25 @@ fn not_ready_until_every_watch_synced_and_keys_loaded() {
     assert!(!index.is_ready());
     let keys = crate::auth::keys::StoredKeys::generate_es256().expect("gen");
     index.set_keys(Some(KeySet::load(&keys).expect("load")));
+    assert!(index.is_ready());
+}
+
+#[test]
+fn not_ready_until_resources_listed() {
+    let index = Index::default();
+    index.reset_verifiers(None, []);
+    index.reset_token_verifiers(None, []);
+    index.reset_service_accounts(None, []);
+    index.reset_revoked([], 0);
+    index.reset_users([]);
+    index.reset_upstreams([]);
+    index.set_upstream_secrets(Default::default());
+    index.set_keys(Some(keys()));
+    assert!(
+        !index.is_ready(),
+        "a claimed audience could be served to a client its resource does not grant"
+    );
+    index.reset_resources(None, []);
     assert!(index.is_ready());
 }
 
@@ -215,6 +240,7 @@ fn not_ready_until_initial_access_tokens_listed() {
     );
     index.reset_token_verifiers(None, []);
     index.reset_service_accounts(None, []);
+    index.reset_resources(None, []);
     assert!(index.is_ready());
 }
 
@@ -278,6 +304,7 @@ fn initial_access_tokens_reset_per_scope() {
     );
     index.reset_token_verifiers(None, []);
     index.reset_service_accounts(None, []);
+    index.reset_resources(None, []);
     assert!(index.initial_access_token("tid-b").is_none(), "all scopes");
 }
 
@@ -334,6 +361,7 @@ fn not_ready_until_users_listed() {
     index.reset_verifiers(None, []);
     index.reset_token_verifiers(None, []);
     index.reset_service_accounts(None, []);
+    index.reset_resources(None, []);
     index.reset_revoked([], 0);
     index.reset_upstreams([]);
     index.set_upstream_secrets(Default::default());
@@ -378,6 +406,7 @@ fn not_ready_until_service_accounts_listed() {
         "a token of a deleted ServiceAccount could pass"
     );
     index.reset_service_accounts(None, [("payments", "billing", "uid-1")]);
+    index.reset_resources(None, []);
     assert!(index.is_ready());
     assert_eq!(
         index.service_account_uid("payments", "billing").as_deref(),

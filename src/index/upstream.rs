@@ -135,6 +135,7 @@ mod tests {
         index.reset_revoked([], 0);
         index.reset_users([]);
         index.reset_service_accounts(None, []);
+        index.reset_resources(None, []);
         index.set_keys(Some(
             crate::auth::keys::KeySet::load(
                 &crate::auth::keys::StoredKeys::generate_es256().expect("gen"),

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 
 use super::{Index, Watch};
 use crate::api::{
-    InitialAccessTokenVerifier, OAuthClientVerifier, OAuthUpstream, OAuthUser, RevokedToken,
+    InitialAccessTokenVerifier, OAuthClientVerifier, OAuthResource, OAuthUpstream, OAuthUser,
+    RevokedToken,
 };
 use crate::auth::keys::{KeySet, SECRET_KEY, StoredKeys};
 use crate::auth::secret::SecretString;
@@ -116,6 +117,27 @@ pub async fn service_accounts(
                     Some((ns, name, sa.metadata.uid.as_deref()?))
                 }),
             ),
+        },
+    )
+    .await;
+}
+
+/// Keeps the `OAuthResource`s of one scope (their claims and grants) in `index`.
+pub async fn resources(api: Api<OAuthResource>, namespace: Option<String>, index: Arc<Index>) {
+    let config = watcher::Config::default().any_semantic();
+    follow(
+        api,
+        config,
+        Watch::Resources,
+        &index,
+        |change| match change {
+            Change::Applied(r) => index.apply_resource(&r),
+            Change::Deleted(r) => {
+                if let Some((ns, name)) = key(&r.metadata) {
+                    index.delete_resource(ns, name);
+                }
+            }
+            Change::Listed(all) => index.reset_resources(namespace.as_deref(), all.iter()),
         },
     )
     .await;

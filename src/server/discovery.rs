@@ -33,6 +33,10 @@ pub struct Metadata {
     code_challenge_methods_supported: Vec<&'static str>,
     /// RFC 9207: authorization responses carry `iss`.
     authorization_response_iss_parameter_supported: bool,
+    /// RFC 8707 resource indicators: `resource` at `/authorize` and `/token` names the API
+    /// (the `OAuthResource` claiming it decides who gets it). RFC 8414 registers no name
+    /// for this; this is the one several servers publish.
+    resource_indicators_supported: bool,
     scopes_supported: Vec<&'static str>,
     claims_supported: Vec<&'static str>,
     subject_types_supported: Vec<&'static str>,
@@ -81,6 +85,7 @@ pub fn metadata(issuer: &str, algorithms: Vec<String>) -> Metadata {
         response_modes_supported: vec!["query"],
         code_challenge_methods_supported: vec!["S256"],
         authorization_response_iss_parameter_supported: true,
+        resource_indicators_supported: true,
         scopes_supported: USER_SCOPES.to_vec(),
         claims_supported: vec![
             "iss",

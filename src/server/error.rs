@@ -32,6 +32,12 @@ pub enum OAuthError {
     /// by the resource owner."
     #[error("invalid_scope")]
     InvalidScope,
+    /// RFC 8707 section 2: "The requested resource is invalid, missing, unknown, or
+    /// malformed." One answer, with one fixed description, for an unknown resource, one
+    /// nobody claims (under `Enforce`), one claimed but not granted to the client and
+    /// several where one is needed: no team can list another's APIs by asking.
+    #[error("invalid_target")]
+    InvalidTarget,
     /// "The provided authorization grant (e.g., authorization code, resource owner
     /// credentials) or refresh token is invalid, expired, revoked, does not match the
     /// redirection URI used in the authorization request, or was issued to another
@@ -56,6 +62,10 @@ pub enum OAuthError {
     InvalidRedirectUri(String),
 }
 
+/// The one description of every `invalid_target`.
+pub const INVALID_TARGET: &str =
+    "the resource is unknown or not granted to this client; name one resource per request";
+
 #[derive(Serialize)]
 struct Body {
     error: &'static str,
@@ -72,6 +82,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::InvalidTarget => "invalid_target",
             OAuthError::InvalidGrant => "invalid_grant",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
@@ -95,6 +106,7 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let description = match &self {
             OAuthError::InvalidRequest(d) => Some(d.to_string()),
+            OAuthError::InvalidTarget => Some(INVALID_TARGET.to_string()),
             OAuthError::InvalidClientMetadata(d) | OAuthError::InvalidRedirectUri(d) => {
                 Some(d.clone())
             }

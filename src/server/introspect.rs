@@ -105,6 +105,10 @@ async fn refresh_token(
     if !refreshable || grant_user(state, client, spec).is_none() {
         return inactive;
     }
+    let targets = (!spec.resource.is_empty()).then_some(spec.resource.as_slice());
+    if !super::target::still_granted(state, client, targets, spec.scope.as_deref(), true) {
+        return inactive;
+    }
     Ok(Some(json!({
         "active": true,
         "client_id": spec.client_id,
@@ -163,6 +167,15 @@ pub(super) fn active(state: &AppState, token: &str) -> Option<AccessTokenClaims>
     }
     // Issued to an earlier client of the same id, since deleted.
     if claims.client_uid.is_some() && claims.client_uid != client.uid {
+        return None;
+    }
+    if !super::target::still_granted(
+        state,
+        &client,
+        Some(&claims.aud),
+        claims.scope.as_deref(),
+        claims.grant_id.is_some(),
+    ) {
         return None;
     }
     // Issued to a user (from a grant): the user must still be there and enabled (an

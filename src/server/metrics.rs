@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Client assertions refused, by the check that failed (the client sees only
     /// `invalid_client`).
     pub assertion_refusals: Family<Reason, Counter>,
+    /// Tokens issued for an audience no `OAuthResource` claims (under `Off` or `Warn`):
+    /// what must reach zero before `Enforce` (docs/multi-tenancy.md).
+    pub unclaimed_audience_tokens: Counter,
 }
 
 impl Default for Metrics {
@@ -48,6 +51,12 @@ impl Default for Metrics {
         let lockouts = Counter::default();
         let locked_refusals = Counter::default();
         let assertion_refusals = Family::<Reason, Counter>::default();
+        let unclaimed_audience_tokens = Counter::default();
+        registry.register(
+            "tokens_unclaimed_audience",
+            "Access tokens issued for an audience no OAuthResource claims (served under audience ownership Off or Warn)",
+            unclaimed_audience_tokens.clone(),
+        );
         registry.register(
             "client_assertion_refusals",
             "Client assertions (private_key_jwt, ServiceAccount tokens) refused, by the check that failed",
@@ -122,6 +131,7 @@ impl Default for Metrics {
             lockouts,
             locked_refusals,
             assertion_refusals,
+            unclaimed_audience_tokens,
         }
     }
 }

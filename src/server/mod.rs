@@ -17,8 +17,9 @@
 //! with `userinfo` beside them.
 //!
 //! Readiness (`/readyz`) waits until every watch the server answers from has listed
-//! once: clients, initial access tokens, revocations, users, upstream providers and
-//! their Secret (listed, even when it does not exist), and the signing keys.
+//! once: clients, initial access tokens, resources (`OAuthResource`), revocations, users,
+//! upstream providers and their Secret (listed, even when it does not exist), and the
+//! signing keys.
 
 mod authorize;
 mod client_assertion;
@@ -33,6 +34,7 @@ mod lockout;
 mod metrics;
 mod registration;
 mod revoke;
+mod target;
 mod token;
 mod upstream;
 mod userinfo;
@@ -87,6 +89,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     /// How long a sign-in session lasts (single sign-on across the issuer's clients).
     pub session_lifetime_seconds: i64,
+    /// What happens to audiences no `OAuthResource` claims (claimed ones are enforced in
+    /// every mode): see [`crate::tenancy::Mode`].
+    pub audience_ownership: crate::tenancy::Mode,
     /// The issuers whose workload tokens clients may name (`spec.authentication.federated`).
     pub federated_issuers: Vec<String>,
     /// Certificates trusted besides the system's for outgoing HTTPS (upstream providers,
@@ -314,6 +319,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         };
         tokio::spawn(index::watch::service_accounts(
             accounts,
+            scope.clone(),
+            index.clone(),
+        ));
+        let resources: Api<crate::api::OAuthResource> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        tokio::spawn(index::watch::resources(
+            resources,
             scope.clone(),
             index.clone(),
         ));

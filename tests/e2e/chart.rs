@@ -394,7 +394,7 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
     let upstream = format!("secrets/{RELEASE}-oauth-operator-upstream-secrets");
 
     let (c, s) = (controller.as_str(), server.as_str());
-    let expectations: [(&str, [&str; 4], bool); 19] = [
+    let expectations: [(&str, [&str; 4], bool); 23] = [
         (c, ["list", "secrets", "-n", ns], true),
         // Outside watchNamespaces, nothing.
         (c, ["list", "secrets", "-n", "default"], false),
@@ -451,6 +451,28 @@ async fn confined(ctx: &Ctx, manifests: &str) -> anyhow::Result<()> {
             c,
             ["delete", "oauthgrants.oauth-operator.dev", "-n", ns],
             true,
+        ),
+        // OAuthResources are the API owners': both components read them, neither
+        // writes one (the controller writes only their status).
+        (
+            s,
+            ["watch", "oauthresources.oauth-operator.dev", "-n", ns],
+            true,
+        ),
+        (
+            s,
+            ["update", "oauthresources.oauth-operator.dev", "-n", ns],
+            false,
+        ),
+        (
+            c,
+            ["watch", "oauthresources.oauth-operator.dev", "-n", ns],
+            true,
+        ),
+        (
+            c,
+            ["update", "oauthresources.oauth-operator.dev", "-n", ns],
+            false,
         ),
     ];
     for (user, args, want) in &expectations {

@@ -15,6 +15,7 @@ mod runtime;
 mod secretless;
 mod sign_in;
 mod support;
+mod tenancy;
 mod token_endpoint;
 mod verification;
 mod web_apps;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         federation::tests(),
         secretless::tests(),
         runtime::tests(),
+        tenancy::tests(),
     ]
     .concat();
     let trials = tests

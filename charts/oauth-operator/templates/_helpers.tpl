@@ -139,6 +139,38 @@ app.kubernetes.io/component: {{ .component }}
 {{- range $issuer := uniq .Values.federation.issuers }}
 - --federated-issuer={{ $issuer }}
 {{- end }}
+{{- with .Values.server.defaultAudience }}
+- --default-audience={{ . }}
+{{- end }}
+- --audience-ownership={{ include "oauth-operator.audienceOwnership" . }}
+{{- end }}
+
+{{/*
+What the token server does with audiences no OAuthResource claims: the value when set;
+otherwise Enforce for a new installation and Warn for an upgrade of one that predates the
+setting (its server Deployment exists without the flag), keeping what an earlier release
+of this chart chose. `helm template` cannot look at the cluster and renders Enforce: a
+GitOps tool upgrading an installation must set the value (docs/multi-tenancy.md).
+*/}}
+{{- define "oauth-operator.audienceOwnership" -}}
+{{- if .Values.tenancy.audienceOwnership -}}
+{{ .Values.tenancy.audienceOwnership }}
+{{- else -}}
+{{- $existing := lookup "apps/v1" "Deployment" .Release.Namespace (include "oauth-operator.serverName" .) -}}
+{{- if $existing -}}
+{{- $found := "Warn" -}}
+{{- range $c := $existing.spec.template.spec.containers -}}
+{{- range $a := $c.args -}}
+{{- if hasPrefix "--audience-ownership=" $a -}}
+{{- $found = trimPrefix "--audience-ownership=" $a -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{ $found }}
+{{- else -}}
+Enforce
+{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{/* Environment both components get. */}}

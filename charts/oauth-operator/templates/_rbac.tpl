@@ -12,6 +12,14 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 - apiGroups: ["oauth-operator.dev"]
   resources: ["oauthclients/status", "initialaccesstokens/status"]
   verbs: ["get", "patch", "update"]
+# OAuthResources: who holds each audience is reported in their status (replaced onto the
+# version read), and each client's status says what the resources grant it.
+- apiGroups: ["oauth-operator.dev"]
+  resources: ["oauthresources"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["oauth-operator.dev"]
+  resources: ["oauthresources/status"]
+  verbs: ["update"]
 # The Secrets and verifiers it creates name their OAuthClient or InitialAccessToken as
 # controller owner (blockOwnerDeletion), which clusters running the
 # OwnerReferencesPermissionEnforcement admission plugin (OpenShift) check against this.
@@ -62,9 +70,10 @@ secret-guard.yaml confines writes to Secrets labelled app.kubernetes.io/managed-
 {{- end }}
 
 {{- define "oauth-operator.serverWatchRules" -}}
-# The read path: the index is fed by these two watches.
+# The read path: the index is fed by these watches (OAuthResources: who may have a token
+# for which audience, decided per request from the index).
 - apiGroups: ["oauth-operator.dev"]
-  resources: ["oauthclientverifiers", "initialaccesstokenverifiers"]
+  resources: ["oauthclientverifiers", "initialaccesstokenverifiers", "oauthresources"]
   verbs: ["list", "watch"]
 # ServiceAccount tokens as client assertions: one is accepted only while its ServiceAccount
 # exists with the UID it names. The issuer's keys (/openid/v1/jwks) are readable by every

@@ -22,6 +22,7 @@
 //! reaches a log, an Event, the status or a `Debug` output.
 
 mod act;
+mod audiences;
 mod observe;
 mod plan;
 

@@ -39,6 +39,8 @@ pub struct Observed {
     pub service_accounts: BTreeMap<(String, String), bool>,
     /// What `spec.authentication.privateKeyJwt.jwksUri` answered: its text, or why not.
     pub jwks_uri: Option<Result<String, String>>,
+    /// What the client gets for each audience it asks for.
+    pub audiences: super::audiences::View,
 }
 
 impl Observed {
@@ -56,6 +58,7 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
 
     // Ownership is judged over the whole picture: wait until every watch has listed once.
     ctx.stores_ready().await;
+    ctx.claims.ready().await;
     let id_owner = ctx.client_id_owner(client, &client_id);
     let name_owner = ctx.display_name_owner(client);
     let mut observed = Observed {
@@ -68,12 +71,14 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
         verifier: None,
         service_accounts: BTreeMap::new(),
         jwks_uri: None,
+        audiences: Default::default(),
     };
     if observed.id_owner.is_some() {
         // The plan stops here (and deletes the verifier): nothing more to read.
         return Ok(observed);
     }
 
+    observed.audiences = super::audiences::observe(client, &observed.client_id, ctx);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     // The watch's copy first. A stale copy is harmless: a replace carries its
     // resourceVersion (409, and the reconcile starts over), and an unchanged verifier is

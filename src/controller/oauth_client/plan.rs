@@ -816,6 +816,7 @@ fn verifier_spec(
     }
     OAuthClientVerifierSpec {
         client_id: observed.client_id.clone(),
+        labels: client.metadata.labels.clone().unwrap_or_default(),
         display_name: client.spec.display_name.clone(),
         client_type: client.spec.client_type,
         active: client.spec.active,
@@ -1039,6 +1040,20 @@ fn finish(
             Requeue::OnChange => Requeue::After(CONFLICT_RETRY),
         };
     }
+    let (audiences, granted) = super::audiences::report(&observed.audiences);
+    if let Some((cond, note)) = granted {
+        // Told once per transition, not with every other change of the status.
+        let was = client
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == cond.type_)
+            .map(|c| (c.status == "True", c.reason.clone()));
+        if was != Some((cond.ok, cond.reason.to_string())) {
+            report.events.push(note);
+        }
+        report.conditions.push(cond);
+    }
     let current = client.status.clone().unwrap_or_default();
     let generation = client.metadata.generation;
     let ready = report
@@ -1052,6 +1067,7 @@ fn finish(
             valid_secrets: report.valid_secrets,
             secrets: report.secrets,
             authentication_methods: report.methods,
+            audiences,
             observed_generation: generation,
             conditions: outcome::conditions(&current.conditions, generation, now, &planned),
         },
@@ -1150,6 +1166,7 @@ mod tests {
             verifier: None,
             service_accounts: BTreeMap::new(),
             jwks_uri: None,
+            audiences: Default::default(),
         }
     }
 

@@ -68,6 +68,9 @@ pub struct Code {
     pub redirect_uri: String,
     pub challenge: String,
     pub scope: Vec<String>,
+    /// The targets the request named (`resource` or `audience`), decided again at `/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Vec<String>>,
     pub nonce: Option<String>,
     /// The user's subject (their `OAuthUser`'s UID) and username.
     pub subject: String,
@@ -96,7 +99,11 @@ pub async fn authorize(
     if let Some(c) = &client {
         tracing::Span::current().record("client_id", c.client_id.as_str());
     }
-    let authorization = match request::check(&params, client.as_deref()) {
+    let checked = request::check(&params, client.as_deref()).and_then(|a| match &client {
+        Some(c) => request::decide_target(&state, c, &params, a),
+        None => Ok(a),
+    });
+    let authorization = match checked {
         Ok(a) => a,
         Err(refusal) => {
             tracing::info!(target: "audit", event = "authorization_refused", reason = refusal_reason(&refusal), source = %peer.ip());
@@ -335,6 +342,7 @@ fn send_code(
         redirect_uri: auth.redirect_uri.clone(),
         challenge: auth.challenge.clone(),
         scope: auth.scope.clone(),
+        resource: auth.resource.clone(),
         nonce: auth.nonce.clone(),
         subject,
         username,

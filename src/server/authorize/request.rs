@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::auth::pkce::Challenge;
 use crate::auth::redirect;
 use crate::index::ClientEntry;
+use crate::server::AppState;
+use crate::server::error::{INVALID_TARGET, OAuthError};
+use crate::server::target;
+use crate::tenancy::Flow;
 
-/// The scopes of OpenID Connect, which every client allowed the authorization code grant
-/// may ask for: they are about the user, who is signing in, not about an API.
-pub const USER_SCOPES: [&str; 4] = ["openid", "profile", "email", "groups"];
+pub use crate::server::target::IDENTITY_SCOPES as USER_SCOPES;
 
 /// Longest `state` and `nonce` taken: both travel in a cookie, whose size browsers cap.
 const MAX_ECHOED: usize = 512;
@@ -33,6 +35,9 @@ pub struct Authorization {
     pub redirect_uri: String,
     pub state: Option<String>,
     pub scope: Vec<String>,
+    /// The targets named (`resource`, or `audience`); `None`: the client's one resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Vec<String>>,
     /// The S256 code challenge, base64url.
     pub challenge: String,
     pub nonce: Option<String>,
@@ -223,12 +228,54 @@ pub fn check(params: &Params, client: Option<&ClientEntry>) -> Result<Authorizat
         redirect_uri: redirect_uri.to_string(),
         state: state.map(str::to_string),
         scope,
+        resource: None,
         challenge: challenge.encoded(),
         nonce: nonce.map(str::to_string),
         no_prompt,
         force_login: prompt.contains(&"login"),
         max_age: max_age.and_then(Result::ok),
     })
+}
+
+/// The audience decision ([`crate::tenancy`]) at `/authorize`, before anyone signs in: a
+/// target or a scope the client may not have is refused to its redirect URI (RFC 8707
+/// section 2, RFC 6749 section 4.1.2.1), and `/token` decides again from what the code
+/// holds. Without `scope`, the scope becomes what the decision grants.
+pub fn decide_target(
+    state: &AppState,
+    client: &ClientEntry,
+    params: &Params,
+    mut auth: Authorization,
+) -> Result<Authorization, Refusal> {
+    let get = |name: &str| single(params, name).ok().flatten();
+    let refuse = |e: OAuthError| Refusal::Redirect {
+        redirect_uri: auth.redirect_uri.clone(),
+        state: auth.state.clone(),
+        error: e.code(),
+        description: match e {
+            OAuthError::InvalidRequest(d) => d,
+            OAuthError::InvalidScope => "a requested scope is not allowed",
+            _ => INVALID_TARGET,
+        },
+    };
+    let targets = target::targets(get("resource"), get("audience")).map_err(refuse)?;
+    let asked = get("scope").is_some();
+    let decision = target::decide(
+        state,
+        client,
+        targets.as_deref(),
+        asked.then_some(auth.scope.as_slice()),
+        Flow::User {
+            groups: &[],
+            identity_scopes: &USER_SCOPES,
+        },
+    )
+    .map_err(refuse)?;
+    if !asked {
+        auth.scope = decision.scope;
+    }
+    auth.resource = targets;
+    Ok(auth)
 }
 
 /// `redirect_uri` with `params` added to its query (RFC 6749 section 4.1.2: "retaining
@@ -253,6 +300,7 @@ mod tests {
             client_id: "app".into(),
             display_name: None,
             namespace: "n".into(),
+            labels: Default::default(),
             name: "app".into(),
             active: true,
             not_before: None,

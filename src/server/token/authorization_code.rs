@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::{Refusal, TokenResponse, audiences, authenticate, refresh_token};
+use super::{Refusal, TokenResponse, authenticate, refresh_token};
 use crate::api::{GrantRefresh, OAuthGrant, OAuthGrantSpec};
 use crate::auth::keys::KeySet;
 use crate::auth::pkce::Challenge;
@@ -28,6 +28,8 @@ use crate::server::authorize::{Code, visible_groups};
 use crate::server::client_auth::{self, BasicHeader};
 use crate::server::error::OAuthError;
 use crate::server::form::Form;
+use crate::server::target;
+use crate::tenancy::{Decision, Flow};
 
 pub(super) async fn exchange(
     state: &AppState,
@@ -66,8 +68,11 @@ pub(super) async fn exchange(
         .ok_or_else(|| fail(OAuthError::InvalidGrant))?;
     let user = redeemable(state, &client, &code, redirect_uri, verifier)
         .ok_or_else(|| fail(OAuthError::InvalidGrant))?;
+    // Decided again: a grant withdrawn since `/authorize` is not honoured.
+    let decision = decide_for_user(state, &client, &user, code.resource.as_deref(), &code.scope)
+        .map_err(&fail)?;
 
-    let lifetime = i64::from(client.access_token_lifetime_seconds);
+    let lifetime = i64::from(decision.lifetime);
     let scope = (!code.scope.is_empty()).then(|| code.scope.join(" "));
     // With refresh tokens the grant lives as long as its last refresh allows.
     let refresh = client.refresh.as_ref().map(|p| GrantRefresh {
@@ -96,7 +101,7 @@ pub(super) async fn exchange(
         upstream: code.upstream.clone(),
     };
     let (access_token, id_token) =
-        user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
+        user_tokens(state, &keys, &client, &user, &session, &decision, now).map_err(&fail)?;
     let refresh_token = match &client.refresh {
         Some(policy) => Some(
             refresh_token::seal(
@@ -116,7 +121,7 @@ pub(super) async fn exchange(
     let res = Json(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: client.access_token_lifetime_seconds,
+        expires_in: decision.lifetime,
         scope,
         id_token,
         refresh_token,
@@ -138,27 +143,48 @@ pub(super) struct Session<'a> {
     pub upstream: Option<UpstreamUser>,
 }
 
-/// The access token of `user` for `client`, and with `openid` its ID token: `roles` are
-/// the operator's default role, then the user's groups the client may see.
+/// The decision ([`crate::tenancy`]) for a token of `user` through `client`: the
+/// targets the sign-in named, its scope, and the roles the user's groups (those the
+/// client may see) give.
+pub(super) fn decide_for_user(
+    state: &AppState,
+    client: &ClientEntry,
+    user: &UserEntry,
+    targets: Option<&[String]>,
+    scope: &[String],
+) -> Result<Decision, OAuthError> {
+    let groups = visible_groups(user, client);
+    let decision = target::decide(
+        state,
+        client,
+        targets,
+        Some(scope),
+        Flow::User {
+            groups: &groups,
+            identity_scopes: &target::IDENTITY_SCOPES,
+        },
+    )?;
+    target::report(state, client, &decision);
+    Ok(decision)
+}
+
+/// The access token of `user` for `client` as `decision` says (audience, roles,
+/// lifetime), and with `openid` its ID token.
 pub(super) fn user_tokens(
     state: &AppState,
     keys: &KeySet,
     client: &ClientEntry,
     user: &UserEntry,
     session: &Session<'_>,
+    decision: &Decision,
     now: i64,
 ) -> Result<(String, Option<String>), OAuthError> {
-    let lifetime = i64::from(client.access_token_lifetime_seconds);
-    let mut roles = vec![state.config.default_role.clone()];
-    for g in visible_groups(user, client) {
-        if !roles.contains(&g) {
-            roles.push(g);
-        }
-    }
+    let lifetime = i64::from(decision.lifetime);
+    let roles = decision.roles.clone();
     let claims = AccessTokenClaims {
         iss: state.config.issuer.clone(),
         sub: user.uid.clone(),
-        aud: audiences(state, client, None)?,
+        aud: decision.audiences.clone(),
         exp: now + lifetime,
         iat: now,
         jti: crate::auth::secret::random_id().map_err(|_| OAuthError::ServerError)?,
@@ -269,6 +295,7 @@ async fn redeem(
             subject: code.subject.clone(),
             username: code.username.clone(),
             scope,
+            resource: code.resource.clone().unwrap_or_default(),
             auth_time: time(code.auth_time)?,
             expires_at: time(expires_at)?,
             refresh,

@@ -22,10 +22,12 @@ use super::client_auth::{self, BasicHeader, Method, Presented};
 use super::error::OAuthError;
 use super::form::Form;
 use super::metrics::Reason;
+use super::target;
 use crate::auth::hash::{self, Verifier};
 use crate::auth::secret::SecretString;
 use crate::auth::token::{self, AccessTokenClaims};
 use crate::index::ClientEntry;
+use crate::tenancy::Flow;
 
 #[derive(Serialize)]
 struct TokenResponse {
@@ -108,7 +110,7 @@ async fn issue(
         Some(_) => return Err(anon(OAuthError::UnsupportedGrantType)),
     }
     let requested = parse_scope(form.get("scope")).map_err(anon)?;
-    let requested_audience = parse_scope(form.get("audience")).map_err(anon)?;
+    let targets = target::targets(form.get("resource"), form.get("audience")).map_err(anon)?;
     let presented = client_auth::presented(basic, &form).map_err(anon)?;
     tracing::Span::current().record("client_id", presented.client_id());
     let id = Some(presented.client_id().to_string());
@@ -119,8 +121,16 @@ async fn issue(
     if !client.grant_types.iter().any(|g| g == "client_credentials") {
         return Err((id, OAuthError::UnauthorizedClient));
     }
-    let scope = granted_scope(&client, requested).map_err(|e| (id.clone(), e))?;
-    let audiences = audiences(state, &client, requested_audience).map_err(|e| (id.clone(), e))?;
+    let decision = target::decide(
+        state,
+        &client,
+        targets.as_deref(),
+        requested.as_deref(),
+        Flow::Client,
+    )
+    .map_err(|e| (id.clone(), e))?;
+    target::report(state, &client, &decision);
+    let scope = (!decision.scope.is_empty()).then(|| decision.scope.join(" "));
 
     let keys = state
         .index
@@ -130,13 +140,13 @@ async fn issue(
     let claims = AccessTokenClaims {
         iss: state.config.issuer.clone(),
         sub: client.client_id.clone(),
-        aud: audiences,
-        exp: now + i64::from(client.access_token_lifetime_seconds),
+        aud: decision.audiences,
+        exp: now + i64::from(decision.lifetime),
         iat: now,
         jti: crate::auth::secret::random_id().map_err(|_| (id.clone(), OAuthError::ServerError))?,
         client_id: client.client_id.clone(),
         scope: scope.clone(),
-        roles: client.roles.clone(),
+        roles: decision.roles,
         client_uid: client.uid.clone(),
         grant_id: None,
         auth_time: None,
@@ -152,32 +162,13 @@ async fn issue(
     let res = Json(TokenResponse {
         access_token: jwt,
         token_type: "Bearer",
-        expires_in: client.access_token_lifetime_seconds,
+        expires_in: decision.lifetime,
         scope,
         id_token: None,
         refresh_token: None,
     })
     .into_response();
     Ok((client.client_id.clone(), res))
-}
-
-/// The `aud` of a token: what the request asked (`audience`), if the client may have all
-/// of it, or every audience of the client (the operator's default when it has none).
-fn audiences(
-    state: &AppState,
-    client: &ClientEntry,
-    requested: Option<Vec<String>>,
-) -> Result<Vec<String>, OAuthError> {
-    let allowed = if client.audiences.is_empty() {
-        vec![state.config.default_audience.clone()]
-    } else {
-        client.audiences.clone()
-    };
-    match requested {
-        Some(req) if req.iter().all(|a| allowed.contains(a)) => Ok(req),
-        Some(_) => Err(OAuthError::InvalidScope),
-        None => Ok(allowed),
-    }
 }
 
 /// The client of the request and how it proved who it is: by a JWT assertion
@@ -338,72 +329,9 @@ pub(super) fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, OA
     Ok(Some(tokens))
 }
 
-/// The scope of the token: what was asked if the client may have all of it, or every
-/// allowed scope when nothing was asked.
-fn granted_scope(
-    client: &ClientEntry,
-    requested: Option<Vec<String>>,
-) -> Result<Option<String>, OAuthError> {
-    let granted = match requested {
-        Some(req) => {
-            if !req.iter().all(|s| client.scopes.contains(s)) {
-                return Err(OAuthError::InvalidScope);
-            }
-            req
-        }
-        None => client.scopes.clone(),
-    };
-    Ok((!granted.is_empty()).then(|| granted.join(" ")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(scopes: &[&str]) -> ClientEntry {
-        ClientEntry {
-            client_id: "c".into(),
-            display_name: None,
-            namespace: "n".into(),
-            name: "c".into(),
-            active: true,
-            not_before: None,
-            grant_types: vec!["client_credentials".into()],
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            audiences: vec![],
-            roles: vec![],
-            public: false,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            allowed_groups: None,
-            refresh: None,
-            access_token_lifetime_seconds: 60,
-            secrets: vec![],
-            registration_access_token_hash: None,
-            uid: None,
-            keys: None,
-            service_accounts: vec![],
-            federated: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn scope_defaults_to_everything_allowed() {
-        assert_eq!(
-            granted_scope(&entry(&["a", "b"]), None),
-            Ok(Some("a b".into()))
-        );
-        assert_eq!(granted_scope(&entry(&[]), None), Ok(None));
-    }
-
-    #[test]
-    fn scope_outside_the_allowed_set_is_invalid_scope() {
-        let req = parse_scope(Some("a c")).expect("syntax");
-        assert_eq!(
-            granted_scope(&entry(&["a", "b"]), req),
-            Err(OAuthError::InvalidScope)
-        );
-    }
 
     #[test]
     fn malformed_scope_is_invalid_scope() {

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 use serde::{Deserialize, Serialize};
 
-use super::authorization_code::{Session, client, grant_name, user_tokens};
+use super::authorization_code::{Session, client, decide_for_user, grant_name, user_tokens};
 use super::{Refusal, TokenResponse, parse_scope};
 use std::sync::Arc;
 
@@ -200,6 +200,21 @@ pub(super) async fn refresh(
         Some(_) => return Err(fail(OAuthError::InvalidScope)),
         None => granted,
     };
+    // What the sign-in got is decided again: a resource's grant withdrawn since ends the
+    // sign-in, with every token it issued (RFC 8707 section 2.2 lets a refresh narrow,
+    // never widen).
+    let targets = (!spec.resource.is_empty()).then_some(spec.resource.as_slice());
+    let decision = match decide_for_user(state, &client, &user, targets, &scope) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::info!(target: "audit", event = "refresh_refused", client_id = %client.client_id, grant_id = %token.grant_id, why = "the resource no longer grants it", reason = e.code());
+            let until = spec.expires_at.0.as_second();
+            crate::server::revoke::record(state, &token.grant_id, &client.client_id, until)
+                .await
+                .map_err(&fail)?;
+            return Err(fail(OAuthError::InvalidGrant));
+        }
+    };
     let next = match judge(spec.refresh.as_ref(), token.generation, &policy, now) {
         Verdict::Refresh(next) => next,
         Verdict::Refuse(why) => {
@@ -234,7 +249,7 @@ pub(super) async fn refresh(
         upstream: grant.spec.upstream.clone(),
     };
     let (access_token, id_token) =
-        user_tokens(state, &keys, &client, &user, &session, now).map_err(&fail)?;
+        user_tokens(state, &keys, &client, &user, &session, &decision, now).map_err(&fail)?;
     let refresh_token = seal(
         sealer,
         &client,
@@ -249,7 +264,7 @@ pub(super) async fn refresh(
     let res = Json(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: client.access_token_lifetime_seconds,
+        expires_in: decision.lifetime,
         scope: (!scope.is_empty()).then(|| scope.join(" ")),
         id_token,
         refresh_token: Some(refresh_token),
