@@ -342,34 +342,6 @@ proptest! {
         prop_assert!(!text.contains("$argon2") && !text.contains("$sha256"));
     }
 
-    /// The internal CRD as the API server could hand it over, whatever it holds: the index
-    /// takes it or ignores it, never panics, and serves what it took.
-    #[test]
-    fn any_verifier_object_converts_or_is_ignored(json in verifier_json()) {
-        let index = Index::default();
-        if let Ok(v) = serde_json::from_value::<OAuthClientVerifier>(json) {
-            index.apply_verifier(&v);
-            if let (Some(entry), Some(_)) = (index.client(&v.spec.client_id), &v.metadata.namespace) {
-                prop_assert_eq!(&entry.client_id, &v.spec.client_id);
-                prop_assert_eq!(entry.secrets.len(), v.spec.secrets.len());
-            }
-            index.reset_verifiers(None, [&v]);
-            index.delete_verifier("fuzz", v.metadata.name.as_deref().unwrap_or_default());
-            prop_assert!(index.client(&v.spec.client_id).is_none() || v.metadata.namespace.as_deref() != Some("fuzz"));
-        }
-        if let Ok(v) = serde_json::from_value::<InitialAccessTokenVerifier>(verifier_json_iat()) {
-            index.apply_token_verifier(&v);
-        }
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
-
     /// An `OAuthResource` as the API server could hand it over, whatever it holds (the
     /// schema and CEL bypassed): the table takes it or ignores it, the decision never
     /// panics and never grants what the resource does not declare.
@@ -400,6 +372,26 @@ proptest! {
                     prop_assert!(d.lifetime <= 600);
                 }
             }
+        }
+    }
+
+    /// The internal CRD as the API server could hand it over, whatever it holds: the index
+    /// takes it or ignores it, never panics, and serves what it took.
+    #[test]
+    fn any_verifier_object_converts_or_is_ignored(json in verifier_json()) {
+        let index = Index::default();
+        if let Ok(v) = serde_json::from_value::<OAuthClientVerifier>(json) {
+            index.apply_verifier(&v);
+            if let (Some(entry), Some(_)) = (index.client(&v.spec.client_id), &v.metadata.namespace) {
+                prop_assert_eq!(&entry.client_id, &v.spec.client_id);
+                prop_assert_eq!(entry.secrets.len(), v.spec.secrets.len());
+            }
+            index.reset_verifiers(None, [&v]);
+            index.delete_verifier("fuzz", v.metadata.name.as_deref().unwrap_or_default());
+            prop_assert!(index.client(&v.spec.client_id).is_none() || v.metadata.namespace.as_deref() != Some("fuzz"));
+        }
+        if let Ok(v) = serde_json::from_value::<InitialAccessTokenVerifier>(verifier_json_iat()) {
+            index.apply_token_verifier(&v);
         }
     }
 }

@@ -81,12 +81,12 @@ pub struct OAuthResourceSpec {
 
     /// Who may obtain tokens for this API, and with which scopes and roles. Entries add up; a client matched by none is refused (`invalid_target`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub access: Vec<AccessGrant>,
 
     /// For signed-in users (the authorization code grant): the roles of this API that members of these groups get.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 16))]
     pub users: Vec<UserRoles>,
 }
 
@@ -138,12 +138,12 @@ pub struct AccessGrant {
 
     /// The scopes granted, each declared in `spec.scopes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub scopes: Vec<Scope>,
 
     /// The roles granted, each declared in `spec.roles`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 128)))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 128)))]
     pub roles: Vec<String>,
 }
 
@@ -154,7 +154,7 @@ pub struct UserRoles {
     #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 128)))]
     pub groups: Vec<String>,
     /// The roles, each declared in `spec.roles`.
-    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 128)))]
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 128)))]
     pub roles: Vec<String>,
 }
 
@@ -168,7 +168,7 @@ pub struct OAuthResourceStatus {
     /// `Accepted`: whether this resource holds its audience (reasons `Claimed`, `AudienceConflict` naming the holder, `AudienceReserved`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// How many clients (of the namespaces the operator watches) this resource grants access to.
+    /// How many clients (of the namespaces the operator watches) ask for this audience and are granted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted_clients: Option<u32>,
     /// What the API must check in every token, while accepted: `iss`, the keys at `jwksUri`, and `aud`.

@@ -149,6 +149,24 @@ fn key_of(table: &Resources, ns: &str, name: &str) -> Option<String> {
         .map(|e| e.key.clone())
 }
 
+/// Sends every claimant of the audiences `keys` (normalised) to its controller: a client
+/// asking for one of them changed, so their counts of granted clients may have too.
+pub fn touch_claimants(ctx: &Context, keys: &HashSet<String>) {
+    let Some(routes) = ctx.routes.get() else {
+        return;
+    };
+    let table = ctx.claims.read();
+    let refs: Vec<ObjectRef<OAuthResource>> = keys
+        .iter()
+        .flat_map(|k| table.claimants(k))
+        .map(|e| ObjectRef::new(&e.name).within(&e.namespace))
+        .collect();
+    drop(table);
+    for r in refs {
+        route(&routes.resources, r);
+    }
+}
+
 /// Sends every claimant of the `keys` and every client asking for one of them.
 fn notify(ctx: &Context, routes: &Routes, keys: &HashSet<String>) {
     let claimants: Vec<ObjectRef<OAuthResource>> = {

@@ -111,6 +111,8 @@ pub struct Context {
     stores: OnceCell<Vec<Store<OAuthClient>>>,
     /// Every watched OAuthResource's claim and grants.
     pub claims: claims::Claims,
+    /// Where a change that concerns OAuthResources or clients is sent to be reconciled.
+    routes: OnceCell<claims::Routes>,
     /// The controller's own Secrets and the verifiers, as their watches (the ones that
     /// trigger reconciles) last saw them: a reconcile reads these before the API server.
     owned: OnceCell<Vec<OwnedStores>>,
@@ -513,6 +515,7 @@ async fn lead(
     };
     let ctx = Arc::new(Context {
         claims: claims::Claims::new(scopes.len()),
+        routes: OnceCell::new(),
         recorder: Recorder::new(client.clone(), reporter),
         hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
         jwks_uris: jwks_uri::JwksUris::default(),
@@ -572,7 +575,7 @@ async fn lead(
                 })
         })
         .collect();
-    drop(routes);
+    let _ = ctx.routes.set(routes);
     let token_controllers: Vec<_> = scopes
         .iter()
         .map(|ns| {

@@ -18,8 +18,9 @@ use super::{Context, Error};
 use crate::api::{OAuthResource, OAuthResourceStatus, Verification};
 use crate::tenancy::normalize;
 
-/// How often the count of granted clients is brought up to date: clients are not watched
-/// for it (a client created or relabelled moves the count at the next pass).
+/// How often the count of granted clients is brought up to date whatever happened: a
+/// client whose audiences or labels change requeues the claimants itself, a deleted one
+/// leaves the count until this pass.
 const RECOUNT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What the plan decides from.
@@ -29,7 +30,7 @@ pub struct Observed {
     pub holder: Option<String>,
     /// Why nobody may claim the audience, if that is so.
     pub reserved: Option<&'static str>,
-    /// How many clients the resource's grants match.
+    /// How many clients ask for the audience and are granted it.
     pub granted: u32,
     /// The `access` entries whose client selector does not parse.
     pub broken_selectors: Vec<usize>,
@@ -109,7 +110,8 @@ fn observe(resource: &OAuthResource, ctx: &Context) -> Observed {
             let count = ctx
                 .clients_where(|c| {
                     let empty = Default::default();
-                    c.effective_client_id().is_some_and(|id| {
+                    let asks = c.spec.audiences.iter().any(|a| normalize(a) == key);
+                    asks && c.effective_client_id().is_some_and(|id| {
                         entry
                             .grant(
                                 &id,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams};
 use sha2::Digest;
 
 use crate::browser::{Browser, CallbackServer};
@@ -76,30 +76,7 @@ struct World {
 }
 
 async fn create_namespace(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    api.create(
-        &PostParams::default(),
-        &Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// `kubectl apply` in namespace `ns`.
-fn apply_in(ctx: &Ctx, ns: &str, yaml: &str) -> anyhow::Result<()> {
-    let out = ctx.kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml))?;
-    ensure!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    crate::support::create_namespace(&ctx.client, name).await
 }
 
 /// The generated credentials of client `name` in namespace `ns`, once the controller
@@ -138,8 +115,7 @@ async fn setup(ctx: &Ctx, client_id_of: &str) -> anyhow::Result<World> {
     let hash = oauth_operator::auth::hash::hash(PASSWORD)?;
     ctx.secret("the upstream user's password hash", &hash);
     let redirect = format!("{}/authorize/callback", downstream.url);
-    apply_in(
-        ctx,
+    ctx.apply_in(
         &upstream_ns,
         &format!(
             r#"apiVersion: oauth-operator.dev/v1alpha1

@@ -257,6 +257,23 @@ async fn cleanup_namespace(client: &kube::Client, ns: &str) {
     let _ = api.delete(ns, &DeleteParams::background()).await;
 }
 
+/// Creates the namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// One test's world: its namespace, a scratch directory, and the processes it started.
 pub struct Ctx {
     pub env: Arc<Env>,
@@ -276,18 +293,7 @@ impl Ctx {
             .replace(['-', '_'], "");
         let base: String = test.replace('_', "-").chars().take(40).collect();
         let ns = format!("{}-{}", base.trim_end_matches('-'), &suffix[..6]);
-        let api: Api<Namespace> = Api::all(env.client.clone());
-        api.create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
-        .await?;
+        create_namespace(&env.client, &ns).await?;
         Ok(Ctx {
             client: env.client.clone(),
             env,
@@ -349,6 +355,11 @@ impl Ctx {
     /// `kubectl apply -f -`; fails with kubectl's message if the apiserver refuses.
     pub fn apply(&self, yaml: &str) -> anyhow::Result<()> {
         self.apply_with(&[], yaml)
+    }
+
+    /// `kubectl apply -f -` in namespace `ns` (objects naming no namespace land there).
+    pub fn apply_in(&self, ns: &str, yaml: &str) -> anyhow::Result<()> {
+        self.apply_with(&["-n", ns], yaml)
     }
 
     /// `kubectl apply --server-side -f -`, for batches of many objects at once.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams};
 use oauth_operator::api::{AudienceState, OAuthClient, OAuthResource};
 
 use crate::browser::{Browser, CallbackServer};
@@ -52,18 +52,7 @@ struct Extra {
 impl Extra {
     async fn create(ctx: &Ctx, suffix: &str) -> anyhow::Result<Extra> {
         let name = format!("{}-{suffix}", ctx.ns);
-        Api::<Namespace>::all(ctx.client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                },
-            )
-            .await?;
+        crate::support::create_namespace(&ctx.client, &name).await?;
         Ok(Extra {
             client: ctx.client.clone(),
             name,
@@ -82,24 +71,26 @@ impl Drop for Extra {
     }
 }
 
-fn client_yaml(ns: &str, name: &str, spec: &str) -> String {
+/// An OAuthClient (its client id its name), for `Ctx::apply_in` its namespace.
+fn client_yaml(name: &str, spec: &str) -> String {
     format!(
-        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  clientId: {name}\n{spec}\n---\n"
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: {name}\nspec:\n  clientId: {name}\n{spec}\n---\n"
     )
 }
 
-fn resource_yaml(ns: &str, name: &str, spec: &str) -> String {
+/// An OAuthResource, for `Ctx::apply_in` its namespace.
+fn resource_yaml(name: &str, spec: &str) -> String {
     format!(
-        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthResource\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}\n---\n"
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthResource\nmetadata:\n  name: {name}\nspec:\n{spec}\n---\n"
     )
 }
 
 /// What every client of these tests asks for: the payments API, its two scopes, its role.
 const ASKS: &str = "  audiences: [\"https://payments.example.test\"]\n  scopes: [payments.read, payments.admin]\n  roles: [payments-admin]";
 
-/// The payments API of namespace `owner`, granting `payments.read` to `caller` (and, when
+/// The payments API, granting `payments.read` to `caller` (and, when
 /// `admin`, `payments.admin` and the role to its own namespace).
-fn payments(owner: &str, caller: Option<&str>) -> String {
+fn payments(caller: Option<&str>) -> String {
     let access = match caller {
         Some(c) => format!(
             "  access:\n  - namespace: {c}\n    scopes: [payments.read]\n  - scopes: [payments.read, payments.admin]\n    roles: [payments-admin]\n"
@@ -110,7 +101,6 @@ fn payments(owner: &str, caller: Option<&str>) -> String {
         }
     };
     resource_yaml(
-        owner,
         "payments",
         &format!(
             "  audience: {API}\n  scopes:\n  - name: payments.read\n  - name: payments.admin\n    description: Refunds\n  roles:\n  - name: payments-admin\n{access}"
@@ -251,12 +241,12 @@ async fn three_namespaces(ctx: Ctx) -> anyhow::Result<()> {
     let owner = ctx.ns.as_str();
 
     ctx.apply(&format!(
-        "{}{}{}{}",
-        payments(owner, Some(&caller.name)),
-        client_yaml(owner, "ledger", ASKS),
-        client_yaml(&caller.name, "checkout", ASKS),
-        client_yaml(&outsider.name, "intruder", ASKS),
+        "{}{}",
+        payments(Some(&caller.name)),
+        client_yaml("ledger", ASKS)
     ))?;
+    ctx.apply_in(&caller.name, &client_yaml("checkout", ASKS))?;
+    ctx.apply_in(&outsider.name, &client_yaml("intruder", ASKS))?;
     eventually(WAIT, "payments Accepted with 2 clients", || async {
         let (status, reason, _, granted) = resource_condition(&ctx, owner, "payments").await?;
         ensure!(
@@ -399,7 +389,7 @@ async fn three_namespaces(ctx: Ctx) -> anyhow::Result<()> {
             == true,
         "active before"
     );
-    ctx.apply(&payments(owner, None))?;
+    ctx.apply(&payments(None))?;
     eventually(
         Duration::from_secs(10),
         "the token introspects inactive",
@@ -440,7 +430,7 @@ async fn two_claims(ctx: Ctx) -> anyhow::Result<()> {
     let server = ctx.start_server_with(port, &[&watch]).await?;
     let owner = ctx.ns.as_str();
 
-    ctx.apply(&payments(owner, None))?;
+    ctx.apply(&payments(None))?;
     eventually(WAIT, "the holder is accepted", || async {
         let (status, ..) = resource_condition(&ctx, owner, "payments").await?;
         ensure!(status == "True", "{status}");
@@ -448,14 +438,12 @@ async fn two_claims(ctx: Ctx) -> anyhow::Result<()> {
     })
     .await?;
     // Created after: the same audience written differently is the same claim.
-    ctx.apply(&format!(
+    ctx.apply_in(&other.name, &format!(
         "{}{}",
-        resource_yaml(
-            &other.name,
-            "payments",
+        resource_yaml("payments",
             "  audience: HTTPS://Payments.Example.Test/\n  scopes:\n  - name: payments.read\n  access:\n  - scopes: [payments.read]\n"
         ),
-        client_yaml(&other.name, "squatter-app", "  audiences: [\"https://payments.example.test\"]\n  scopes: [payments.read]"),
+        client_yaml("squatter-app", "  audiences: [\"https://payments.example.test\"]\n  scopes: [payments.read]"),
     ))?;
     let holder = format!("{owner}/payments");
     eventually(WAIT, "the younger claim is told who holds it", || async {
@@ -541,11 +529,10 @@ async fn modes(ctx: Ctx) -> anyhow::Result<()> {
     ctx.apply(&format!(
         "{}{}",
         client_yaml(
-            ns,
             "legacy",
             "  audiences: [\"https://legacy.example.test\"]\n  scopes: [read]"
         ),
-        client_yaml(ns, "plain", "  scopes: [read]"),
+        client_yaml("plain", "  scopes: [read]"),
     ))?;
     ctx.wait_ready("legacy").await?;
     ctx.wait_ready("plain").await?;
@@ -591,9 +578,7 @@ async fn modes(ctx: Ctx) -> anyhow::Result<()> {
     );
 
     // Claimed by a resource here (granting this namespace): served in both modes.
-    ctx.apply(&resource_yaml(
-        ns,
-        "legacy-api",
+    ctx.apply(&resource_yaml("legacy-api",
         "  audience: https://legacy.example.test\n  scopes:\n  - name: read\n  access:\n  - scopes: [read]\n",
     ))?;
     wait_granted(&ctx.client, ns, "legacy", "True", "Granted").await?;
@@ -609,7 +594,6 @@ async fn modes(ctx: Ctx) -> anyhow::Result<()> {
 }
 
 async fn bad_resources(ctx: Ctx) -> anyhow::Result<()> {
-    let ns = ctx.ns.as_str();
     let cases = [
         ("  audience: not a uri\n", "spec.audience"),
         (
@@ -638,7 +622,7 @@ async fn bad_resources(ctx: Ctx) -> anyhow::Result<()> {
         ),
     ];
     for (spec, field) in cases {
-        let err = ctx.apply_refused(&resource_yaml(ns, "bad", spec))?;
+        let err = ctx.apply_refused(&resource_yaml("bad", spec))?;
         ensure!(
             err.contains(field),
             "{spec}: the refusal does not name {field}: {err}"
@@ -646,12 +630,10 @@ async fn bad_resources(ctx: Ctx) -> anyhow::Result<()> {
     }
     // The audience is immutable once claimed.
     ctx.apply(&resource_yaml(
-        ns,
         "api",
         "  audience: https://a.example.test\n",
     ))?;
     let err = ctx.apply_refused(&resource_yaml(
-        ns,
         "api",
         "  audience: https://b.example.test\n",
     ))?;
@@ -679,15 +661,13 @@ fn sign_in_yaml(ctx: &Ctx, redirect: &str, granted: bool) -> anyhow::Result<Stri
     Ok(format!(
         "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthUser\nmetadata: {{name: erin, namespace: {ns}}}\nspec:\n  groups: [finance]\n  passwordHash: '{hash}'\n---\n{}{}{}",
         client_yaml(
-            ns,
             "dashboard",
             &format!(
                 "  displayName: Dashboard\n  type: public\n  grantTypes: [authorization_code, refresh_token]\n  refreshCount: Unlimited\n  redirectUris: [\"{redirect}\"]\n  audiences: [\"{API}\"]\n  scopes: [payments.read]"
             ),
         ),
-        client_yaml(ns, "gateway", "  scopes: [read]"),
+        client_yaml("gateway", "  scopes: [read]"),
         resource_yaml(
-            ns,
             "payments",
             &format!(
                 "  audience: {API}\n  scopes:\n  - name: payments.read\n  roles:\n  - name: payments-admin\n  users:\n  - groups: [finance]\n    roles: [payments-admin]\n{access}"

@@ -2,7 +2,9 @@
 //! same rules the token server decides with ([`crate::tenancy::audience_view`]), over the
 //! controller's copy of the claims. Observed in memory; turned into status here, purely.
 
-use crate::api::{AudienceState, AudienceStatus, OAuthClient};
+use std::collections::HashSet;
+
+use crate::api::{AudienceState, AudienceStatus, OAuthClient, OAuthClientVerifier};
 use crate::controller::Context;
 use crate::controller::outcome::{Cond, Note};
 use crate::tenancy::{self, Asker, Mode, Settings, normalize};
@@ -67,6 +69,29 @@ pub fn observe(client: &OAuthClient, client_id: &str, ctx: &Context) -> View {
         mode: ctx.config.audience_ownership,
         states: tenancy::audience_view(&asker, &table, &settings),
     }
+}
+
+/// The audiences (normalised) whose claimants' counts a reconcile of `client` may move:
+/// those it asks for and those its verifier says it asked for, when the two differ or its
+/// labels changed; none when nothing the grants look at changed.
+pub fn changed(client: &OAuthClient, verifier: Option<&OAuthClientVerifier>) -> HashSet<String> {
+    let now: Vec<&str> = client.spec.audiences.iter().map(|a| a.as_str()).collect();
+    let labels = client.metadata.labels.clone().unwrap_or_default();
+    let before: Vec<&str> = match verifier {
+        Some(v)
+            if v.spec
+                .audiences
+                .iter()
+                .map(String::as_str)
+                .eq(now.iter().copied())
+                && v.spec.labels == labels =>
+        {
+            return HashSet::new();
+        }
+        Some(v) => v.spec.audiences.iter().map(String::as_str).collect(),
+        None => Vec::new(),
+    };
+    now.into_iter().chain(before).map(normalize).collect()
 }
 
 /// The status entries, and the `AudiencesGranted` condition (with its Event) when the

@@ -51,7 +51,12 @@ pub async fn reconcile(client: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Ac
     let plan = plan::plan(&client, &observed, now, &settings, &mut || {
         crate::auth::secret::generate_secret()
     })?;
+    let touched = audiences::changed(&client, observed.verifier.as_ref());
     let requeue = act::act(&client, &ctx, observed, plan).await?;
+    // The resources claiming what the client asks for (or asked for) count it again.
+    if !touched.is_empty() {
+        super::claims::touch_claimants(&ctx, &touched);
+    }
     Ok(requeue.into())
 }
 
