@@ -17,6 +17,7 @@ mod duration;
 mod grant;
 mod initial_access_token;
 mod oauth_client;
+mod policy;
 mod refresh;
 mod resource;
 mod revoked_token;
@@ -40,6 +41,10 @@ pub use oauth_client::{
     FederatedIdentity, GrantType, OAuthClient, OAuthClientSpec, OAuthClientStatus, PrivateKeyJwt,
     Registration, SecretKeyRef, SecretKeys, SecretState, SecretStatus, ServiceAccountRef,
 };
+pub use policy::{
+    AuthenticationMethod, ClientBounds, Enforcement, OAuthClientPolicy, OAuthClientPolicySpec,
+    ResourceBounds,
+};
 pub use refresh::{RefreshCount, UNLIMITED};
 pub use resource::{
     AccessGrant, OAuthResource, OAuthResourceSpec, OAuthResourceStatus, ResourceRole,
@@ -51,7 +56,7 @@ pub use upstream::{ClaimMapping, OAuthUpstream, OAuthUpstreamSpec};
 pub use user::{OAuthUser, OAuthUserSpec};
 pub use verifier::{
     FederatedSubject, InitialAccessTokenVerifier, InitialAccessTokenVerifierSpec,
-    OAuthClientVerifier, OAuthClientVerifierSpec, RefreshPolicy, SecretVerifier,
+    OAuthClientVerifier, OAuthClientVerifierSpec, PolicyBounds, RefreshPolicy, SecretVerifier,
     ServiceAccountSubject, SourceRef,
 };
 
@@ -86,6 +91,7 @@ pub fn crds()
         OAuthGrant::crd(),
         OAuthUpstream::crd(),
         OAuthResource::crd(),
+        OAuthClientPolicy::crd(),
     ]
 }
 

@@ -152,6 +152,19 @@ pub struct InitialAccessTokenVerifierSpec {
     pub source: SourceRef,
     /// When the token stops being accepted.
     pub expires_at: Time,
+    /// The client bounds of the enforcing OAuthClientPolicies of the token's namespace, as the controller found them: a registration outside one is refused (RFC 7591 section 3.2.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub enforced_policies: Vec<PolicyBounds>,
+}
+
+/// One enforcing policy's client bounds, by the policy's name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+pub struct PolicyBounds {
+    /// The OAuthClientPolicy.
+    pub policy: String,
+    /// Its `spec.clients` (`{namespace}` not filled in).
+    pub clients: super::ClientBounds,
 }
 
 /// A workload of another issuer, as the client names it (`spec.authentication.federated`).

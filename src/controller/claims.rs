@@ -97,17 +97,16 @@ pub fn feed(
         let mut touched: HashSet<String> = HashSet::new();
         match &event {
             Event::Apply(r) => {
-                if let Some(e) = ResourceEntry::from_resource(r) {
-                    touched.insert(e.key.clone());
-                    ctx.claims.write(|t| {
-                        touched.extend(key_of(
-                            t,
-                            &r.namespace().unwrap_or_default(),
-                            &r.name_any(),
-                        ));
-                        t.apply(e);
-                    });
-                }
+                let (ns, name) = (r.namespace().unwrap_or_default(), r.name_any());
+                touched.insert(normalize(&r.spec.audience));
+                ctx.claims.write(|t| {
+                    touched.extend(key_of(t, &ns, &name));
+                    // One the platform does not allow is no claim: it goes from the table.
+                    match ResourceEntry::from_resource(r) {
+                        Some(e) => t.apply(e),
+                        None => t.delete(&ns, &name),
+                    }
+                });
             }
             Event::Delete(r) => {
                 touched.insert(normalize(&r.spec.audience));

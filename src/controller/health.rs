@@ -31,6 +31,12 @@ pub struct SecretStateLabel {
     pub state: &'static str,
 }
 
+/// What a policy does to a client outside it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnforcementLabel {
+    pub enforcement: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// 1 while this replica leads.
@@ -38,6 +44,8 @@ pub struct Metrics {
     pub reconciliations: Family<Outcome, Counter>,
     /// Client secrets by state, counted from the watched clients' status when scraped.
     client_secrets: Family<SecretStateLabel, Gauge>,
+    /// Clients outside an OAuthClientPolicy bound, by what it does to them.
+    policy_violations: Family<EnforcementLabel, Gauge>,
     /// The leader's OAuthClient stores (standbys have none, and report no secrets).
     clients: OnceLock<Vec<Store<OAuthClient>>>,
 }
@@ -48,6 +56,12 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let reconciliations = Family::<Outcome, Counter>::default();
         let client_secrets = Family::<SecretStateLabel, Gauge>::default();
+        let policy_violations = Family::<EnforcementLabel, Gauge>::default();
+        registry.register(
+            "policy_violations",
+            "Watched OAuthClients outside a bound of an OAuthClientPolicy, by enforcement (warn: served; enforce: refused, or its lifetime cut), as their status says; reported by the leader only",
+            policy_violations.clone(),
+        );
         registry.register(
             "client_secrets",
             "Client secrets of the watched OAuthClients by state (valid, expiring_soon, expired, pending), as their status says; reported by the leader only",
@@ -68,6 +82,7 @@ impl Default for Metrics {
             leader,
             reconciliations,
             client_secrets,
+            policy_violations,
             clients: OnceLock::new(),
         }
     }
@@ -91,6 +106,11 @@ impl Metrics {
             for (state, n) in secret_counts(all.iter().map(|c| c.as_ref())) {
                 self.client_secrets
                     .get_or_create(&SecretStateLabel { state })
+                    .set(n);
+            }
+            for (enforcement, n) in policy_counts(all.iter().map(|c| c.as_ref())) {
+                self.policy_violations
+                    .get_or_create(&EnforcementLabel { enforcement })
                     .set(n);
             }
         }
@@ -119,6 +139,21 @@ pub fn secret_counts<'a>(
             SecretState::Pending => 3,
         };
         counts[i].1 += 1;
+    }
+    counts
+}
+
+/// How many `clients` are outside a policy bound, by enforcement, both named.
+pub fn policy_counts<'a>(
+    clients: impl Iterator<Item = &'a OAuthClient>,
+) -> [(&'static str, i64); 2] {
+    let mut counts = [("warn", 0), ("enforce", 0)];
+    for c in clients.flat_map(|c| c.status.iter().flat_map(|s| &s.conditions)) {
+        match (c.type_.as_str(), c.status.as_str(), c.reason.as_str()) {
+            ("PolicyCompliant", "False", "PolicyWarning") => counts[0].1 += 1,
+            ("PolicyCompliant", "False", _) => counts[1].1 += 1,
+            _ => {}
+        }
     }
     counts
 }
@@ -196,6 +231,10 @@ mod tests {
         assert!(!m.render().contains("client_secrets"));
         let (store, _writer) = kube::runtime::reflector::store::<OAuthClient>();
         m.count_secrets_of(vec![store]);
+        assert!(
+            m.render()
+                .contains("oauth_operator_controller_policy_violations{enforcement=\"warn\"} 0")
+        );
         assert!(
             m.render()
                 .contains("oauth_operator_controller_client_secrets{state=\"expired\"} 0")

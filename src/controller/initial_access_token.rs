@@ -112,6 +112,8 @@ pub struct Observed {
     pub secret: Option<Secret>,
     /// The verifier as read.
     pub verifier: Option<InitialAccessTokenVerifier>,
+    /// The client bounds of the enforcing policies of the token's namespace.
+    pub enforced_policies: Vec<crate::api::PolicyBounds>,
 }
 
 async fn observe(iat: &InitialAccessToken, ctx: &Context) -> Result<Observed, Error> {
@@ -129,7 +131,20 @@ async fn observe(iat: &InitialAccessToken, ctx: &Context) -> Result<Observed, Er
         .get_opt(&name)
         .await
         .map_err(|source| Error::GetVerifier { name, source })?;
-    Ok(Observed { secret, verifier })
+    ctx.policies_ready().await;
+    let enforced_policies = ctx
+        .policies_for(&ns)
+        .iter()
+        .filter_map(crate::tenancy::policy::PolicyEntry::enforced_bounds)
+        // What the verifier's schema holds; more enforcing policies on one namespace than
+        // this are not a setup anyone runs (the controller still judges every client).
+        .take(16)
+        .collect();
+    Ok(Observed {
+        secret,
+        verifier,
+        enforced_policies,
+    })
 }
 
 // ---- plan -------------------------------------------------------------------------------
@@ -370,6 +385,7 @@ async fn act(
             hash: draft.argon2id,
             source: draft.source,
             expires_at: draft.expires_at,
+            enforced_policies: observed.enforced_policies.clone(),
         };
         if observed.verifier.as_ref().map(|v| &v.spec) != Some(&spec) {
             let verifier = InitialAccessTokenVerifier::new(&iat.name_any(), spec);
@@ -425,6 +441,7 @@ mod tests {
 
     fn empty() -> Observed {
         Observed {
+            enforced_policies: vec![],
             secret: None,
             verifier: None,
         }
@@ -479,10 +496,12 @@ mod tests {
                 ..d.source.clone()
             },
             expires_at: d.expires_at.clone(),
+            enforced_policies: vec![],
         };
         let mut t = t.clone();
         t.status = Some(p.outcome.status.clone());
         let o = Observed {
+            enforced_policies: vec![],
             secret: Some(secret),
             verifier: Some(InitialAccessTokenVerifier::new("onboarding", spec)),
         };
@@ -610,6 +629,7 @@ mod tests {
         let mut foreign = Secret::default();
         foreign.metadata.name = Some("onboarding-token".into());
         let o = Observed {
+            enforced_policies: vec![],
             secret: Some(foreign),
             verifier: None,
         };
@@ -620,6 +640,7 @@ mod tests {
         ours.metadata.owner_references = token_secret(&t, "n", "x").metadata.owner_references;
         ours.data = Some(BTreeMap::new());
         let o = Observed {
+            enforced_policies: vec![],
             secret: Some(ours),
             verifier: None,
         };

@@ -36,7 +36,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{FutureExt as _, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::Controller;
@@ -52,7 +52,7 @@ pub use signing_keys::Rotation;
 
 use crate::api::{
     InitialAccessToken, InitialAccessTokenVerifier, MANAGED_BY, MANAGED_BY_LABEL, OAuthClient,
-    OAuthClientVerifier, OAuthGrant, OAuthResource, RevokedToken,
+    OAuthClientPolicy, OAuthClientVerifier, OAuthGrant, OAuthResource, RevokedToken,
 };
 use crate::watch_backoff::WatchBackoff;
 
@@ -113,6 +113,8 @@ pub struct Context {
     pub claims: claims::Claims,
     /// Where a change that concerns OAuthResources or clients is sent to be reconciled.
     routes: OnceCell<claims::Routes>,
+    /// The platform's policies and the namespaces' labels they select by.
+    policies: OnceCell<(Store<OAuthClientPolicy>, Store<Namespace>)>,
     /// The controller's own Secrets and the verifiers, as their watches (the ones that
     /// trigger reconciles) last saw them: a reconcile reads these before the API server.
     owned: OnceCell<Vec<OwnedStores>>,
@@ -384,6 +386,54 @@ impl Context {
         )
     }
 
+    /// Waits until the policies and the namespaces have listed once.
+    pub async fn policies_ready(&self) {
+        if let Some((policies, namespaces)) = self.policies.get() {
+            let _ = policies.wait_until_ready().await;
+            let _ = namespaces.wait_until_ready().await;
+        }
+    }
+
+    /// The policies that apply to `namespace` (see [`crate::tenancy::policy::applicable`]).
+    pub fn policies_for(&self, namespace: &str) -> Vec<crate::tenancy::policy::PolicyEntry> {
+        let Some((policies, namespaces)) = self.policies.get() else {
+            return Vec::new();
+        };
+        let all: Vec<_> = policies
+            .state()
+            .iter()
+            .filter_map(|p| crate::tenancy::policy::PolicyEntry::from_policy(p))
+            .collect();
+        if all.is_empty() {
+            return all;
+        }
+        let labels = namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        crate::tenancy::policy::applicable(&all, &labels)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// `client`'s place among the clients of its namespace, oldest first (creation time,
+    /// then name), from 1.
+    pub fn rank_in_namespace(&self, client: &OAuthClient) -> u32 {
+        let key = |c: &OAuthClient| {
+            (
+                c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                c.name_any(),
+            )
+        };
+        let mine = key(client);
+        let ns = client.metadata.namespace.clone();
+        let older = self
+            .clients_where(|c| c.metadata.namespace == ns && key(c) < mine)
+            .len();
+        u32::try_from(older).unwrap_or(u32::MAX).saturating_add(1)
+    }
+
     /// Every watched client for which `f` holds, decided under the stores' read locks.
     pub fn clients_where(&self, f: impl Fn(&OAuthClient) -> bool) -> Vec<Arc<OAuthClient>> {
         self.stores
@@ -516,6 +566,7 @@ async fn lead(
     let ctx = Arc::new(Context {
         claims: claims::Claims::new(scopes.len()),
         routes: OnceCell::new(),
+        policies: OnceCell::new(),
         recorder: Recorder::new(client.clone(), reporter),
         hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
         jwks_uris: jwks_uri::JwksUris::default(),
@@ -534,6 +585,24 @@ async fn lead(
     let mut routes = claims::Routes::default();
     let mut resource_triggers = Vec::new();
     let mut client_triggers = Vec::new();
+    // A change of a policy or of a namespace's labels can change what any client or
+    // resource should say: all of them are reconciled again (writing only what changed).
+    let mut everything = Vec::new();
+    let mut token_all = Vec::new();
+    let mut resource_all = Vec::new();
+    let mut client_all = Vec::new();
+    for _ in &scopes {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<()>();
+        everything.push(tx);
+        resource_all.push(rx);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<()>();
+        everything.push(tx);
+        token_all.push(rx);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<()>();
+        everything.push(tx);
+        client_all.push(rx);
+    }
+    let policy_watch = tokio::spawn(watch_policies(client.clone(), ctx.clone(), everything));
     for scope in &scopes {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         routes.resources.push((scope.clone(), tx));
@@ -545,7 +614,8 @@ async fn lead(
     let resource_controllers: Vec<_> = scopes
         .iter()
         .zip(resource_triggers)
-        .map(|(ns, trigger)| {
+        .zip(resource_all)
+        .map(|((ns, trigger), all)| {
             let api = match ns {
                 Some(ns) => Api::<OAuthResource>::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
@@ -559,6 +629,7 @@ async fn lead(
                 .applied_objects();
             Controller::for_stream(stream, store)
                 .reconcile_on(trigger)
+                .reconcile_all_on(all)
                 .with_config(runtime_config(&config))
                 .shutdown_on_signal()
                 .run(
@@ -576,9 +647,12 @@ async fn lead(
         })
         .collect();
     let _ = ctx.routes.set(routes);
+    // A policy change reaches the InitialAccessTokens too: their verifiers carry the
+    // enforced bounds registration checks.
     let token_controllers: Vec<_> = scopes
         .iter()
-        .map(|ns| {
+        .zip(token_all)
+        .map(|(ns, all)| {
             let (tokens, secrets, verifiers) = match ns {
                 Some(ns) => (
                     Api::<InitialAccessToken>::namespaced(client.clone(), ns),
@@ -595,6 +669,7 @@ async fn lead(
                 .trigger_backoff(WatchBackoff::default())
                 .owns(secrets, own_secrets.clone())
                 .owns(verifiers, watcher::Config::default())
+                .reconcile_all_on(all)
                 .with_config(runtime_config(&config))
                 .shutdown_on_signal()
                 .run(
@@ -615,7 +690,8 @@ async fn lead(
     let controllers: Vec<_> = scopes
         .into_iter()
         .zip(client_triggers)
-        .map(|(ns, trigger)| {
+        .zip(client_all)
+        .map(|((ns, trigger), all)| {
             let (clients, secrets, verifiers) = match &ns {
                 Some(ns) => (
                     Api::<OAuthClient>::namespaced(client.clone(), ns),
@@ -653,6 +729,7 @@ async fn lead(
                 .owns_stream(secrets)
                 .owns_stream(verifiers)
                 .reconcile_on(trigger)
+                .reconcile_all_on(all)
                 .with_config(runtime_config(&config))
                 .shutdown_on_signal()
         })
@@ -692,8 +769,82 @@ async fn lead(
     .await;
     sweeper.abort();
     grant_sweeper.abort();
+    policy_watch.abort();
     rotation.abort();
     Ok(())
+}
+
+/// Keeps the stores of policies and namespaces in `ctx`, and after each change (once both
+/// have listed) asks every controller along `everything` to reconcile all its objects.
+async fn watch_policies(
+    client: kube::Client,
+    ctx: Arc<Context>,
+    everything: Vec<futures::channel::mpsc::UnboundedSender<()>>,
+) {
+    let (policies, policy_writer) = reflector::store();
+    let (namespaces, namespace_writer) = reflector::store();
+    let _ = ctx.policies.set((policies.clone(), namespaces.clone()));
+    let policy_events = reflector(
+        policy_writer,
+        watcher(
+            Api::<OAuthClientPolicy>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .backoff(WatchBackoff::default())
+    // Reconciles wait for the first list themselves: only later changes count.
+    .map_ok(|e| {
+        matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_)).then_some(Changed::Policy)
+    })
+    .boxed();
+    // Only the labels matter: a namespace's other changes do not reconcile everything.
+    let mut seen: std::collections::HashMap<
+        String,
+        Option<std::collections::BTreeMap<String, String>>,
+    > = Default::default();
+    let namespace_events = reflector(
+        namespace_writer,
+        watcher(
+            Api::<Namespace>::all(client),
+            watcher::Config::default().any_semantic(),
+        )
+        .modify(|n| {
+            n.metadata.managed_fields = None;
+            n.spec = None;
+            n.status = None;
+        }),
+    )
+    .backoff(WatchBackoff::default())
+    .map_ok(move |e| match e {
+        watcher::Event::Apply(n) | watcher::Event::Delete(n) => {
+            let name = n.name_any();
+            let labels = n.metadata.labels.clone();
+            (seen.insert(name, labels.clone()) != Some(labels)).then_some(Changed::Labels)
+        }
+        watcher::Event::InitApply(n) => {
+            seen.insert(n.name_any(), n.metadata.labels.clone());
+            None
+        }
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    })
+    .boxed();
+    let mut changes = futures::stream::select(policy_events, namespace_events);
+    while let Some(change) = changes.next().await {
+        let Ok(Some(change)) = change else { continue };
+        // Labels matter only while some policy selects by them.
+        if change == Changed::Labels && policies.is_empty() {
+            continue;
+        }
+        for tx in &everything {
+            let _ = tx.unbounded_send(());
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Changed {
+    Policy,
+    Labels,
 }
 
 fn runtime_config(config: &Config) -> kube::runtime::controller::Config {

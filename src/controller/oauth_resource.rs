@@ -34,6 +34,8 @@ pub struct Observed {
     pub granted: u32,
     /// The `access` entries whose client selector does not parse.
     pub broken_selectors: Vec<usize>,
+    /// The platform's bounds its audience is outside of.
+    pub violations: Vec<crate::tenancy::policy::Violation>,
 }
 
 /// What the reconcile needs of the controller's settings.
@@ -45,6 +47,7 @@ pub async fn reconcile(resource: Arc<OAuthResource>, ctx: Arc<Context>) -> Resul
     let now = outcome::now().ok_or(Error::Clock)?;
     ctx.claims.ready().await;
     ctx.stores_ready().await;
+    ctx.policies_ready().await;
     let observed = observe(&resource, &ctx);
     let settings = Settings {
         issuer: &ctx.config.issuer,
@@ -126,12 +129,32 @@ fn observe(resource: &OAuthResource, ctx: &Context) -> Observed {
         }
         _ => 0,
     };
+    let policies = ctx.policies_for(&ns);
+    let applicable: Vec<_> = policies.iter().collect();
     Observed {
         holder,
         reserved,
         granted,
         broken_selectors: mine.map(|e| e.broken_selectors()).unwrap_or_default(),
+        violations: crate::tenancy::policy::check_audience(
+            &applicable,
+            &ns,
+            &resource.spec.audience,
+        ),
     }
+}
+
+/// The reason of `Accepted=False` for an audience outside the platform's bounds: the
+/// token server does not honour such a claim ([`crate::tenancy::ResourceEntry`]).
+pub const NOT_ALLOWED: &str = crate::tenancy::resources::AUDIENCE_NOT_ALLOWED;
+
+/// Whether `resource`'s status has condition `type_` with `message` already.
+fn current_has(resource: &OAuthResource, type_: &str, message: &str) -> bool {
+    resource
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == type_ && c.message == message)
 }
 
 /// The status and Events of `resource` given what was observed.
@@ -142,7 +165,20 @@ pub fn plan(
     now: Timestamp,
 ) -> Outcome<OAuthResourceStatus> {
     let audience = &resource.spec.audience;
+    let enforced: Vec<&str> = observed
+        .violations
+        .iter()
+        .filter(|v| v.enforce)
+        .map(|v| v.message.as_str())
+        .collect();
     let (accepted, note) = match (&observed.reserved, &observed.holder) {
+        (None, _) if !enforced.is_empty() => {
+            let msg = format!("{}; this resource is not served", enforced.join("; "));
+            (
+                Cond::new("Accepted", false, NOT_ALLOWED, msg.clone()),
+                Note::warning(NOT_ALLOWED, msg),
+            )
+        }
         (Some(why), _) => {
             let msg = format!(
                 "spec.audience {audience} cannot be claimed: {why}; no token is issued for it on this resource's behalf"
@@ -173,6 +209,27 @@ pub fn plan(
     };
     let mut planned = vec![accepted.clone()];
     let mut events = Vec::new();
+    let warned: Vec<&str> = observed
+        .violations
+        .iter()
+        .filter(|v| !v.enforce)
+        .map(|v| v.message.as_str())
+        .collect();
+    if !warned.is_empty() {
+        let msg = format!(
+            "{}; served while the policy is in Warn, not accepted under Enforce",
+            warned.join("; ")
+        );
+        planned.push(Cond::new(
+            "PolicyCompliant",
+            false,
+            "PolicyWarning",
+            msg.clone(),
+        ));
+        if !current_has(resource, "PolicyCompliant", &msg) {
+            events.push(Note::warning("PolicyWarning", msg));
+        }
+    }
     if !observed.broken_selectors.is_empty() {
         let which: Vec<String> = observed
             .broken_selectors
@@ -252,6 +309,7 @@ mod tests {
             reserved: None,
             granted: 3,
             broken_selectors: vec![],
+            violations: vec![],
         }
     }
 

@@ -114,6 +114,9 @@ pub struct TokenEntry {
     pub verifier: Verifier,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The client bounds of the enforcing policies of its namespace: registrations under
+    /// it stay within them.
+    pub enforced_policies: Vec<crate::api::PolicyBounds>,
 }
 
 impl TokenEntry {
@@ -125,6 +128,7 @@ impl TokenEntry {
             token_id: v.spec.token_id.clone(),
             verifier: Verifier::from_fields(v.spec.sha256.as_deref(), v.spec.hash.as_deref())?,
             expires_at: v.spec.expires_at.0.as_second(),
+            enforced_policies: v.spec.enforced_policies.clone(),
         })
     }
 }
@@ -627,8 +631,14 @@ impl Index {
 
     /// Adds or replaces an `OAuthResource`.
     pub fn apply_resource(&self, r: &crate::api::OAuthResource) {
-        if let Some(e) = ResourceEntry::from_resource(r) {
-            write(&self.resources).apply(e);
+        match ResourceEntry::from_resource(r) {
+            Some(e) => write(&self.resources).apply(e),
+            // Outside the platform's bounds: no claim (see `ResourceEntry::from_resource`).
+            None => {
+                if let (Some(ns), Some(name)) = (&r.metadata.namespace, &r.metadata.name) {
+                    write(&self.resources).delete(ns, name);
+                }
+            }
         }
     }
 

@@ -30,6 +30,7 @@ fn token_verifier(ns: &str, name: &str, token_id: &str) -> InitialAccessTokenVer
             hash: None,
             source: source(),
             expires_at: Time(jiff::Timestamp::from_second(2_000_000_000).expect("time")),
+            enforced_policies: vec![],
         },
     );
     v.metadata.namespace = Some(ns.into());

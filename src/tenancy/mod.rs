@@ -13,6 +13,7 @@
 //! in every mode, so an API's team protects its API the day it writes its resource.
 
 pub mod decide;
+pub mod policy;
 pub mod resources;
 
 pub use decide::{

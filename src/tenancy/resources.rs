@@ -70,8 +70,20 @@ pub struct ResourceEntry {
     users: Vec<(Vec<String>, Vec<String>)>,
 }
 
+/// The reason the controller writes (`Accepted=False`) on a resource whose audience is
+/// outside an enforced `OAuthClientPolicy` bound: such a claim is no claim.
+pub const AUDIENCE_NOT_ALLOWED: &str = "AudienceNotAllowed";
+
 impl ResourceEntry {
+    /// The entry of `r`; `None` for one the controller found outside the platform's
+    /// bounds (its status says `AudienceNotAllowed`: only the controller writes status).
     pub fn from_resource(r: &OAuthResource) -> Option<Self> {
+        let not_allowed = r.status.iter().flat_map(|s| &s.conditions).any(|c| {
+            c.type_ == "Accepted" && c.status == "False" && c.reason == AUDIENCE_NOT_ALLOWED
+        });
+        if not_allowed {
+            return None;
+        }
         let namespace = r.metadata.namespace.clone()?;
         let access = r
             .spec

@@ -174,9 +174,37 @@ async fn template_dry_run(ctx: Ctx) -> anyhow::Result<()> {
                 "extraCA.configMap=other-cluster-ca".into(),
             ],
         ),
+        (
+            "a default policy",
+            vec![
+                issuer.clone(),
+                "policy.default.enforcement=Warn".into(),
+                "policy.default.clients.maxAccessTokenLifetimeSeconds=900".into(),
+            ],
+        ),
     ];
     for (variant, sets) in variants {
         let yaml = template(&helm, &ctx.ns, &sets).await?;
+        // Rendered offline, the chart cannot tell an upgrade: the new installation's Enforce.
+        ensure!(
+            yaml.matches("--audience-ownership=Enforce").count() == 2,
+            "{variant}: both components get --audience-ownership=Enforce"
+        );
+        let policies = documents(&yaml)?
+            .into_iter()
+            .filter(|d| str_at(d, &["kind"]) == "OAuthClientPolicy")
+            .collect::<Vec<_>>();
+        if variant == "a default policy" {
+            ensure!(
+                policies.len() == 1
+                    && policies[0]["spec"]["fallback"].as_bool() == Some(true)
+                    && policies[0]["spec"]["clients"]["maxAccessTokenLifetimeSeconds"].as_u64()
+                        == Some(900),
+                "{variant}: the default policy: {policies:?}"
+            );
+        } else {
+            ensure!(policies.is_empty(), "{variant}: no policy unless asked for");
+        }
         let out = ctx.kubectl(
             &[
                 "apply",
@@ -277,15 +305,32 @@ async fn template_dry_run(ctx: Ctx) -> anyhow::Result<()> {
             "{variant}: token server Secret rules missing"
         );
 
-        // Listing namespaces means nothing cluster-wide for the components.
+        // Only the platform's policies and the namespaces' labels are read cluster-wide (both
+        // cluster-scoped, read only); everything else is confined to the watched namespaces.
+        for role in docs.iter().filter(|d| {
+            str_at(d, &["kind"]) == "ClusterRole"
+                && str_at(d, &["metadata", "name"]).ends_with("-controller-policies")
+        }) {
+            for rule in role["rules"].as_sequence().into_iter().flatten() {
+                let resources = strings(&rule["resources"]);
+                ensure!(
+                    resources
+                        .iter()
+                        .all(|r| matches!(*r, "oauthclientpolicies" | "namespaces"))
+                        && strings(&rule["verbs"]) == ["get", "list", "watch"],
+                    "{variant}: the policies role grants more than reading: {rule:?}"
+                );
+            }
+        }
         if variant.starts_with("watchNamespaces") {
             let cluster_wide: Vec<&str> = docs
                 .iter()
                 .filter(|d| {
-                    str_at(d, &["kind"]) == "ClusterRoleBinding"
+                    (str_at(d, &["kind"]) == "ClusterRoleBinding"
                         || (str_at(d, &["kind"]) == "ClusterRole"
                             && !str_at(d, &["metadata", "labels", "app.kubernetes.io/component"])
-                                .is_empty())
+                                .is_empty()))
+                        && !str_at(d, &["metadata", "name"]).ends_with("-controller-policies")
                 })
                 .map(|d| str_at(d, &["metadata", "name"]))
                 .collect();

@@ -633,8 +633,9 @@ async fn claims(ctx: Ctx) -> anyhow::Result<()> {
             ],
         )
         .await?;
+    // RFC 8707 section 2: a target the client does not ask for.
     ensure!(
-        status == 400 && body["error"] == "invalid_scope",
+        status == 400 && body["error"] == "invalid_target",
         "audience outside the allowed set: {status} {body}"
     );
     Ok(())

@@ -37,6 +37,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "a_signed_in_user_gets_the_resource_roles_and_a_withdrawn_grant_ends_the_refresh",
             |c| Box::pin(sign_in(c)),
         ),
+        (
+            "a_policy_in_enforce_refuses_what_is_outside_it_and_in_warn_serves_and_reports",
+            |c| Box::pin(policies(c)),
+        ),
     ]
 }
 
@@ -843,5 +847,379 @@ async fn sign_in(ctx: Ctx) -> anyhow::Result<()> {
         "the ended sign-in stays ended: {status} {body}"
     );
     browser.close().await?;
+    Ok(())
+}
+
+/// Cluster-scoped policies of one test, deleted when dropped. Each selects only namespaces
+/// labelled for this test: tests run side by side on one control plane.
+struct Policies {
+    client: kube::Client,
+    names: Vec<String>,
+}
+
+impl Drop for Policies {
+    fn drop(&mut self) {
+        let (client, names) = (self.client.clone(), self.names.clone());
+        tokio::spawn(async move {
+            let api: Api<oauth_operator::api::OAuthClientPolicy> = Api::all(client);
+            for n in names {
+                let _ = api.delete(&n, &DeleteParams::default()).await;
+            }
+        });
+    }
+}
+
+/// A policy selecting namespaces labelled `tier=<tier>`, with `enforcement`: client
+/// credentials and the authorization code grant only, tokens of at most 300 s, redirect URIs on the namespace's own hosts,
+/// audiences under the namespace's own URL.
+fn policy_yaml(name: &str, tier: &str, enforcement: &str) -> String {
+    format!(
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClientPolicy\nmetadata:\n  name: {name}\nspec:\n  namespaceSelector:\n    matchLabels: {{tier: {tier}}}\n  enforcement: {enforcement}\n  clients:\n    grantTypes: [client_credentials, authorization_code]\n    maxAccessTokenLifetimeSeconds: 300\n    redirectUriHosts: [\"*.{{namespace}}.apps.example.test\"]\n  resources:\n    audiences: [\"https://{{namespace}}.api.example.test/*\"]\n---\n"
+    )
+}
+
+async fn condition(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), ns);
+    eventually(
+        WAIT,
+        &format!("{ns}/{name} {type_}={status} {reason}"),
+        || async {
+            let c = api.get(name).await?;
+            let cond = c
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == type_)
+                .cloned();
+            ensure!(
+                cond.as_ref()
+                    .is_some_and(|c| c.status == status && c.reason == reason),
+                "now: {cond:?}; the status: {:?}",
+                c.status
+            );
+            Ok(cond.map(|c| c.message).unwrap_or_default())
+        },
+    )
+    .await
+}
+
+async fn policies(ctx: Ctx) -> anyhow::Result<()> {
+    let enforced = Extra::create(&ctx, "enf").await?;
+    let warned = Extra::create(&ctx, "warn").await?;
+    let (tier_e, tier_w) = (format!("enforced-{}", ctx.ns), format!("warned-{}", ctx.ns));
+    let tier_e: String = tier_e
+        .chars()
+        .rev()
+        .take(63)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    let tier_w: String = tier_w
+        .chars()
+        .rev()
+        .take(63)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    for (ns, tier) in [(&enforced.name, &tier_e), (&warned.name, &tier_w)] {
+        let out = ctx.kubectl(&["label", "namespace", ns, &format!("tier={tier}")], None)?;
+        ensure!(
+            out.status.success(),
+            "label: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let names = vec![format!("{}-enforce", ctx.ns), format!("{}-warn", ctx.ns)];
+    let _policies = Policies {
+        client: ctx.client.clone(),
+        names: names.clone(),
+    };
+    ctx.apply(&format!(
+        "{}{}",
+        policy_yaml(&names[0], &tier_e, "Enforce"),
+        policy_yaml(&names[1], &tier_w, "Warn")
+    ))?;
+    let watch = [
+        format!("--namespace={}", enforced.name),
+        format!("--namespace={}", warned.name),
+    ];
+    let watch: Vec<&str> = watch.iter().map(String::as_str).collect();
+    let port = envtest::free_port()?;
+    let controller = ctx.start_controller_with(&format!("http://127.0.0.1:{port}"), &watch)?;
+    let server = ctx.start_server_with(port, &watch).await?;
+
+    // The same three objects in both namespaces: a web application on someone else's
+    // host, a service asking for hour-long tokens, and an API claiming another's URL.
+    let objects = |suffix: &str| {
+        format!(
+            "{}{}{}",
+            client_yaml(
+                &format!("web-{suffix}"),
+                "  grantTypes: [client_credentials, authorization_code, refresh_token]\n  redirectUris: [\"https://app.elsewhere.example.test/cb\"]"
+            ),
+            client_yaml(
+                &format!("svc-{suffix}"),
+                "  accessTokenLifetimeSeconds: 3600"
+            ),
+            resource_yaml(
+                "api",
+                "  audience: https://someone-else.example.test\n  scopes:\n  - name: read\n  access:\n  - scopes: [read]\n"
+            ),
+        )
+    };
+    ctx.apply_in(&enforced.name, &objects("e"))?;
+    ctx.apply_in(&warned.name, &objects("w"))?;
+
+    // Enforce: the web application is not served, and its status names each field and bound.
+    let e = enforced.name.as_str();
+    let msg = condition(
+        &ctx,
+        e,
+        "web-e",
+        "PolicyCompliant",
+        "False",
+        "PolicyViolation",
+    )
+    .await?;
+    let host_bound = format!("*.{e}.apps.example.test");
+    for needle in [
+        "spec.grantTypes",
+        "refresh_token",
+        "spec.redirectUris",
+        &host_bound,
+        &names[0],
+    ] {
+        ensure!(
+            msg.contains(needle),
+            "the condition does not name {needle}: {msg}"
+        );
+    }
+    condition(&ctx, e, "web-e", "Ready", "False", "PolicyViolation").await?;
+    let web_secret = credentials(&ctx, e, "web-e").await?;
+    let (code, body) = request(&ctx, &server, "web-e", &web_secret, &[]).await?;
+    ensure!(
+        code == 401 && body["error"] == "invalid_client",
+        "enforced web: {code} {body}"
+    );
+    // The lifetime is cut to the bound, and said so.
+    let msg = condition(
+        &ctx,
+        e,
+        "svc-e",
+        "PolicyCompliant",
+        "False",
+        "PolicyViolation",
+    )
+    .await?;
+    ensure!(
+        msg.contains("spec.accessTokenLifetimeSeconds")
+            && msg.contains("3600 is above the bound of 300"),
+        "{msg}"
+    );
+    let svc_secret = credentials(&ctx, e, "svc-e").await?;
+    eventually(WAIT, "tokens of the bound's lifetime", || async {
+        let (code, body) = request(&ctx, &server, "svc-e", &svc_secret, &[]).await?;
+        ensure!(code == 200 && body["expires_in"] == 300, "{code} {body}");
+        Ok(())
+    })
+    .await?;
+    // The API claiming another's URL is not accepted.
+    eventually(
+        WAIT,
+        "the claim outside the namespace's space is refused",
+        || async {
+            let (status, reason, message, _) = resource_condition(&ctx, e, "api").await?;
+            ensure!(
+                status == "False"
+                    && reason == "AudienceNotAllowed"
+                    && message.contains("spec.audience")
+                    && message.contains(&format!("https://{e}.api.example.test/*")),
+                "{status} {reason} {message}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+
+    // Warn: the same objects are served as written, and reported.
+
+    let w = warned.name.as_str();
+    let msg = condition(
+        &ctx,
+        w,
+        "web-w",
+        "PolicyCompliant",
+        "False",
+        "PolicyWarning",
+    )
+    .await?;
+    ensure!(
+        msg.contains("spec.grantTypes") && msg.contains("spec.redirectUris"),
+        "{msg}"
+    );
+    condition(&ctx, w, "web-w", "Ready", "True", "CredentialsReady").await?;
+    let web_secret = credentials(&ctx, w, "web-w").await?;
+    let (code, body) = request(&ctx, &server, "web-w", &web_secret, &[]).await?;
+    ensure!(code == 200, "warned web: {code} {body}");
+    condition(
+        &ctx,
+        w,
+        "svc-w",
+        "PolicyCompliant",
+        "False",
+        "PolicyWarning",
+    )
+    .await?;
+    let svc_secret = credentials(&ctx, w, "svc-w").await?;
+    let (code, body) = request(&ctx, &server, "svc-w", &svc_secret, &[]).await?;
+    ensure!(
+        code == 200 && body["expires_in"] == 3600,
+        "warned svc keeps its lifetime: {code} {body}"
+    );
+    eventually(
+        WAIT,
+        "the warned claim is accepted and reported",
+        || async {
+            let (status, reason, ..) = resource_condition(&ctx, w, "api").await?;
+            ensure!(status == "True" && reason == "Claimed", "{status} {reason}");
+            let r: OAuthResource = Api::namespaced(ctx.client.clone(), w).get("api").await?;
+            let warned = r
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .any(|c| c.type_ == "PolicyCompliant" && c.reason == "PolicyWarning");
+            ensure!(warned, "no PolicyWarning on the resource");
+            Ok(())
+        },
+    )
+    .await?;
+    eventually(WAIT, "a Warning Event for the warned client", || async {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(ctx.client.clone(), w);
+        let found = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("PolicyWarning")
+            });
+        ensure!(found, "no PolicyWarning Event yet");
+        Ok(())
+    })
+    .await?;
+
+    ensure!(
+        controller.log_text().contains("policy_violation"),
+        "an audit line for each client outside a bound"
+    );
+
+    // Registration under an initial access token of the enforced namespace stays within it
+    // (RFC 7591 section 3.2.2).
+    ctx.apply_in(
+        e,
+        "apiVersion: oauth-operator.dev/v1alpha1\nkind: InitialAccessToken\nmetadata:\n  name: onboarding\nspec:\n  expiresAfter: 1h\n  count: 3\n",
+    )?;
+    let token = eventually(WAIT, "the initial access token", || async {
+        let s: Secret = Api::namespaced(ctx.client.clone(), e)
+            .get("onboarding-token")
+            .await?;
+        let v = s
+            .data
+            .and_then(|d| d.get("token").cloned())
+            .context("token")?;
+        Ok(String::from_utf8(v.0)?)
+    })
+    .await?;
+    ctx.secret("initial access token", &token);
+    let register = |body: serde_json::Value| {
+        let (http, url, token) = (ctx.http.clone(), server.url.clone(), token.clone());
+        async move {
+            let res = http
+                .post(format!("{url}/register"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await?;
+            let status = res.status().as_u16();
+            anyhow::Ok((
+                status,
+                res.json::<serde_json::Value>().await.unwrap_or_default(),
+            ))
+        }
+    };
+    eventually(
+        WAIT,
+        "a redirect URI outside the namespace's hosts is refused",
+        || async {
+            let (status, body) = register(serde_json::json!({
+                "grant_types": ["authorization_code"],
+                "redirect_uris": ["https://app.elsewhere.example.test/cb"],
+            }))
+            .await?;
+            ensure!(
+                status == 400
+                    && body["error"] == "invalid_redirect_uri"
+                    && body["error_description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(&host_bound)),
+                "{status} {body}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let (status, body) = register(serde_json::json!({
+        "grant_types": ["authorization_code", "refresh_token"],
+        "redirect_uris": [format!("https://app.{e}.apps.example.test/cb")],
+    }))
+    .await?;
+    ensure!(
+        status == 400
+            && body["error"] == "invalid_client_metadata"
+            && body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("refresh_token")),
+        "a grant type outside the policy: {status} {body}"
+    );
+    let (status, body) = register(serde_json::json!({
+        "grant_types": ["authorization_code"],
+        "redirect_uris": [format!("https://app.{e}.apps.example.test/cb")],
+    }))
+    .await?;
+    ensure!(status == 201, "within the policy: {status} {body}");
+    for key in ["client_secret", "registration_access_token"] {
+        if let Some(v) = body[key].as_str() {
+            ctx.secret(key, v);
+        }
+    }
+
+    // Switching the enforced policy to Warn serves the web application again.
+
+    ctx.apply(&policy_yaml(&names[0], &tier_e, "Warn"))?;
+    condition(&ctx, e, "web-e", "Ready", "True", "CredentialsReady").await?;
+    eventually(WAIT, "served once the policy warns", || async {
+        let (code, body) = request(
+            &ctx,
+            &server,
+            "web-e",
+            &credentials(&ctx, e, "web-e").await?,
+            &[],
+        )
+        .await?;
+        ensure!(code == 200, "{code} {body}");
+        Ok(())
+    })
+    .await?;
     Ok(())
 }

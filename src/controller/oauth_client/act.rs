@@ -72,6 +72,16 @@ pub async fn act(
         }
         // Events only with a status change, so a periodic resync does not repeat them.
         for note in outcome.events {
+            if matches!(note.reason, "PolicyWarning" | "PolicyViolation") {
+                tracing::info!(
+                    target: "audit",
+                    event = "policy_violation",
+                    namespace = client.metadata.namespace.as_deref().unwrap_or_default(),
+                    client = client.metadata.name.as_deref().unwrap_or_default(),
+                    reason = note.reason,
+                    detail = %note.message,
+                );
+            }
             ctx.publish(client, note.event_type(), note.reason, note.message)
                 .await;
         }

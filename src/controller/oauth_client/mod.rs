@@ -25,6 +25,7 @@ mod act;
 mod audiences;
 mod observe;
 mod plan;
+mod policy;
 
 use std::sync::Arc;
 

@@ -41,6 +41,8 @@ pub struct Observed {
     pub jwks_uri: Option<Result<String, String>>,
     /// What the client gets for each audience it asks for.
     pub audiences: super::audiences::View,
+    /// What the platform's policies say of it.
+    pub policy: super::policy::View,
 }
 
 impl Observed {
@@ -59,6 +61,7 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     // Ownership is judged over the whole picture: wait until every watch has listed once.
     ctx.stores_ready().await;
     ctx.claims.ready().await;
+    ctx.policies_ready().await;
     let id_owner = ctx.client_id_owner(client, &client_id);
     let name_owner = ctx.display_name_owner(client);
     let mut observed = Observed {
@@ -72,6 +75,7 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
         service_accounts: BTreeMap::new(),
         jwks_uri: None,
         audiences: Default::default(),
+        policy: Default::default(),
     };
     if observed.id_owner.is_some() {
         // The plan stops here (and deletes the verifier): nothing more to read.
@@ -79,6 +83,7 @@ pub async fn observe(client: &OAuthClient, ctx: &Context) -> Result<Observed, Er
     }
 
     observed.audiences = super::audiences::observe(client, &observed.client_id, ctx);
+    observed.policy = super::policy::observe(client, ctx);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     // The watch's copy first. A stale copy is harmless: a replace carries its
     // resourceVersion (409, and the reconcile starts over), and an unchanged verifier is

@@ -711,6 +711,9 @@ pub fn plan(
     .collect::<Vec<_>>()
     .join(" and ")
         + " assertions";
+    if observed.policy.suspended() {
+        report.ready(false, "PolicyViolation", "Outside an enforced bound of an OAuthClientPolicy (the PolicyCompliant condition says which): the token endpoint refuses this client and the tokens issued to it before".into());
+    }
     if !client.spec.active {
         report.ready(false, "Deactivated", "spec.active is false: the token endpoint refuses this client and the tokens issued to it before".into());
     } else if !public && valid == 0 && !by_key && !report.waiting.is_empty() {
@@ -799,7 +802,10 @@ fn verifier_spec(
     registration_access_token_hash: Option<String>,
 ) -> OAuthClientVerifierSpec {
     let existing = observed.verifier.as_ref().map(|v| &v.spec);
-    let not_before = match (client.spec.active, existing.map(|v| v.active)) {
+    // Outside an enforced policy bound, a client is served as a deactivated one is not:
+    // the tokens issued to it before stop being valid too.
+    let active = client.spec.active && !observed.policy.suspended();
+    let not_before = match (active, existing.map(|v| v.active)) {
         // Deactivation: every token issued until now stops being valid, for good. Times
         // have whole seconds, so the bound is the next second: a token issued in this very
         // second is caught too.
@@ -819,7 +825,7 @@ fn verifier_spec(
         labels: client.metadata.labels.clone().unwrap_or_default(),
         display_name: client.spec.display_name.clone(),
         client_type: client.spec.client_type,
-        active: client.spec.active,
+        active,
         not_before,
         grant_types: client
             .spec
@@ -839,7 +845,9 @@ fn verifier_spec(
         post_logout_redirect_uris: client.spec.post_logout_redirect_uris.clone(),
         allowed_groups: client.spec.allowed_groups.clone(),
         refresh: refresh_policy(client),
-        access_token_lifetime_seconds: client.spec.access_token_lifetime_seconds,
+        access_token_lifetime_seconds: observed
+            .policy
+            .lifetime(client.spec.access_token_lifetime_seconds),
         secrets: Vec::new(),
         registration_access_token_hash,
         jwks: None,
@@ -1040,6 +1048,18 @@ fn finish(
             Requeue::OnChange => Requeue::After(CONFLICT_RETRY),
         };
     }
+    if let Some((cond, note)) = super::policy::report(&observed.policy, client) {
+        let was = client
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == cond.type_)
+            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()));
+        if was != Some((cond.ok, cond.reason.to_string(), cond.message.clone())) {
+            report.events.push(note);
+        }
+        report.conditions.push(cond);
+    }
     let (audiences, granted) = super::audiences::report(&observed.audiences);
     if let Some((cond, note)) = granted {
         // Told once per transition, not with every other change of the status.
@@ -1167,6 +1187,7 @@ mod tests {
             service_accounts: BTreeMap::new(),
             jwks_uri: None,
             audiences: Default::default(),
+            policy: Default::default(),
         }
     }
 
@@ -1663,6 +1684,52 @@ mod tests {
         let (back, _) = run(&c, &o, ts("2026-06-09T00:00:00Z"));
         assert_eq!(draft(&back).spec.not_before, Some(bound));
         assert_eq!(ready(&back).0, "True");
+    }
+
+    /// A violation of field `field` of a policy enforcing or warning.
+    fn violation(field: &'static str, enforce: bool) -> crate::tenancy::policy::Violation {
+        crate::tenancy::policy::Violation {
+            field,
+            message: format!("{field}: outside (OAuthClientPolicy p)"),
+            policy: "p".into(),
+            enforce,
+        }
+    }
+
+    #[test]
+    fn an_enforced_policy_bound_suspends_the_client_and_a_lifetime_bound_cuts_it() {
+        let c = client(serde_json::json!({"accessTokenLifetimeSeconds": 3600}));
+        let mut o = observed(&c);
+        o.policy = super::super::policy::View {
+            violations: vec![violation("spec.grantTypes", true)],
+            lifetime_bound: Some(300),
+        };
+        let (p, _) = run(&c, &o, now());
+        assert!(!draft(&p).spec.active, "not served");
+        assert_eq!(draft(&p).spec.access_token_lifetime_seconds, 300);
+        assert_eq!(ready(&p), ("False".into(), "PolicyViolation".into()));
+        let pc = cond(&p, "PolicyCompliant").expect("PolicyCompliant");
+        assert_eq!(
+            (pc.status.as_str(), pc.reason.as_str()),
+            ("False", "PolicyViolation")
+        );
+        assert!(pc.message.contains("spec.grantTypes"));
+        assert!(reasons(&p).contains(&"PolicyViolation"));
+        // Only the lifetime outside: served, with the bound's lifetime.
+        o.policy.violations = vec![violation("spec.accessTokenLifetimeSeconds", true)];
+        let (p, _) = run(&c, &o, now());
+        assert!(draft(&p).spec.active);
+        assert_eq!(ready(&p).0, "True");
+        // Warned: served as written.
+        o.policy = super::super::policy::View {
+            violations: vec![violation("spec.redirectUris", false)],
+            lifetime_bound: None,
+        };
+        let (p, _) = run(&c, &o, now());
+        assert!(draft(&p).spec.active);
+        assert_eq!(draft(&p).spec.access_token_lifetime_seconds, 3600);
+        let pc = cond(&p, "PolicyCompliant").expect("PolicyCompliant");
+        assert_eq!(pc.reason, "PolicyWarning");
     }
 
     #[test]

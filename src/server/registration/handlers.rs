@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
-use super::metadata::{AuthMethod, ClientMetadata, metadata_error, validate};
+use super::metadata::{AuthMethod, ClientMetadata, metadata_error, validate, within_policies};
 use super::objects::{self, ClientInformation, RegistrationSecret, hex};
 use super::slots::{claim, release, usable};
 use super::{FIELD_MANAGER, kube_error, post_params};
@@ -179,6 +179,7 @@ async fn handle_register(
     usable(&iat, now, entry.expires_at)?;
     let policy = iat.spec.policy.clone();
     let accepted = validate(meta, &policy.grant_types, &policy.scopes)?;
+    within_policies(&entry.namespace, &entry.enforced_policies, &accepted)?;
 
     let client_id = format!(
         "dcr-{}",

@@ -69,6 +69,60 @@ pub(super) struct Accepted {
     pub jwks_uri: Option<String>,
 }
 
+/// Checks accepted metadata against the enforcing policies of the initial access token's
+/// namespace (RFC 7591 section 3.2.2): a redirect URI outside their hosts is
+/// `invalid_redirect_uri`, a grant type, a public client or an authentication method they
+/// do not allow is `invalid_client_metadata`, each naming the field and the bound. The
+/// bounds the controller applies once the client exists (lifetimes, how many clients) are
+/// left to it.
+pub(super) fn within_policies(
+    namespace: &str,
+    policies: &[crate::api::PolicyBounds],
+    accepted: &Accepted,
+) -> Result<(), OAuthError> {
+    use crate::api::AuthenticationMethod;
+    use crate::tenancy::policy::{self, ClientFacts, PolicyEntry};
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<PolicyEntry> = policies.iter().map(PolicyEntry::enforcing).collect();
+    let applicable: Vec<&PolicyEntry> = entries.iter().collect();
+    let methods = match accepted.auth_method {
+        AuthMethod::Basic | AuthMethod::Post => vec![AuthenticationMethod::Secret],
+        AuthMethod::PrivateKeyJwt => vec![AuthenticationMethod::PrivateKeyJwt],
+        AuthMethod::None => vec![],
+    };
+    let facts = ClientFacts {
+        namespace,
+        grant_types: accepted.grant_types.iter().map(|g| g.as_str()).collect(),
+        public: accepted.auth_method == AuthMethod::None,
+        methods,
+        redirect_uris: accepted.redirect_uris.iter().map(String::as_str).collect(),
+        rank: 1,
+        ..ClientFacts::default()
+    };
+    let refused = policy::check_client(&applicable, &facts)
+        .into_iter()
+        .find(|v| {
+            matches!(
+                v.field,
+                "spec.grantTypes" | "spec.type" | "spec.authentication" | "spec.redirectUris"
+            )
+        });
+    match refused {
+        None => Ok(()),
+        Some(v) if v.field == "spec.redirectUris" => Err(OAuthError::InvalidRedirectUri(
+            v.message.replace("spec.redirectUris", "redirect_uris"),
+        )),
+        Some(v) => Err(OAuthError::InvalidClientMetadata(
+            v.message
+                .replace("spec.grantTypes", "grant_types")
+                .replace("spec.type", "token_endpoint_auth_method")
+                .replace("spec.authentication", "token_endpoint_auth_method"),
+        )),
+    }
+}
+
 pub(super) fn metadata_error(msg: &str) -> OAuthError {
     OAuthError::InvalidClientMetadata(msg.to_string())
 }
@@ -215,6 +269,49 @@ mod tests {
 
     fn meta(json: serde_json::Value) -> ClientMetadata {
         serde_json::from_value(json).expect("metadata")
+    }
+
+    #[test]
+    fn registrations_stay_within_the_enforced_policies_of_the_namespace() {
+        let bounds: crate::api::ClientBounds = serde_json::from_value(serde_json::json!({
+            "grantTypes": ["authorization_code", "refresh_token"],
+            "publicClients": false,
+            "redirectUriHosts": ["*.{namespace}.apps.example.test"],
+        }))
+        .expect("bounds");
+        let policies = [crate::api::PolicyBounds {
+            policy: "tenants".into(),
+            clients: bounds,
+        }];
+        let accepted = |json| validate(meta(json), &[], &[]).expect("valid");
+        let ok = accepted(
+            serde_json::json!({"grant_types": ["authorization_code"], "redirect_uris": ["https://web.shop.apps.example.test/cb"]}),
+        );
+        assert_eq!(within_policies("shop", &policies, &ok), Ok(()));
+        let elsewhere = accepted(
+            serde_json::json!({"grant_types": ["authorization_code"], "redirect_uris": ["https://web.billing.apps.example.test/cb"]}),
+        );
+        let refused = within_policies("shop", &policies, &elsewhere);
+        assert!(
+            matches!(&refused, Err(OAuthError::InvalidRedirectUri(m))
+                if m.contains("redirect_uris") && m.contains("*.shop.apps.example.test")),
+            "{refused:?}"
+        );
+        let cc = accepted(serde_json::json!({"grant_types": ["client_credentials"]}));
+        let refused = within_policies("shop", &policies, &cc);
+        assert!(
+            matches!(&refused, Err(OAuthError::InvalidClientMetadata(m))
+                if m.contains("grant_types") && m.contains("client_credentials")),
+            "{refused:?}"
+        );
+        let public = accepted(
+            serde_json::json!({"grant_types": ["authorization_code"], "redirect_uris": ["https://a.shop.apps.example.test/cb"], "token_endpoint_auth_method": "none"}),
+        );
+        assert_eq!(
+            within_policies("shop", &policies, &public).map_err(|e| e.code()),
+            Err("invalid_client_metadata")
+        );
+        assert_eq!(within_policies("shop", &[], &cc), Ok(()));
     }
 
     #[test]
