@@ -115,6 +115,8 @@ pub struct Context {
     routes: OnceCell<claims::Routes>,
     /// The platform's policies and the namespaces' labels they select by.
     policies: OnceCell<(Store<OAuthClientPolicy>, Store<Namespace>)>,
+    /// Whether both have listed once (set by `watch_policies`, which drives their watches).
+    policies_listed: tokio::sync::watch::Sender<bool>,
     /// The controller's own Secrets and the verifiers, as their watches (the ones that
     /// trigger reconciles) last saw them: a reconcile reads these before the API server.
     owned: OnceCell<Vec<OwnedStores>>,
@@ -388,10 +390,8 @@ impl Context {
 
     /// Waits until the policies and the namespaces have listed once.
     pub async fn policies_ready(&self) {
-        if let Some((policies, namespaces)) = self.policies.get() {
-            let _ = policies.wait_until_ready().await;
-            let _ = namespaces.wait_until_ready().await;
-        }
+        let mut listed = self.policies_listed.subscribe();
+        let _ = listed.wait_for(|l| *l).await;
     }
 
     /// The policies that apply to `namespace` (see [`crate::tenancy::policy::applicable`]).
@@ -567,6 +567,7 @@ async fn lead(
         claims: claims::Claims::new(scopes.len()),
         routes: OnceCell::new(),
         policies: OnceCell::new(),
+        policies_listed: tokio::sync::watch::Sender::new(false),
         recorder: Recorder::new(client.clone(), reporter),
         hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
         jwks_uris: jwks_uri::JwksUris::default(),
@@ -792,9 +793,11 @@ async fn watch_policies(
         ),
     )
     .backoff(WatchBackoff::default())
-    // Reconciles wait for the first list themselves: only later changes count.
-    .map_ok(|e| {
-        matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_)).then_some(Changed::Policy)
+    // Reconciles wait for the first lists (`policies_ready`): only later changes count.
+    .map_ok(|e| match e {
+        watcher::Event::Apply(_) | watcher::Event::Delete(_) => Some(Changed::Policy),
+        watcher::Event::InitDone => Some(Changed::PoliciesListed),
+        watcher::Event::Init | watcher::Event::InitApply(_) => None,
     })
     .boxed();
     // Only the labels matter: a namespace's other changes do not reconcile everything.
@@ -825,12 +828,25 @@ async fn watch_policies(
             seen.insert(n.name_any(), n.metadata.labels.clone());
             None
         }
-        watcher::Event::Init | watcher::Event::InitDone => None,
+        watcher::Event::InitDone => Some(Changed::NamespacesListed),
+        watcher::Event::Init => None,
     })
     .boxed();
     let mut changes = futures::stream::select(policy_events, namespace_events);
+    let (mut policies_listed, mut namespaces_listed) = (false, false);
     while let Some(change) = changes.next().await {
         let Ok(Some(change)) = change else { continue };
+        match change {
+            Changed::PoliciesListed | Changed::NamespacesListed => {
+                policies_listed |= change == Changed::PoliciesListed;
+                namespaces_listed |= change == Changed::NamespacesListed;
+                if policies_listed && namespaces_listed {
+                    ctx.policies_listed.send_replace(true);
+                }
+                continue;
+            }
+            Changed::Policy | Changed::Labels => {}
+        }
         // Labels matter only while some policy selects by them.
         if change == Changed::Labels && policies.is_empty() {
             continue;
@@ -841,10 +857,12 @@ async fn watch_policies(
     }
 }
 
-#[derive(PartialEq)]
+#[derive(Clone, Copy, PartialEq)]
 enum Changed {
     Policy,
     Labels,
+    PoliciesListed,
+    NamespacesListed,
 }
 
 fn runtime_config(config: &Config) -> kube::runtime::controller::Config {

@@ -41,6 +41,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "a_policy_in_enforce_refuses_what_is_outside_it_and_in_warn_serves_and_reports",
             |c| Box::pin(policies(c)),
         ),
+        (
+            "clients_with_audiences_upgrade_to_warn_under_load_with_no_refused_request",
+            |c| Box::pin(upgrade(c)),
+        ),
     ]
 }
 
@@ -1221,5 +1225,108 @@ async fn policies(ctx: Ctx) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
+    Ok(())
+}
+
+/// The upgrade of an installation whose clients name audiences nobody claims. The previous
+/// version is stood in for by what it left and how it served: verifiers without the
+/// clients' labels, and a server that serves every listed audience (`Off`). The new
+/// controller rewrites every verifier and a new replica in `Warn` (the upgrade's mode)
+/// takes the load while the old one goes: not one request is refused, and each unclaimed
+/// audience is reported.
+async fn upgrade(ctx: Ctx) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tokio::sync::RwLock;
+    const CLIENTS: usize = 8;
+    let (port_a, port_b) = (envtest::free_port()?, envtest::free_port()?);
+    let issuer = format!("http://127.0.0.1:{port_a}");
+    let mut controller = ctx.start_controller(&issuer)?;
+    let server_a = ctx
+        .start_server_with(port_a, &["--audience-ownership=Off"])
+        .await?;
+    let names: Vec<String> = (0..CLIENTS).map(|i| format!("legacy-{i}")).collect();
+    ctx.apply(
+        &names
+            .iter()
+            .map(|n| {
+                format!(
+                    "apiVersion: oauth-operator.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: {n}\n  labels: {{app: {n}}}\nspec:\n  clientId: {n}\n  audiences: [\"https://{n}.legacy.example.test\"]\n  scopes: [read]\n---\n"
+                )
+            })
+            .collect::<String>(),
+    )?;
+    let mut clients = Vec::new();
+    for n in &names {
+        ctx.wait_ready(n).await?;
+        clients.push(ctx.credentials(&format!("{n}-credentials")).await?);
+    }
+    let clients = Arc::new(clients);
+
+    // The previous version: its controller stopped, its verifiers without labels.
+    controller.terminate()?;
+    ensure!(
+        controller
+            .wait_exit(Duration::from_secs(20))
+            .await?
+            .is_some(),
+        "the controller did not stop"
+    );
+    let verifiers = ctx.api::<oauth_operator::api::OAuthClientVerifier>();
+    for n in &names {
+        verifiers
+            .patch(
+                n,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Json::<()>(serde_json::from_value(serde_json::json!([
+                    {"op": "remove", "path": "/spec/labels"}
+                ]))?),
+            )
+            .await?;
+    }
+    let target = Arc::new(RwLock::new(server_a.url.clone()));
+    let load = crate::verification::Load::start(&ctx, target.clone(), clients.clone(), 4);
+
+    // The upgrade: the new controller (Warn) rewrites every verifier; a new replica (Warn)
+    // takes the load, then the old one goes.
+    let _controller = ctx.start_controller(&issuer)?;
+    eventually(
+        Duration::from_secs(60),
+        "every verifier rewritten",
+        || async {
+            for n in &names {
+                let v = verifiers.get(n).await?;
+                ensure!(!v.spec.labels.is_empty(), "{n}: not rewritten yet");
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let server_b = ctx
+        .start_server_with(port_b, &[&format!("--issuer={issuer}")])
+        .await?;
+    *target.write().await = server_b.url.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server_a.process().terminate()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (served, refused) = load.finish().await?;
+    ensure!(
+        refused.is_empty(),
+        "{} of {} requests refused during the upgrade: {:?}",
+        refused.len(),
+        served + refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+    ensure!(
+        served >= CLIENTS,
+        "too little load to say anything: {served}"
+    );
+    let text = server_b.metrics(&ctx.http).await?;
+    ensure!(
+        metric(&text, "oauth_operator_tokens_unclaimed_audience_total") > 0.0,
+        "the new replica reports tokens for unclaimed audiences: {text}"
+    );
+    for n in &names {
+        wait_granted(&ctx.client, &ctx.ns, n, "False", "UnclaimedAudience").await?;
+    }
     Ok(())
 }

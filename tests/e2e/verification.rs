@@ -194,7 +194,9 @@ async fn downgrade_verifiers(ctx: &Ctx, names: &[String], token: &str) -> anyhow
 
 /// Asks for a token for every client in turn, from `workers` loops, against whichever
 /// server `target` names, until `stop`; counts the 200s and keeps every other answer.
-struct Load {
+/// Client-credentials requests in a loop over `clients` against the URL in `target`
+/// (switchable mid-run), counting what was served and what was refused.
+pub(crate) struct Load {
     served: Arc<AtomicUsize>,
     refused: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -202,7 +204,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(
+    pub(crate) fn start(
         ctx: &Ctx,
         target: Arc<RwLock<String>>,
         clients: Arc<Vec<(String, String)>>,
@@ -252,7 +254,7 @@ impl Load {
         }
     }
 
-    async fn finish(self) -> anyhow::Result<(usize, Vec<String>)> {
+    pub(crate) async fn finish(self) -> anyhow::Result<(usize, Vec<String>)> {
         self.stop.store(true, Ordering::Release);
         for t in self.tasks {
             t.await?;
