@@ -563,10 +563,19 @@ async fn modes(ctx: Ctx) -> anyhow::Result<()> {
         metric(&text, "oauth_operator_tokens_unclaimed_audience_total") == 3.0,
         "the metric counts tokens for unclaimed audiences: {text}"
     );
-    ensure!(
-        warn.process().log_text().contains("unclaimed_audience"),
-        "an audit line per token for an unclaimed audience"
-    );
+    // Log lines are written in batches by a thread of their own: a moment later.
+    eventually(
+        Duration::from_secs(10),
+        "an audit line per token for an unclaimed audience",
+        || async {
+            ensure!(
+                warn.process().log_text().contains("unclaimed_audience"),
+                "not in the log yet"
+            );
+            Ok(())
+        },
+    )
+    .await?;
 
     // Enforce: refused; the default audience is still served, without API scopes.
     let (code, body) = request(&ctx, &enforce, "legacy", &legacy_secret, &[]).await?;
@@ -1123,10 +1132,18 @@ async fn policies(ctx: Ctx) -> anyhow::Result<()> {
     })
     .await?;
 
-    ensure!(
-        controller.log_text().contains("policy_violation"),
-        "an audit line for each client outside a bound"
-    );
+    eventually(
+        Duration::from_secs(10),
+        "an audit line for each client outside a bound",
+        || async {
+            ensure!(
+                controller.log_text().contains("policy_violation"),
+                "not in the log yet"
+            );
+            Ok(())
+        },
+    )
+    .await?;
 
     // Registration under an initial access token of the enforced namespace stays within it
     // (RFC 7591 section 3.2.2).
