@@ -361,8 +361,9 @@ proptest! {
         let labels = std::collections::BTreeMap::from([("app".to_string(), "x".to_string())]);
         let reserved = |_: &str| false;
         for mode in [Mode::Off, Mode::Warn, Mode::Enforce] {
-            let asker = Asker { client_id: "c", namespace: "fuzz", labels: &labels, audiences: &audiences, scopes: &scopes, roles: &roles, lifetime: 600 };
-            let settings = Settings { mode, default_audience: "https://default.test", default_role: "member", reserved: &reserved };
+            let keys: Vec<String> = audiences.iter().map(|a| tenancy::normalize(a)).collect();
+            let asker = Asker { client_id: "c", namespace: "fuzz", labels: &labels, audiences: &audiences, audience_keys: &keys, scopes: &scopes, roles: &roles, lifetime: 600 };
+            let settings = Settings { mode, default_audience: "https://default.test", default_key: "https://default.test", default_role: "member", reserved: &reserved };
             for targets in [None, Some(std::slice::from_ref(&audience))] {
                 let request = Request { targets, scope: scope.as_deref(), flow: Flow::Client };
                 if let Ok(d) = tenancy::decide(&asker, &table, &settings, &request)

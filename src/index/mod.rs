@@ -47,6 +47,9 @@ pub struct ClientEntry {
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
+    /// The audiences [`crate::tenancy::normalize`]d, in the same order: what a claim is
+    /// looked up by, computed here once rather than per token.
+    pub audience_keys: Vec<String>,
     pub roles: Vec<String>,
     /// Public clients have no secret: they authenticate with PKCE alone.
     pub public: bool,
@@ -215,6 +218,11 @@ impl ClientEntry {
             grant_types: spec.grant_types.clone(),
             scopes: spec.scopes.clone(),
             audiences: spec.audiences.clone(),
+            audience_keys: spec
+                .audiences
+                .iter()
+                .map(|a| crate::tenancy::normalize(a))
+                .collect(),
             roles: spec.roles.clone(),
             public: spec.client_type == crate::api::ClientType::Public,
             redirect_uris: spec.redirect_uris.clone(),

@@ -122,6 +122,9 @@ pub struct AppState {
     pub cluster_issuer: Arc<issuer_keys::ClusterIssuer>,
     /// The trusted federated issuers and their keys, cached.
     pub federation: Arc<issuer_keys::FederatedIssuers>,
+    /// The default audience and the issuer, normalised once: the audience decision
+    /// compares claims with them on every token.
+    pub reserved_keys: Arc<target::ReservedKeys>,
 }
 
 impl AppState {
@@ -150,6 +153,7 @@ impl AppState {
                 &config.federated_issuers,
                 config.extra_roots.clone(),
             )),
+            reserved_keys: Arc::new(target::ReservedKeys::of(&config)),
             config: Arc::new(config),
         })
     }

@@ -13,6 +13,22 @@ use crate::tenancy::{self, Asker, Decision, Flow, Refusal, Request, Settings};
 /// resource owns them.
 pub const IDENTITY_SCOPES: [&str; 4] = ["openid", "profile", "email", "groups"];
 
+/// The default audience and the issuer, normalised.
+#[derive(Debug)]
+pub struct ReservedKeys {
+    pub default_audience: String,
+    pub issuer: String,
+}
+
+impl ReservedKeys {
+    pub fn of(config: &super::Config) -> Self {
+        ReservedKeys {
+            default_audience: tenancy::normalize(&config.default_audience),
+            issuer: tenancy::normalize(&config.issuer),
+        }
+    }
+}
+
 /// The targets a request names: `resource` (one absolute URI, RFC 8707 section 2) or
 /// `audience` (space-separated, as before). Both at once is ambiguous.
 pub fn targets(
@@ -57,6 +73,7 @@ pub fn decide(
         namespace: &client.namespace,
         labels: &client.labels,
         audiences: &client.audiences,
+        audience_keys: &client.audience_keys,
         scopes: &client.scopes,
         roles: &client.roles,
         lifetime: client.access_token_lifetime_seconds,
@@ -65,6 +82,7 @@ pub fn decide(
     let settings = Settings {
         mode: state.config.audience_ownership,
         default_audience: &state.config.default_audience,
+        default_key: &state.reserved_keys.default_audience,
         default_role: &state.config.default_role,
         reserved: &reserved,
     };
@@ -85,7 +103,7 @@ pub fn decide(
 /// Whether a normalised audience is one no resource may claim: the issuer, or a client id
 /// (an ID token's `aud`).
 fn reserved(state: &AppState, key: &str) -> bool {
-    key == tenancy::normalize(&state.config.issuer) || state.index.client(key).is_some()
+    key == state.reserved_keys.issuer || state.index.client(key).is_some()
 }
 
 /// Counts and logs a token issued for audiences nobody claims (never under `Enforce`),

@@ -33,6 +33,9 @@ pub struct Asker<'a> {
     pub namespace: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub audiences: &'a [String],
+    /// [`normalize`]d, one per audience, in the same order: computed once per client (the
+    /// index keeps them), not per request.
+    pub audience_keys: &'a [String],
     pub scopes: &'a [String],
     /// The default role first, then the client's own.
     pub roles: &'a [String],
@@ -44,6 +47,8 @@ pub struct Asker<'a> {
 pub struct Settings<'a> {
     pub mode: Mode,
     pub default_audience: &'a str,
+    /// [`normalize`]d.
+    pub default_key: &'a str,
     pub default_role: &'a str,
     /// Whether a normalised audience may not be claimed (the issuer, the default
     /// audience, a client id): such a claim is ignored.
@@ -121,25 +126,17 @@ impl Target<'_> {
 
 fn classify<'r>(
     audience: &str,
+    key: &str,
     asker: &Asker<'_>,
     resources: &'r Resources,
     settings: &Settings<'_>,
 ) -> Target<'r> {
-    // The common cases first, without parsing a URL: the default audience as configured,
-    // and an installation where nobody claims anything.
-    if audience == settings.default_audience {
+    if audience == settings.default_audience || key == settings.default_key {
         return Target::Default(settings.default_audience.to_string());
     }
-    if resources.is_empty() {
-        return Target::Unclaimed(audience.to_string());
-    }
-    let key = normalize(audience);
-    if key == normalize(settings.default_audience) {
-        return Target::Default(settings.default_audience.to_string());
-    }
-    match resources.holder_of_key(&key) {
+    match resources.holder_of_key(key) {
         // A claim of a reserved audience is no claim.
-        Some(_) if (settings.reserved)(&key) => Target::Unclaimed(audience.to_string()),
+        Some(_) if (settings.reserved)(key) => Target::Unclaimed(audience.to_string()),
         Some(holder) => match holder.grant(asker.client_id, asker.namespace, asker.labels) {
             Some(g) => Target::Granted(holder, g),
             None => Target::NotGranted,
@@ -155,24 +152,29 @@ pub fn decide(
     settings: &Settings<'_>,
     request: &Request<'_>,
 ) -> Result<Decision, Refusal> {
-    let default = [settings.default_audience.to_string()];
-    let listed: &[String] = if asker.audiences.is_empty() {
-        &default
+    // Each audience the client asks for, with its key.
+    let listed: Vec<(&str, &str)> = if asker.audiences.is_empty() {
+        vec![(settings.default_audience, settings.default_key)]
     } else {
-        asker.audiences
+        asker
+            .audiences
+            .iter()
+            .map(String::as_str)
+            .zip(asker.audience_keys.iter().map(String::as_str))
+            .collect()
     };
     let targets: Vec<Target<'_>> = match request.targets {
         Some(named) => {
             let mut targets = Vec::with_capacity(named.len());
             for t in named {
-                let is_listed = listed.iter().any(|l| l == t) || {
-                    let key = normalize(t);
-                    listed.iter().any(|l| normalize(l) == key)
+                let key = match listed.iter().find(|(a, _)| a == t) {
+                    Some((_, k)) => (*k).to_string(),
+                    None => normalize(t),
                 };
-                if !is_listed {
+                if !listed.iter().any(|(_, k)| *k == key) {
                     return Err(Refusal::InvalidTarget);
                 }
-                let target = classify(t, asker, resources, settings);
+                let target = classify(t, &key, asker, resources, settings);
                 if !target.served(settings.mode) {
                     return Err(Refusal::InvalidTarget);
                 }
@@ -182,7 +184,7 @@ pub fn decide(
         }
         None => listed
             .iter()
-            .map(|a| classify(a, asker, resources, settings))
+            .map(|(a, k)| classify(a, k, asker, resources, settings))
             .filter(|t| t.served(settings.mode))
             .collect(),
     };
@@ -343,7 +345,7 @@ pub fn audience_view(
             let claims = resources.claimants(a);
             let grant = |r: &ResourceEntry| r.grant(asker.client_id, asker.namespace, asker.labels);
             // As the token server classifies it: a claim of a reserved audience is no claim.
-            let state = if key == normalize(settings.default_audience) {
+            let state = if key == settings.default_key {
                 AudienceState::Reserved
             } else if claims.is_empty() || (settings.reserved)(&key) {
                 AudienceState::Unclaimed
@@ -450,11 +452,13 @@ mod tests {
         let mut roles = strings(&["default"]);
         roles.extend(strings(c.roles));
         let labels = BTreeMap::new();
+        let keys: Vec<String> = audiences.iter().map(|a| normalize(a)).collect();
         let asker = Asker {
             client_id: "client",
             namespace: c.namespace,
             labels: &labels,
             audiences: &audiences,
+            audience_keys: &keys,
             scopes: &scopes,
             roles: &roles,
             lifetime: 600,
@@ -463,6 +467,7 @@ mod tests {
         let settings = Settings {
             mode: c.mode,
             default_audience: DEFAULT,
+            default_key: DEFAULT,
             default_role: "default",
             reserved: &reserved,
         };
@@ -660,11 +665,13 @@ mod tests {
         let audiences = strings(&[API, OTHER, LEGACY, DEFAULT]);
         let labels = BTreeMap::new();
         let view = |ns: &str| {
+            let keys: Vec<String> = audiences.iter().map(|a| normalize(a)).collect();
             let asker = Asker {
                 client_id: "c",
                 namespace: ns,
                 labels: &labels,
                 audiences: &audiences,
+                audience_keys: &keys,
                 scopes: &[],
                 roles: &[],
                 lifetime: 60,
@@ -673,6 +680,7 @@ mod tests {
             let settings = Settings {
                 mode: Mode::Warn,
                 default_audience: DEFAULT,
+                default_key: DEFAULT,
                 default_role: "default",
                 reserved: &reserved,
             };

@@ -28,12 +28,14 @@ pub fn observe(client: &OAuthClient, client_id: &str, ctx: &Context) -> View {
         return View::default();
     }
     let scopes: Vec<String> = client.spec.scopes.iter().map(ToString::to_string).collect();
+    let keys: Vec<String> = audiences.iter().map(|a| normalize(a)).collect();
     let empty = Default::default();
     let asker = Asker {
         client_id,
         namespace: client.metadata.namespace.as_deref().unwrap_or_default(),
         labels: client.metadata.labels.as_ref().unwrap_or(&empty),
         audiences: &audiences,
+        audience_keys: &keys,
         scopes: &scopes,
         roles: &client.spec.roles,
         lifetime: client.spec.access_token_lifetime_seconds,
@@ -53,14 +55,17 @@ pub fn observe(client: &OAuthClient, client_id: &str, ctx: &Context) -> View {
                 })
                 .is_empty()
     };
+    // The default audience is among the reserved ones; the view reports it so.
+    let default_audience = ctx
+        .config
+        .reserved_audiences
+        .get(1)
+        .map_or("", String::as_str);
+    let default_key = normalize(default_audience);
     let settings = Settings {
         mode: ctx.config.audience_ownership,
-        // The default audience is among the reserved ones; the view reports it so.
-        default_audience: ctx
-            .config
-            .reserved_audiences
-            .get(1)
-            .map_or("", String::as_str),
+        default_audience,
+        default_key: &default_key,
         default_role: &ctx.config.default_role,
         reserved: &reserved,
     };

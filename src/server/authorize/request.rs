@@ -307,6 +307,7 @@ mod tests {
             grant_types: vec!["authorization_code".into()],
             scopes: vec!["api.read".into()],
             audiences: vec![],
+            audience_keys: vec![],
             roles: vec![],
             public: true,
             redirect_uris: vec!["https://app.test/cb".into(), "http://127.0.0.1/cb".into()],
