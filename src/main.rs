@@ -110,6 +110,11 @@ struct Common {
         ignore_case = true
     )]
     audience_ownership: oauth_operator::tenancy::Mode,
+    /// Honour `OAuthResource` grants by `namespaceSelector`: the token server then watches
+    /// the namespaces' labels (and needs RBAC to list them). Off, such a grant matches
+    /// nobody and the resource's status says so.
+    #[arg(long, env = "OAUTH_OPERATOR_NAMESPACE_SELECTORS")]
+    namespace_selectors: bool,
 }
 
 fn parse_issuer(s: &str) -> Result<String, String> {
@@ -324,6 +329,7 @@ fn controller_config(c: &Common, o: &ControllerOptions) -> anyhow::Result<contro
         federated_issuers: c.federated_issuers.clone(),
         audience_ownership: c.audience_ownership,
         reserved_audiences: vec![c.issuer.clone(), default_audience(c)],
+        namespace_selectors: c.namespace_selectors,
         issuer: c.issuer.clone(),
     })
 }
@@ -359,6 +365,7 @@ fn server_config(
         listen,
         default_audience: default_audience(c),
         audience_ownership: c.audience_ownership,
+        namespace_selectors: c.namespace_selectors,
         default_role: c.default_role.clone(),
         issuer: c.issuer.clone(),
         namespaces: c.namespaces.clone(),

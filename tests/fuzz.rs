@@ -362,7 +362,7 @@ proptest! {
         let reserved = |_: &str| false;
         for mode in [Mode::Off, Mode::Warn, Mode::Enforce] {
             let keys: Vec<String> = audiences.iter().map(|a| tenancy::normalize(a)).collect();
-            let asker = Asker { client_id: "c", namespace: "fuzz", labels: &labels, audiences: &audiences, audience_keys: &keys, scopes: &scopes, roles: &roles, lifetime: 600 };
+            let asker = Asker { client_id: "c", namespace: "fuzz", labels: &labels, namespace_labels: Some(&labels), audiences: &audiences, audience_keys: &keys, scopes: &scopes, roles: &roles, lifetime: 600 };
             let settings = Settings { mode, default_audience: "https://default.test", default_key: "https://default.test", default_role: "member", reserved: &reserved };
             for targets in [None, Some(std::slice::from_ref(&audience))] {
                 let request = Request { targets, scope: scope.as_deref(), flow: Flow::Client };
@@ -417,7 +417,7 @@ fn resource_json() -> impl Strategy<Value = serde_json::Value> {
     let access = proptest::collection::vec(
         (
             proptest::option::of(prop_oneof![Just("fuzz"), Just("other")]),
-            selector,
+            selector.clone(),
             names.clone(),
             names.clone(),
             proptest::collection::vec(
@@ -428,6 +428,7 @@ fn resource_json() -> impl Strategy<Value = serde_json::Value> {
                 ],
                 0..2,
             ),
+            selector,
         ),
         0..3,
     );
@@ -448,8 +449,8 @@ fn resource_json() -> impl Strategy<Value = serde_json::Value> {
                     "scopes": scopes.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
                     "roles": roles.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
                     "maxAccessTokenLifetimeSeconds": max,
-                    "access": access.iter().map(|(ns, sel, sc, ro, ids)| serde_json::json!({
-                        "namespace": ns, "clientSelector": sel, "scopes": sc, "roles": ro, "clientIds": ids,
+                    "access": access.iter().map(|(ns, sel, sc, ro, ids, ns_sel)| serde_json::json!({
+                        "namespace": ns, "clientSelector": sel, "scopes": sc, "roles": ro, "clientIds": ids, "namespaceSelector": ns_sel,
                     })).collect::<Vec<_>>(),
                 }
             })

@@ -1041,3 +1041,29 @@ async fn the_older_claim_holds_and_hands_over_when_it_goes() -> TestResult {
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn a_namespace_selector_grants_the_clients_of_the_namespaces_it_matches() -> TestResult {
+    let (router, index) = server()?;
+    let mut r = resource("billing", "api", 1, false, false);
+    r.spec.access = vec![
+        serde_json::from_value(serde_json::json!({
+            "namespaceSelector": {"matchLabels": {"tenant": "true"}},
+            "scopes": ["read"],
+        }))
+        .map_err(|e| e.to_string())?,
+    ];
+    index.apply_resource(&r);
+    let auth = basic(CLIENT_ID, SECRET);
+    let ask = || token_request(&router, Some(&auth), "grant_type=client_credentials");
+    expect_error(&ask().await?, 400, INVALID_TARGET_BODY)?;
+    index.apply_namespace(
+        fixture::NAMESPACE,
+        [("tenant".to_string(), "true".to_string())].into(),
+    );
+    let a = ask().await?;
+    expect_eq(a.status, 200, "granted once the namespace is labelled")?;
+    expect_eq(a.json()["scope"].as_str(), Some("read"), "scope")?;
+    index.apply_namespace(fixture::NAMESPACE, Default::default());
+    expect_error(&ask().await?, 400, INVALID_TARGET_BODY)
+}

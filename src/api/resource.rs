@@ -113,10 +113,11 @@ pub struct ResourceRole {
     pub description: Option<String>,
 }
 
-/// One grant: which clients, and what they get. The clients are those of `namespace` (this resource's namespace when omitted), narrowed by `clientSelector`; or, with `clientIds`, exactly those clients wherever they are.
+/// One grant: which clients, and what they get. The clients are those of `namespace` (this resource's namespace when omitted) or of every namespace `namespaceSelector` matches, narrowed by `clientSelector`; or, with `clientIds`, exactly those clients wherever they are.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("(has(self.scopes) && size(self.scopes) > 0) || (has(self.roles) && size(self.roles) > 0)").message("spec.access[]: a grant must give at least one scope or role"))]
-#[x_kube(validation = Rule::new("!has(self.clientIds) || (!has(self.namespace) && !has(self.clientSelector))").message("spec.access[].clientIds names clients wherever they are: it cannot be combined with namespace or clientSelector"))]
+#[x_kube(validation = Rule::new("!has(self.clientIds) || (!has(self.namespace) && !has(self.namespaceSelector) && !has(self.clientSelector))").message("spec.access[].clientIds names clients wherever they are: it cannot be combined with namespace, namespaceSelector or clientSelector"))]
+#[x_kube(validation = Rule::new("!has(self.namespace) || !has(self.namespaceSelector)").message("spec.access[]: namespace and namespaceSelector cannot be combined"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessGrant {
     /// The namespace whose clients are granted; this resource's own namespace when omitted.
@@ -126,6 +127,10 @@ pub struct AccessGrant {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub namespace: Option<String>,
+
+    /// The clients of every namespace whose labels match, instead of one `namespace`. Honoured only where the operator runs with `--namespace-selectors` (the chart's `tenancy.namespaceSelectors`), and only as strong as RBAC on who may label namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
 
     /// Only the clients of the namespace whose labels match this selector; all of them when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -97,6 +97,8 @@ pub struct Config {
     pub reserved_audiences: Vec<String>,
     /// The issuer (`iss` of every token), which resources' status tells their APIs to check.
     pub issuer: String,
+    /// Whether the token server honours grants by namespace selector (the same flag).
+    pub namespace_selectors: bool,
 }
 
 /// Shared by every reconcile.
@@ -415,6 +417,23 @@ impl Context {
             .into_iter()
             .cloned()
             .collect()
+    }
+
+    /// The labels of `namespace` where grants by namespace selector are honoured (empty
+    /// for one the watch has not seen); `None` where they are not.
+    pub fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        if !self.config.namespace_selectors {
+            return None;
+        }
+        let labels = self
+            .policies
+            .get()
+            .and_then(|(_, namespaces)| namespaces.get(&ObjectRef::new(namespace)))
+            .and_then(|n| n.metadata.labels.clone());
+        Some(labels.unwrap_or_default())
     }
 
     /// `client`'s place among the clients of its namespace, oldest first (creation time,
@@ -847,8 +866,9 @@ async fn watch_policies(
             }
             Changed::Policy | Changed::Labels => {}
         }
-        // Labels matter only while some policy selects by them.
-        if change == Changed::Labels && policies.is_empty() {
+        // Labels matter only while some policy, or a grant by namespace selector, selects
+        // by them.
+        if change == Changed::Labels && policies.is_empty() && !ctx.config.namespace_selectors {
             continue;
         }
         for tx in &everything {

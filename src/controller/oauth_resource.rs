@@ -36,6 +36,9 @@ pub struct Observed {
     pub broken_selectors: Vec<usize>,
     /// The platform's bounds its audience is outside of.
     pub violations: Vec<crate::tenancy::policy::Violation>,
+    /// Whether an entry grants by namespace selector where the installation does not
+    /// honour them.
+    pub selectors_off: bool,
 }
 
 /// What the reconcile needs of the controller's settings.
@@ -114,12 +117,14 @@ fn observe(resource: &OAuthResource, ctx: &Context) -> Observed {
                 .clients_where(|c| {
                     let empty = Default::default();
                     let asks = c.spec.audiences.iter().any(|a| normalize(a) == key);
+                    let ns = c.metadata.namespace.as_deref().unwrap_or_default();
                     asks && c.effective_client_id().is_some_and(|id| {
                         entry
                             .grant(
                                 &id,
-                                c.metadata.namespace.as_deref().unwrap_or_default(),
+                                ns,
                                 c.metadata.labels.as_ref().unwrap_or(&empty),
+                                ctx.namespace_labels(ns).as_ref(),
                             )
                             .is_some()
                     })
@@ -136,6 +141,8 @@ fn observe(resource: &OAuthResource, ctx: &Context) -> Observed {
         reserved,
         granted,
         broken_selectors: mine.map(|e| e.broken_selectors()).unwrap_or_default(),
+        selectors_off: !ctx.config.namespace_selectors
+            && mine.is_some_and(|e| e.selects_namespaces()),
         violations: crate::tenancy::policy::check_audience(
             &applicable,
             &ns,
@@ -230,7 +237,18 @@ pub fn plan(
             events.push(Note::warning("PolicyWarning", msg));
         }
     }
-    if !observed.broken_selectors.is_empty() {
+    if observed.selectors_off {
+        let msg = "spec.access[].namespaceSelector: this installation does not honour grants by namespace selector (--namespace-selectors, the chart's tenancy.namespaceSelectors); such an entry grants nobody".to_string();
+        planned.push(Cond::new(
+            "GrantsValid",
+            false,
+            "NamespaceSelectorsOff",
+            msg.clone(),
+        ));
+        if !current_has(resource, "GrantsValid", &msg) {
+            events.push(Note::warning("NamespaceSelectorsOff", msg));
+        }
+    } else if !observed.broken_selectors.is_empty() {
         let which: Vec<String> = observed
             .broken_selectors
             .iter()
@@ -310,6 +328,7 @@ mod tests {
             granted: 3,
             broken_selectors: vec![],
             violations: vec![],
+            selectors_off: false,
         }
     }
 
@@ -386,6 +405,27 @@ mod tests {
         );
         assert_eq!(o2.status, o.status);
         assert!(o2.events.is_empty());
+    }
+
+    #[test]
+    fn namespace_selectors_where_they_are_off_are_said() {
+        let o = plan(
+            &resource(),
+            &Observed {
+                selectors_off: true,
+                ..observed()
+            },
+            &SETTINGS,
+            Timestamp::UNIX_EPOCH,
+        );
+        let c = o
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "GrantsValid")
+            .expect("GrantsValid");
+        assert_eq!(c.reason, "NamespaceSelectorsOff");
+        assert!(o.events.iter().any(|n| n.reason == "NamespaceSelectorsOff"));
     }
 
     #[test]

@@ -281,6 +281,7 @@ pub enum Watch {
     UpstreamSecret = 6,
     ServiceAccounts = 7,
     Resources = 8,
+    Namespaces = 9,
 }
 
 #[derive(Default)]
@@ -372,12 +373,16 @@ pub struct Index {
     keys_synced: AtomicBool,
     /// Per [`Watch`]: whether its last attempt failed (the API server unreachable, say).
     /// The index keeps serving what it has meanwhile.
-    disconnected: [AtomicBool; 9],
+    disconnected: [AtomicBool; 10],
     /// The UID of every ServiceAccount of the watched namespaces, by namespace and name.
     service_accounts: RwLock<HashMap<ObjectKey, String>>,
     /// Every `OAuthResource` of the watched namespaces: who holds which audience, and
     /// whom it grants what.
     resources: RwLock<Resources>,
+    /// Every namespace's labels, when grants by namespace selector are honoured
+    /// ([`Index::require_namespaces`]).
+    namespaces: RwLock<HashMap<String, Arc<std::collections::BTreeMap<String, String>>>>,
+    namespaces_required: AtomicBool,
 }
 
 impl Default for Index {
@@ -407,6 +412,8 @@ impl Index {
             disconnected: Default::default(),
             service_accounts: RwLock::default(),
             resources: RwLock::default(),
+            namespaces: RwLock::default(),
+            namespaces_required: AtomicBool::new(false),
         }
     }
 
@@ -671,6 +678,39 @@ impl Index {
         self.mark_synced(Watch::Resources, scope);
     }
 
+    /// Makes the namespaces' labels part of what the index needs before it is ready.
+    pub fn require_namespaces(&self) {
+        self.namespaces_required.store(true, Ordering::Release);
+    }
+
+    /// The labels of `namespace` (none for one not seen).
+    pub fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> Arc<std::collections::BTreeMap<String, String>> {
+        read(&self.namespaces)
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn apply_namespace(&self, name: &str, labels: std::collections::BTreeMap<String, String>) {
+        write(&self.namespaces).insert(name.to_string(), Arc::new(labels));
+    }
+
+    pub fn delete_namespace(&self, name: &str) {
+        write(&self.namespaces).remove(name);
+    }
+
+    /// Replaces every namespace's labels after a (re)list, and marks them synced.
+    pub fn reset_namespaces(
+        &self,
+        all: impl IntoIterator<Item = (String, std::collections::BTreeMap<String, String>)>,
+    ) {
+        *write(&self.namespaces) = all.into_iter().map(|(n, l)| (n, Arc::new(l))).collect();
+        self.mark_synced(Watch::Namespaces, None);
+    }
+
     fn mark_synced(&self, watch: Watch, scope: Option<&str>) {
         write(&self.synced).insert((watch, scope.map(str::to_string)));
     }
@@ -691,6 +731,8 @@ impl Index {
                 && synced.contains(&(Watch::Users, None))
                 && synced.contains(&(Watch::Upstreams, None))
                 && synced.contains(&(Watch::UpstreamSecret, None))
+                && (!self.namespaces_required.load(Ordering::Acquire)
+                    || synced.contains(&(Watch::Namespaces, None)))
         };
         lists_synced && self.keys_synced.load(Ordering::Acquire) && self.keys().is_some()
     }

@@ -143,6 +143,35 @@ pub async fn resources(api: Api<OAuthResource>, namespace: Option<String>, index
     .await;
 }
 
+/// Keeps every namespace's labels in `index`, for grants by namespace selector; only
+/// their metadata is fetched.
+pub async fn namespaces(api: Api<k8s_openapi::api::core::v1::Namespace>, index: Arc<Index>) {
+    let config = watcher::Config::default().any_semantic();
+    let labels = |n: &k8s_openapi::api::core::v1::Namespace| {
+        (
+            n.metadata.name.clone().unwrap_or_default(),
+            n.metadata.labels.clone().unwrap_or_default(),
+        )
+    };
+    follow(
+        api,
+        config,
+        Watch::Namespaces,
+        &index,
+        |change| match change {
+            Change::Applied(n) => {
+                let (name, l) = labels(&n);
+                index.apply_namespace(&name, l);
+            }
+            Change::Deleted(n) => {
+                index.delete_namespace(n.metadata.name.as_deref().unwrap_or_default())
+            }
+            Change::Listed(all) => index.reset_namespaces(all.iter().map(labels)),
+        },
+    )
+    .await;
+}
+
 /// Keeps the initial access tokens of one scope in `index`, like [`verifiers`].
 pub async fn token_verifiers(
     api: Api<InitialAccessTokenVerifier>,

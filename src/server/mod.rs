@@ -92,6 +92,9 @@ pub struct Config {
     /// What happens to audiences no `OAuthResource` claims (claimed ones are enforced in
     /// every mode): see [`crate::tenancy::Mode`].
     pub audience_ownership: crate::tenancy::Mode,
+    /// Whether `OAuthResource` grants by namespace selector are honoured (the namespaces'
+    /// labels are then watched).
+    pub namespace_selectors: bool,
     /// The issuers whose workload tokens clients may name (`spec.authentication.federated`).
     pub federated_issuers: Vec<String>,
     /// Certificates trusted besides the system's for outgoing HTTPS (upstream providers,
@@ -303,6 +306,13 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         config.namespaces.iter().cloned().map(Some).collect()
     };
     let index = Arc::new(Index::with_scopes(scopes.clone()));
+    if config.namespace_selectors {
+        index.require_namespaces();
+        tokio::spawn(index::watch::namespaces(
+            Api::all(client.clone()),
+            index.clone(),
+        ));
+    }
     for scope in scopes {
         let api: Api<OAuthClientVerifier> = match &scope {
             Some(ns) => Api::namespaced(client.clone(), ns),

@@ -68,10 +68,15 @@ pub fn decide(
     scope: Option<&[String]>,
     flow: Flow<'_>,
 ) -> Result<Decision, OAuthError> {
+    let namespace_labels = state
+        .config
+        .namespace_selectors
+        .then(|| state.index.namespace_labels(&client.namespace));
     let asker = Asker {
         client_id: &client.client_id,
         namespace: &client.namespace,
         labels: &client.labels,
+        namespace_labels: namespace_labels.as_ref().map(|l| l.as_ref()),
         audiences: &client.audiences,
         audience_keys: &client.audience_keys,
         scopes: &client.scopes,

@@ -32,6 +32,8 @@ pub struct Asker<'a> {
     pub client_id: &'a str,
     pub namespace: &'a str,
     pub labels: &'a BTreeMap<String, String>,
+    /// The labels of the client's namespace, where namespace selectors are honoured.
+    pub namespace_labels: Option<&'a BTreeMap<String, String>>,
     pub audiences: &'a [String],
     /// [`normalize`]d, one per audience, in the same order: computed once per client (the
     /// index keeps them), not per request.
@@ -137,7 +139,12 @@ fn classify<'r>(
     match resources.holder_of_key(key) {
         // A claim of a reserved audience is no claim.
         Some(_) if (settings.reserved)(key) => Target::Unclaimed(audience.to_string()),
-        Some(holder) => match holder.grant(asker.client_id, asker.namespace, asker.labels) {
+        Some(holder) => match holder.grant(
+            asker.client_id,
+            asker.namespace,
+            asker.labels,
+            asker.namespace_labels,
+        ) {
             Some(g) => Target::Granted(holder, g),
             None => Target::NotGranted,
         },
@@ -343,7 +350,14 @@ pub fn audience_view(
         .map(|a| {
             let key = normalize(a);
             let claims = resources.claimants(a);
-            let grant = |r: &ResourceEntry| r.grant(asker.client_id, asker.namespace, asker.labels);
+            let grant = |r: &ResourceEntry| {
+                r.grant(
+                    asker.client_id,
+                    asker.namespace,
+                    asker.labels,
+                    asker.namespace_labels,
+                )
+            };
             // As the token server classifies it: a claim of a reserved audience is no claim.
             let state = if key == settings.default_key {
                 AudienceState::Reserved
@@ -457,6 +471,7 @@ mod tests {
             client_id: "client",
             namespace: c.namespace,
             labels: &labels,
+            namespace_labels: None,
             audiences: &audiences,
             audience_keys: &keys,
             scopes: &scopes,
@@ -670,6 +685,7 @@ mod tests {
                 client_id: "c",
                 namespace: ns,
                 labels: &labels,
+                namespace_labels: None,
                 audiences: &audiences,
                 audience_keys: &keys,
                 scopes: &[],

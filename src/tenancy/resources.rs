@@ -38,6 +38,11 @@ enum Who {
         namespace: String,
         selector: Option<Selector>,
     },
+    /// The clients of every namespace whose labels match, all or those whose labels match.
+    Namespaces {
+        selector: Selector,
+        clients: Option<Selector>,
+    },
     ClientIds(Vec<String>),
     /// An entry whose selector does not parse: it grants nobody (the controller says why).
     Nobody,
@@ -119,11 +124,15 @@ impl ResourceEntry {
     /// `None` when no entry names it. Only declared scopes and roles count (the API
     /// server checked that grants name declared ones; this holds if that check is ever
     /// bypassed).
+    ///
+    /// `namespace_labels` are the labels of the client's namespace, where namespace
+    /// selectors are honoured; `None`, a namespace-selector entry matches nobody.
     pub fn grant(
         &self,
         client_id: &str,
         namespace: &str,
         labels: &BTreeMap<String, String>,
+        namespace_labels: Option<&BTreeMap<String, String>>,
     ) -> Option<Granted> {
         let mut granted: Option<Granted> = None;
         for a in &self.access {
@@ -132,6 +141,10 @@ impl ResourceEntry {
                     namespace: ns,
                     selector,
                 } => ns == namespace && selector.as_ref().is_none_or(|s| s.matches(labels)),
+                Who::Namespaces { selector, clients } => {
+                    namespace_labels.is_some_and(|n| selector.matches(n))
+                        && clients.as_ref().is_none_or(|s| s.matches(labels))
+                }
                 Who::ClientIds(ids) => ids.iter().any(|id| id.eq_ignore_ascii_case(client_id)),
                 Who::Nobody => false,
             };
@@ -168,6 +181,13 @@ impl ResourceEntry {
         roles
     }
 
+    /// Whether an `access` entry selects namespaces by label.
+    pub fn selects_namespaces(&self) -> bool {
+        self.access
+            .iter()
+            .any(|a| matches!(a.who, Who::Namespaces { .. }))
+    }
+
     /// The `access` entries whose client selector does not parse, by index.
     pub fn broken_selectors(&self) -> Vec<usize> {
         self.access
@@ -184,8 +204,18 @@ impl ResourceEntry {
 }
 
 fn access(a: &AccessGrant, own_namespace: &str) -> Access {
+    let clients = a
+        .client_selector
+        .clone()
+        .map(Selector::try_from)
+        .transpose();
     let who = if !a.client_ids.is_empty() {
         Who::ClientIds(a.client_ids.clone())
+    } else if let Some(ns) = a.namespace_selector.clone() {
+        match (Selector::try_from(ns), clients) {
+            (Ok(selector), Ok(clients)) => Who::Namespaces { selector, clients },
+            _ => Who::Nobody,
+        }
     } else {
         match a
             .client_selector
@@ -350,6 +380,7 @@ pub(crate) mod tests {
             namespace: ns.map(str::to_string),
             client_selector: None,
             client_ids: vec![],
+            namespace_selector: None,
             scopes: scopes
                 .iter()
                 .map(|s| Scope::parse(s).expect("scope"))
@@ -430,24 +461,40 @@ pub(crate) mod tests {
         let none = labels(&[]);
         // The default namespace is the resource's own.
         assert_eq!(
-            r.grant("c", "billing", &none).map(|g| g.scopes),
+            r.grant("c", "billing", &none, None).map(|g| g.scopes),
             Some(vec!["read".to_string()])
         );
-        assert_eq!(r.grant("c", "shop", &none), None);
+        assert_eq!(r.grant("c", "shop", &none, None), None);
         assert_eq!(
-            r.grant("c", "shop", &labels(&[("app", "checkout")]))
+            r.grant("c", "shop", &labels(&[("app", "checkout")]), None)
                 .map(|g| g.scopes),
             Some(vec!["read".to_string()])
         );
         // Client ids compare case-insensitively, wherever the client is; entries add up.
         assert_eq!(
-            r.grant("billing-job", "billing", &none),
+            r.grant("billing-job", "billing", &none, None),
             Some(Granted {
                 scopes: vec!["read".into(), "write".into()],
                 roles: vec!["admin".into()],
             })
         );
-        assert_eq!(r.grant("other", "elsewhere", &none), None);
+        assert_eq!(r.grant("other", "elsewhere", &none, None), None);
+    }
+
+    #[test]
+    fn namespace_selectors_match_the_namespace_labels_where_honoured() {
+        let mut by_ns = grant(None, &["read"], &[]);
+        by_ns.namespace_selector = Some(LabelSelector {
+            match_labels: Some(labels(&[("tenant", "true")])),
+            ..LabelSelector::default()
+        });
+        let r = resource("billing", "api", 1, "https://api.test", vec![by_ns]);
+        let tenant = labels(&[("tenant", "true")]);
+        assert!(r.selects_namespaces());
+        assert!(r.grant("c", "shop", &labels(&[]), Some(&tenant)).is_some());
+        assert_eq!(r.grant("c", "shop", &labels(&[]), Some(&labels(&[]))), None);
+        // Where namespace selectors are not honoured, nobody.
+        assert_eq!(r.grant("c", "shop", &labels(&[]), None), None);
     }
 
     #[test]
@@ -464,7 +511,10 @@ pub(crate) mod tests {
             ..LabelSelector::default()
         });
         let r = resource("billing", "api", 1, "https://api.test", vec![bad]);
-        assert_eq!(r.grant("c", "billing", &labels(&[("app", "x")])), None);
+        assert_eq!(
+            r.grant("c", "billing", &labels(&[("app", "x")]), None),
+            None
+        );
         assert_eq!(r.broken_selectors(), [0]);
     }
 
@@ -478,7 +528,7 @@ pub(crate) mod tests {
             vec![grant(None, &["read", "delete"], &["admin", "root"])],
         );
         assert_eq!(
-            r.grant("c", "billing", &BTreeMap::new()),
+            r.grant("c", "billing", &BTreeMap::new(), None),
             Some(Granted {
                 scopes: vec!["read".into()],
                 roles: vec!["admin".into()],

@@ -45,6 +45,10 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             "clients_with_audiences_upgrade_to_warn_under_load_with_no_refused_request",
             |c| Box::pin(upgrade(c)),
         ),
+        (
+            "a_namespace_selector_grants_the_namespaces_whose_labels_match",
+            |c| Box::pin(namespace_selector(c)),
+        ),
     ]
 }
 
@@ -1345,5 +1349,80 @@ async fn upgrade(ctx: Ctx) -> anyhow::Result<()> {
     for n in &names {
         wait_granted(&ctx.client, &ctx.ns, n, "False", "UnclaimedAudience").await?;
     }
+    Ok(())
+}
+
+async fn namespace_selector(ctx: Ctx) -> anyhow::Result<()> {
+    let team = Extra::create(&ctx, "team").await?;
+    // A label only this test uses: tests share the control plane.
+    let group: String = format!("g{}", ctx.ns)
+        .chars()
+        .rev()
+        .take(60)
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    let flags = [
+        format!("--namespace={}", team.name),
+        "--namespace-selectors".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let port = envtest::free_port()?;
+    let _controller = ctx.start_controller_with(&format!("http://127.0.0.1:{port}"), &flags)?;
+    let server = ctx.start_server_with(port, &flags).await?;
+    ctx.apply(&resource_yaml(
+        "payments",
+        &format!(
+            "  audience: {API}\n  scopes:\n  - name: payments.read\n  access:\n  - namespaceSelector:\n      matchLabels: {{group: {group}}}\n    scopes: [payments.read]\n"
+        ),
+    ))?;
+    ctx.apply_in(&team.name, &client_yaml("team-app", ASKS))?;
+    wait_client(&ctx.client, &team.name, "team-app").await?;
+    wait_granted(&ctx.client, &team.name, "team-app", "False", "NotGranted").await?;
+    let secret = credentials(&ctx, &team.name, "team-app").await?;
+    let (code, body) = request(&ctx, &server, "team-app", &secret, &[]).await?;
+    ensure!(
+        code == 400 && body["error"] == "invalid_target",
+        "unlabelled: {code} {body}"
+    );
+
+    let label = |value: Option<&str>| {
+        let arg = match value {
+            Some(v) => format!("group={v}"),
+            None => "group-".to_string(),
+        };
+        let out = ctx.kubectl(
+            &["label", "--overwrite", "namespace", &team.name, &arg],
+            None,
+        )?;
+        ensure!(
+            out.status.success(),
+            "label: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::Ok(())
+    };
+    label(Some(&group))?;
+    eventually(WAIT, "granted once the namespace is labelled", || async {
+        let (code, body) = request(&ctx, &server, "team-app", &secret, &[]).await?;
+        ensure!(
+            code == 200 && body["scope"] == "payments.read",
+            "{code} {body}"
+        );
+        Ok(())
+    })
+    .await?;
+    wait_granted(&ctx.client, &team.name, "team-app", "True", "Granted").await?;
+    label(None)?;
+    eventually(WAIT, "refused once the label is gone", || async {
+        let (code, body) = request(&ctx, &server, "team-app", &secret, &[]).await?;
+        ensure!(
+            code == 400 && body["error"] == "invalid_target",
+            "{code} {body}"
+        );
+        Ok(())
+    })
+    .await?;
     Ok(())
 }

@@ -143,6 +143,9 @@ app.kubernetes.io/component: {{ .component }}
 - --default-audience={{ . }}
 {{- end }}
 - --audience-ownership={{ include "oauth-operator.audienceOwnership" . }}
+{{- if .Values.tenancy.namespaceSelectors }}
+- --namespace-selectors
+{{- end }}
 {{- end }}
 
 {{/*

@@ -30,10 +30,13 @@ pub fn observe(client: &OAuthClient, client_id: &str, ctx: &Context) -> View {
     let scopes: Vec<String> = client.spec.scopes.iter().map(ToString::to_string).collect();
     let keys: Vec<String> = audiences.iter().map(|a| normalize(a)).collect();
     let empty = Default::default();
+    let namespace = client.metadata.namespace.as_deref().unwrap_or_default();
+    let namespace_labels = ctx.namespace_labels(namespace);
     let asker = Asker {
         client_id,
-        namespace: client.metadata.namespace.as_deref().unwrap_or_default(),
+        namespace,
         labels: client.metadata.labels.as_ref().unwrap_or(&empty),
+        namespace_labels: namespace_labels.as_ref(),
         audiences: &audiences,
         audience_keys: &keys,
         scopes: &scopes,
