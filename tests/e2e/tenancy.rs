@@ -147,22 +147,35 @@ async fn wait_granted(
     status: &str,
     reason: &str,
 ) -> anyhow::Result<OAuthClient> {
+    wait_condition(client, ns, name, "AudiencesGranted", status, reason).await
+}
+
+/// Waits until `ns/name`'s condition `type_` has `status` and `reason`; the client then.
+async fn wait_condition(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> anyhow::Result<OAuthClient> {
     let api: Api<OAuthClient> = Api::namespaced(client.clone(), ns);
     eventually(
         WAIT,
-        &format!("{ns}/{name} AudiencesGranted={status} {reason}"),
+        &format!("{ns}/{name} {type_}={status} {reason}"),
         || async {
             let c = api.get(name).await?;
             let cond = c
                 .status
                 .iter()
                 .flat_map(|s| &s.conditions)
-                .find(|c| c.type_ == "AudiencesGranted")
+                .find(|c| c.type_ == type_)
                 .cloned();
             ensure!(
                 cond.as_ref()
                     .is_some_and(|c| c.status == status && c.reason == reason),
-                "now: {cond:?}"
+                "now: {cond:?}; the status: {:?}",
+                c.status
             );
             Ok(c)
         },
@@ -895,6 +908,7 @@ fn policy_yaml(name: &str, tier: &str, enforcement: &str) -> String {
     )
 }
 
+/// The message of `ns/name`'s condition `type_` once it has `status` and `reason`.
 async fn condition(
     ctx: &Ctx,
     ns: &str,
@@ -903,28 +917,8 @@ async fn condition(
     status: &str,
     reason: &str,
 ) -> anyhow::Result<String> {
-    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), ns);
-    eventually(
-        WAIT,
-        &format!("{ns}/{name} {type_}={status} {reason}"),
-        || async {
-            let c = api.get(name).await?;
-            let cond = c
-                .status
-                .iter()
-                .flat_map(|s| &s.conditions)
-                .find(|c| c.type_ == type_)
-                .cloned();
-            ensure!(
-                cond.as_ref()
-                    .is_some_and(|c| c.status == status && c.reason == reason),
-                "now: {cond:?}; the status: {:?}",
-                c.status
-            );
-            Ok(cond.map(|c| c.message).unwrap_or_default())
-        },
-    )
-    .await
+    let c = wait_condition(&ctx.client, ns, name, type_, status, reason).await?;
+    Ok(condition_message(&c, type_))
 }
 
 async fn policies(ctx: Ctx) -> anyhow::Result<()> {
