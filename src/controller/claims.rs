@@ -100,7 +100,7 @@ pub fn feed(
                 let (ns, name) = (r.namespace().unwrap_or_default(), r.name_any());
                 touched.insert(normalize(&r.spec.audience));
                 ctx.claims.write(|t| {
-                    touched.extend(key_of(t, &ns, &name));
+                    touched.extend(t.key_of(&ns, &name).map(str::to_string));
                     // One the platform does not allow is no claim: it goes from the table.
                     match ResourceEntry::from_resource(r) {
                         Some(e) => t.apply(e),
@@ -140,44 +140,31 @@ pub fn feed(
     }
 }
 
-/// The key the table holds for `ns/name` now (before a change replaces it).
-fn key_of(table: &Resources, ns: &str, name: &str) -> Option<String> {
-    table
-        .iter()
-        .find(|e| e.namespace == ns && e.name == name)
-        .map(|e| e.key.clone())
-}
-
 /// Sends every claimant of the audiences `keys` (normalised) to its controller: a client
 /// asking for one of them changed, so their counts of granted clients may have too.
 pub fn touch_claimants(ctx: &Context, keys: &HashSet<String>) {
-    let Some(routes) = ctx.routes.get() else {
-        return;
-    };
-    let table = ctx.claims.read();
-    let refs: Vec<ObjectRef<OAuthResource>> = keys
-        .iter()
-        .flat_map(|k| table.claimants(k))
-        .map(|e| ObjectRef::new(&e.name).within(&e.namespace))
-        .collect();
-    drop(table);
-    for r in refs {
-        route(&routes.resources, r);
+    if let Some(routes) = ctx.routes.get() {
+        send_claimants(ctx, routes, keys);
     }
 }
 
-/// Sends every claimant of the `keys` and every client asking for one of them.
-fn notify(ctx: &Context, routes: &Routes, keys: &HashSet<String>) {
+fn send_claimants(ctx: &Context, routes: &Routes, keys: &HashSet<String>) {
+    // Copied out first: the lock is not held while sending.
     let claimants: Vec<ObjectRef<OAuthResource>> = {
         let table = ctx.claims.read();
         keys.iter()
-            .flat_map(|k| table.claimants(k))
+            .flat_map(|k| table.claimants_of_key(k))
             .map(|e| ObjectRef::new(&e.name).within(&e.namespace))
             .collect()
     };
     for r in claimants {
         route(&routes.resources, r);
     }
+}
+
+/// Sends every claimant of the `keys` and every client asking for one of them.
+fn notify(ctx: &Context, routes: &Routes, keys: &HashSet<String>) {
+    send_claimants(ctx, routes, keys);
     let asks = |c: &OAuthClient| {
         c.spec
             .audiences

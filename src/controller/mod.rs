@@ -453,6 +453,22 @@ impl Context {
         u32::try_from(older).unwrap_or(u32::MAX).saturating_add(1)
     }
 
+    /// Whether some watched client has `id` as its client id (compared as ids are, without
+    /// case): such a text is the audience of that client's ID tokens, which no resource
+    /// may claim.
+    pub fn is_client_id(&self, id: &str) -> bool {
+        self.stores.get().into_iter().flatten().any(|s| {
+            !s.state_filter(|c| {
+                c.spec
+                    .client_id
+                    .as_deref()
+                    .or(c.metadata.uid.as_deref())
+                    .is_some_and(|own| own.eq_ignore_ascii_case(id))
+            })
+            .is_empty()
+        })
+    }
+
     /// Every watched client for which `f` holds, decided under the stores' read locks.
     pub fn clients_where(&self, f: impl Fn(&OAuthClient) -> bool) -> Vec<Arc<OAuthClient>> {
         self.stores

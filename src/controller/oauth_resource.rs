@@ -93,13 +93,7 @@ fn observe(resource: &OAuthResource, ctx: &Context) -> Observed {
         .any(|a| normalize(a) == key)
     {
         Some("it is the operator's issuer or default audience")
-    } else if !ctx
-        .clients_where(|c| {
-            c.effective_client_id()
-                .is_some_and(|id| id.eq_ignore_ascii_case(&key))
-        })
-        .is_empty()
-    {
+    } else if ctx.is_client_id(&key) {
         Some("it is a client id (the audience of that client's ID tokens)")
     } else {
         None
@@ -118,13 +112,19 @@ fn observe(resource: &OAuthResource, ctx: &Context) -> Observed {
                     let empty = Default::default();
                     let asks = c.spec.audiences.iter().any(|a| normalize(a) == key);
                     let ns = c.metadata.namespace.as_deref().unwrap_or_default();
+                    // A namespace's labels are copied out of the store only for an entry
+                    // that selects by them.
+                    let ns_labels = entry
+                        .selects_namespaces()
+                        .then(|| ctx.namespace_labels(ns))
+                        .flatten();
                     asks && c.effective_client_id().is_some_and(|id| {
                         entry
                             .grant(
                                 &id,
                                 ns,
                                 c.metadata.labels.as_ref().unwrap_or(&empty),
-                                ctx.namespace_labels(ns).as_ref(),
+                                ns_labels.as_ref(),
                             )
                             .is_some()
                     })

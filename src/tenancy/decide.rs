@@ -347,32 +347,29 @@ pub fn audience_view(
     asker
         .audiences
         .iter()
-        .map(|a| {
-            let key = normalize(a);
-            let claims = resources.claimants(a);
-            let grant = |r: &ResourceEntry| {
-                r.grant(
-                    asker.client_id,
-                    asker.namespace,
-                    asker.labels,
-                    asker.namespace_labels,
-                )
-            };
-            // As the token server classifies it: a claim of a reserved audience is no claim.
-            let state = if key == settings.default_key {
-                AudienceState::Reserved
-            } else if claims.is_empty() || (settings.reserved)(&key) {
-                AudienceState::Unclaimed
-            } else {
-                match claims.split_first() {
-                    None => AudienceState::Unclaimed,
-                    Some((holder, others)) => match grant(holder) {
-                        Some(g) => AudienceState::Granted(g),
-                        None if others.iter().any(|o| grant(o).is_some()) => {
-                            AudienceState::Contested
-                        }
-                        None => AudienceState::NotGranted,
-                    },
+        .zip(asker.audience_keys)
+        .map(|(a, key)| {
+            // Classified as the token server classifies it.
+            let state = match classify(a, key, asker, resources, settings) {
+                Target::Default(_) => AudienceState::Reserved,
+                Target::Unclaimed(_) => AudienceState::Unclaimed,
+                Target::Granted(_, g) => AudienceState::Granted(g),
+                Target::NotGranted => {
+                    let younger = resources.claimants_of_key(key).iter().skip(1);
+                    let granted_elsewhere = younger.into_iter().any(|r| {
+                        r.grant(
+                            asker.client_id,
+                            asker.namespace,
+                            asker.labels,
+                            asker.namespace_labels,
+                        )
+                        .is_some()
+                    });
+                    if granted_elsewhere {
+                        AudienceState::Contested
+                    } else {
+                        AudienceState::NotGranted
+                    }
                 }
             };
             (a.clone(), state)

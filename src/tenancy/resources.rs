@@ -300,9 +300,19 @@ impl Resources {
 
     /// Every claim of `audience`, oldest (the holder) first.
     pub fn claimants(&self, audience: &str) -> &[Arc<ResourceEntry>] {
-        self.by_key
-            .get(&normalize(audience))
-            .map_or(&[], Vec::as_slice)
+        self.claimants_of_key(&normalize(audience))
+    }
+
+    /// Every claim of the [`normalize`]d audience `key`, oldest first.
+    pub fn claimants_of_key(&self, key: &str) -> &[Arc<ResourceEntry>] {
+        self.by_key.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The key the resource `ns/name` claims now, if it is in the table.
+    pub fn key_of(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.by_object
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(String::as_str)
     }
 
     /// The resource holding `audience`, if any claims it.
@@ -312,7 +322,7 @@ impl Resources {
 
     /// The resource holding the [`normalize`]d audience `key`.
     pub fn holder_of_key(&self, key: &str) -> Option<&Arc<ResourceEntry>> {
-        self.by_key.get(key).and_then(|c| c.first())
+        self.claimants_of_key(key).first()
     }
 
     /// How many resources there are.

@@ -1319,22 +1319,8 @@ async fn upgrade(ctx: Ctx) -> anyhow::Result<()> {
     let server_b = ctx
         .start_server_with(port_b, &[&format!("--issuer={issuer}")])
         .await?;
-    *target.write().await = server_b.url.clone();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    server_a.process().terminate()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (served, refused) = load.finish().await?;
-    ensure!(
-        refused.is_empty(),
-        "{} of {} requests refused during the upgrade: {:?}",
-        refused.len(),
-        served + refused.len(),
-        &refused[..refused.len().min(5)]
-    );
-    ensure!(
-        served >= CLIENTS,
-        "too little load to say anything: {served}"
-    );
+    load.hand_over(&target, &server_a, &server_b, CLIENTS)
+        .await?;
     let text = server_b.metrics(&ctx.http).await?;
     ensure!(
         metric(&text, "oauth_operator_tokens_unclaimed_audience_total") > 0.0,

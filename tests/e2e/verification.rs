@@ -254,6 +254,35 @@ impl Load {
         }
     }
 
+    /// Moves the load from `from` to `to` (already serving), then stops `from`, and
+    /// checks that not one request was refused and at least `at_least` were served: how
+    /// an upgrade rolls a replica over.
+    pub(crate) async fn hand_over(
+        self,
+        target: &RwLock<String>,
+        from: &crate::support::Server,
+        to: &crate::support::Server,
+        at_least: usize,
+    ) -> anyhow::Result<()> {
+        *target.write().await = to.url.clone();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        from.process().terminate()?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (served, refused) = self.finish().await?;
+        ensure!(
+            refused.is_empty(),
+            "{} of {} requests refused during the upgrade: {:?}",
+            refused.len(),
+            served + refused.len(),
+            &refused[..refused.len().min(5)]
+        );
+        ensure!(
+            served >= at_least,
+            "too little load to say anything: {served}"
+        );
+        Ok(())
+    }
+
     pub(crate) async fn finish(self) -> anyhow::Result<(usize, Vec<String>)> {
         self.stop.store(true, Ordering::Release);
         for t in self.tasks {
@@ -358,22 +387,8 @@ async fn upgrade(ctx: Ctx) -> anyhow::Result<()> {
     let server_b = ctx
         .start_server_with(port_b, &[&format!("--issuer={issuer}")])
         .await?;
-    *target.write().await = server_b.url.clone();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    server_a.process().terminate()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (served, refused) = load.finish().await?;
-    ensure!(
-        refused.is_empty(),
-        "{} of {} requests refused during the upgrade: {:?}",
-        refused.len(),
-        served + refused.len(),
-        &refused[..refused.len().min(5)]
-    );
-    ensure!(
-        served >= CLIENTS,
-        "too little load to say anything: {served}"
-    );
+    load.hand_over(&target, &server_a, &server_b, CLIENTS)
+        .await?;
 
     // B serves every client, and never ran argon2 for them.
     for (id, secret) in clients.iter() {

@@ -49,15 +49,7 @@ pub fn observe(client: &OAuthClient, client_id: &str, ctx: &Context) -> View {
         .iter()
         .map(|a| normalize(a))
         .collect();
-    let reserved = |key: &str| {
-        reserved_list.iter().any(|r| r == key)
-            || !ctx
-                .clients_where(|c| {
-                    c.effective_client_id()
-                        .is_some_and(|id| id.eq_ignore_ascii_case(key))
-                })
-                .is_empty()
-    };
+    let reserved = |key: &str| reserved_list.iter().any(|r| r == key) || ctx.is_client_id(key);
     // The default audience is among the reserved ones; the view reports it so.
     let default_audience = ctx
         .config
